@@ -1,0 +1,48 @@
+# The README's two commands: `make demo` and `make test`. Each does all set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+IM_VENV := .im-venv
+BIN := $(VENV)/bin
+NETNS := .ci/netns
+PIP_QUIET := --quiet --disable-pip-version-check
+export PROVISION_IM_VENV := $(CURDIR)/$(IM_VENV)
+
+.PHONY: all setup test lint unit demo bench clean
+
+all: test
+
+# The project's venv, from the pinned constraints (reproducible), editable.
+$(BIN)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_QUIET) --upgrade "pip>=24"
+	$(BIN)/pip install $(PIP_QUIET) -c constraints.txt -e '.[dev]'
+	touch $@
+
+# IM 2.0.0 in a venv of its own (its pins never constrain ours), by the same code users run.
+$(IM_VENV)/.installed: provisioner/data/im-constraints.txt $(BIN)/.installed
+	$(BIN)/provision local-im install --venv $(IM_VENV)
+	touch $@
+
+setup: $(BIN)/.installed $(IM_VENV)/.installed
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check provisioner tests
+	$(BIN)/ruff format --check provisioner tests
+	$(BIN)/mypy
+
+# The whole suite runs inside a network namespace with only loopback.
+test: setup lint
+	$(NETNS) $(BIN)/pytest -q $(PYTEST_ARGS)
+
+unit: $(BIN)/.installed
+	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
+
+# The main job end to end on the embedded default: a local IM on a simulated cloud, in a loopback-only namespace.
+demo: setup
+	$(NETNS) bash .ci/demo.sh
+
+bench: setup
+	$(NETNS) $(BIN)/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) $(IM_VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,119 @@
+"""``provision infra``: direct access to IM infrastructures (what im_client does, with typed output)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import typer
+
+from provisioner.cli.common import OutputFormat, OutputOption, emit, im_client, message
+from provisioner.errors import InputError
+
+app = typer.Typer(help="Low-level IM calls on infrastructures by id.", no_args_is_help=True)
+
+
+@app.command("version")
+def version_cmd(ctx: typer.Context, output: OutputFormat = OutputOption) -> None:
+    """IM's version (checks the endpoint and the credentials are usable)."""
+    with im_client(ctx) as client:
+        found = client.version()
+    emit({"im_url": client.url, "version": found}, output, f"IM {found} at {client.url}")
+
+
+@app.command("list")
+def list_cmd(ctx: typer.Context, output: OutputFormat = OutputOption) -> None:
+    """The infrastructures of this IM user."""
+    with im_client(ctx) as client:
+        ids = client.list_infrastructures()
+    emit(ids, output, "\n".join(ids))
+
+
+@app.command()
+def create(
+    ctx: typer.Context,
+    template: Path = typer.Argument(..., help="A TOSCA file (YAML)."),
+    async_: bool = typer.Option(False, "--async", help="Return at once; IM creates the VMs in the background."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only ask IM to parse the template."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """POST a TOSCA template to IM and print the new infrastructure id."""
+    try:
+        text = template.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read {template}: {exc.strerror}", field="TEMPLATE") from None
+    with im_client(ctx) as client:
+        if dry_run:
+            plan = client.dry_run(text)
+            emit(
+                [asdict(cloud) for cloud in plan],
+                output,
+                lambda: "\n".join(
+                    f"{c.cloud_id} ({c.cloud_type}): {len(c.vms)} VMs, {len(c.storage)} disks" for c in plan
+                ),
+            )
+            return
+        result = client.create(text, async_=async_)
+    emit(asdict(result), output, result.infra_id)
+
+
+@app.command()
+def state(ctx: typer.Context, infra_id: str, output: OutputFormat = OutputOption) -> None:
+    """The aggregated state and the per-VM states."""
+    with im_client(ctx) as client:
+        found = client.state(infra_id)
+
+    def text() -> str:
+        vms = ", ".join(f"{vm}={st}" for vm, st in found.vm_states.items())
+        return f"{found.state} ({vms})" if vms else found.state
+
+    emit(asdict(found), output, text)
+
+
+@app.command()
+def outputs(ctx: typer.Context, infra_id: str, output: OutputFormat = OutputOption) -> None:
+    """The TOSCA outputs of an infrastructure."""
+    with im_client(ctx) as client:
+        found = client.outputs(infra_id)
+    emit(found, output, lambda: "\n".join(f"{key}: {value}" for key, value in found.items()))
+
+
+@app.command()
+def contmsg(ctx: typer.Context, infra_id: str) -> None:
+    """The contextualization log."""
+    with im_client(ctx) as client:
+        text = client.contmsg(infra_id)
+    emit(text, OutputFormat.text, text)
+
+
+@app.command()
+def vms(ctx: typer.Context, infra_id: str, output: OutputFormat = OutputOption) -> None:
+    """The VMs of an infrastructure with their state and addresses."""
+    with im_client(ctx) as client:
+        infos = [client.vm_info(infra_id, vm_id) for vm_id in client.vm_ids(infra_id)]
+    rows = [
+        {"id": vm.id, "name": vm.name, "state": vm.state, "private_ip": vm.private_ip, "public_ip": vm.public_ip}
+        for vm in infos
+    ]
+    emit(
+        rows,
+        output,
+        lambda: "\n".join(
+            f"{r['id']}\t{r['name']}\t{r['state']}\t{r['private_ip'] or '-'}\t{r['public_ip'] or '-'}" for r in rows
+        ),
+    )
+
+
+@app.command()
+def destroy(
+    ctx: typer.Context,
+    infra_id: str,
+    force: bool = typer.Option(False, "--force", help="Delete even if some cloud resources fail to go."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Destroy an infrastructure and every VM in it."""
+    if not yes and not typer.confirm(f"Destroy infrastructure {infra_id}?", err=True):
+        raise typer.Abort()
+    with im_client(ctx) as client:
+        client.destroy(infra_id, force=force)
+    message(f"destroyed {infra_id}")

@@ -1,0 +1,625 @@
+"""IM credentials: the auth file, the Authorization header, and keeping secrets out of output.
+
+The auth file is im-client's format, so the files users already have work unchanged::
+
+    # comment
+    id = im; type = InfrastructureManager; username = user; password = 'pa;ss'
+    id = egi; type = EGI; host = SITE; vo = VO; token = command(oidc-token egi)
+    id = ost; type = OpenStack; host = https://keystone:5000; username = u; password = file(~/.ost-pass)
+
+One credential per line, ``key = value`` pairs separated by ``;``. Single or double quotes delimit a token so
+that ``;`` and ``=`` can appear in a value (the quotes are not part of the value). A literal ``\\n`` (two
+characters) in a value is a newline. ``file(PATH)`` is the stripped contents of PATH and ``command(CMD)`` the
+output of CMD with newlines removed. A file whose only line is ``Bearer TOKEN`` is an OIDC token for IM.
+
+Where this differs from im_client on purpose: a token without ``=`` or an unbalanced quote is an error (im_client
+silently drops the rest of the line), a duplicate key on one line is an error, quotes never end up in a value, an
+unreadable ``file(...)`` is an error, and a command is run without a shell, with a timeout and without stdin.
+
+Every secret value read here is registered with the masking registry (:func:`register_secret`), which
+:func:`mask` and :class:`SecretFilter` use to keep them out of messages and logs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import re
+import shlex
+import stat
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from provisioner.errors import CredentialsError
+
+__all__ = [
+    "COMMAND_TIMEOUT",
+    "IM_TYPE",
+    "MASK",
+    "NON_CLOUD_TYPES",
+    "SECRET_KEYS",
+    "AuthData",
+    "Credential",
+    "SecretFilter",
+    "install_log_masking",
+    "is_secret_key",
+    "mask",
+    "mask_auth_header",
+    "register_secret",
+    "write_secret_file",
+]
+
+log = logging.getLogger(__name__)
+
+IM_TYPE = "InfrastructureManager"
+
+# Auth-line types that are not clouds (IM's CloudInfo skips the first three; Vault holds other credentials).
+NON_CLOUD_TYPES = frozenset({IM_TYPE, "VMRC", "EGIIS", "Vault"})
+
+# Keys whose values are secret (compared case-insensitively). Not secret: username (for EC2 it is the access key
+# id, which identifies but does not authenticate), public_key, client_id, tenant, host, ... Besides these, every
+# value produced by ``command(...)`` is treated as secret: such commands print tokens.
+SECRET_KEYS = frozenset(
+    {
+        "password",
+        "token",
+        "access_token",
+        "refresh_token",
+        "key",
+        "private_key",
+        "secret",
+        "secret_key",
+        "client_secret",
+        "api_key",
+        "apikey",
+        "passphrase",
+        "proxy",  # an X.509 proxy: certificate *and* its private key
+    }
+)
+
+COMMAND_TIMEOUT = 30.0  # seconds a command(...) may run
+MASK = "***"
+MIN_SECRET_LEN = 4  # shorter values are not registered: masking "on" or "1" would mangle every message
+
+_BEARER = "Bearer "
+_LINE_SEP = "\\n"  # IM splits the header into lines on these two characters
+_NEWLINE_IN_VALUE = "\\\\n"  # ... after turning these three characters into a real newline
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether the value of ``key`` is secret."""
+    return key.strip().lower() in SECRET_KEYS
+
+
+# --- masking ----------------------------------------------------------------------------------------------------------
+
+_registry: set[str] = set()
+_registry_lock = threading.Lock()
+_registry_pattern: re.Pattern[str] | None = None
+
+
+def _variants(value: str) -> set[str]:
+    """The forms in which a secret may show up in text: as is, and with its newlines escaped two ways."""
+    forms = {value, value.strip()}
+    if "\n" in value:
+        forms.add(value.replace("\n", _NEWLINE_IN_VALUE))
+        forms.add(value.replace("\n", "\\n"))
+    return {form for form in forms if len(form) >= MIN_SECRET_LEN}
+
+
+def _compile(secrets: Iterable[str]) -> re.Pattern[str] | None:
+    ordered = sorted(set(secrets), key=len, reverse=True)  # longest first: a secret may contain another
+    if not ordered:
+        return None
+    return re.compile("|".join(re.escape(secret) for secret in ordered))
+
+
+def register_secret(value: str) -> None:
+    """Remember ``value`` as a secret so that :func:`mask` hides it. Values shorter than 4 characters are ignored."""
+    global _registry_pattern
+    forms = _variants(value)
+    if not forms:
+        return
+    with _registry_lock:
+        if forms <= _registry:
+            return
+        _registry.update(forms)
+        _registry_pattern = _compile(_registry)
+
+
+def mask(text: str, extra: Iterable[str] = ()) -> str:
+    """``text`` with every registered secret (and every value in ``extra``) replaced by ``***``."""
+    extra_forms: set[str] = set()
+    for value in extra:
+        extra_forms |= _variants(value)
+    with _registry_lock:
+        pattern = _compile(_registry | extra_forms) if extra_forms else _registry_pattern
+    if pattern is None:
+        return text
+    return pattern.sub(MASK, text)
+
+
+# A key = value pair inside a header or an auth line. The value is quoted segments and unquoted characters up to a
+# ``;``, a real newline or IM's two-character line separator; IM's three-character escaped newline stays inside it.
+_PAIR_RE = re.compile(
+    r"""(?P<lead>(?:^|(?<=[;\n])|(?<=\\n))[ \t]*(?P<key>[A-Za-z_][A-Za-z0-9_.-]*)[ \t]*=[ \t]*)"""
+    r"""(?P<value>(?:'[^']*'|"[^"]*"|\\\\n|\\(?!n)|[^;\n\\'"])*)"""
+)
+_AUTH_SCHEME_RE = re.compile(r"\b(Bearer|Basic)([ \t]+)[^\s;]+", re.IGNORECASE)
+
+
+def mask_auth_header(header: str) -> str:
+    """``header`` (or auth-file text) with the values of secret keys and Bearer/Basic tokens replaced by ``***``.
+
+    Works without the registry, so a header built elsewhere can be shown; registered secrets are masked as well.
+    """
+
+    def pair(match: re.Match[str]) -> str:
+        if not is_secret_key(match["key"]):
+            return match[0]
+        value = match["value"]
+        trailing = value[len(value.rstrip()) :]
+        return f"{match['lead']}{MASK}{trailing}" if value.strip() else match[0]
+
+    masked = _PAIR_RE.sub(pair, header)
+    masked = _AUTH_SCHEME_RE.sub(lambda m: f"{m[1]}{m[2]}{MASK}", masked)
+    return mask(masked)
+
+
+_exception_formatter = logging.Formatter()
+
+
+class SecretFilter(logging.Filter):
+    """Masks registered secrets in a record's message, arguments, traceback and stack text. Never drops a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError, KeyError):  # arguments that do not fit the format: keep both, masked
+            message = f"{record.msg} {record.args!r}"
+        record.msg = mask(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _exception_formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = mask(record.stack_info)
+        return True
+
+
+def install_log_masking(logger: logging.Logger | None = None) -> SecretFilter:
+    """Attach a :class:`SecretFilter` to ``logger`` (default: the root logger) and to each of its handlers.
+
+    A filter on a logger sees only records logged on that very logger; a filter on a handler sees every record the
+    handler emits, including those propagated from child loggers. Call this after the handlers are configured
+    (again if handlers are added later); calling it twice adds nothing.
+    """
+    target = logger if logger is not None else logging.getLogger()
+    existing = [f for f in target.filters if isinstance(f, SecretFilter)]
+    secret_filter = existing[0] if existing else SecretFilter()
+    if not existing:
+        target.addFilter(secret_filter)
+    for handler in target.handlers:
+        if not any(isinstance(f, SecretFilter) for f in handler.filters):
+            handler.addFilter(secret_filter)
+    return secret_filter
+
+
+# --- files ------------------------------------------------------------------------------------------------------------
+
+
+def write_secret_file(path: Path, text: str) -> None:
+    """Create or replace ``path`` with ``text``, atomically and with mode 0600 from the first byte.
+
+    The text goes to a temporary file (created 0600) in the same directory, which then replaces ``path``.
+    Raises ``OSError`` if the directory is missing or not writable.
+    """
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    done = False
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+        done = True
+    finally:
+        if not done:
+            Path(tmp_name).unlink(missing_ok=True)
+
+
+# --- parsing ----------------------------------------------------------------------------------------------------------
+
+
+def _split_pairs(line: str, where: str) -> list[str]:
+    """Split ``line`` on the ``;`` outside quotes, keeping the quotes (IM's split_line with maintain_quotes)."""
+    tokens: list[str] = []
+    token: list[str] = []
+    quote: str | None = None
+    for char in line:
+        if quote is None and char in "'\"":
+            quote = char
+        elif char == quote:
+            quote = None
+        elif char == ";" and quote is None:
+            tokens.append("".join(token))
+            token = []
+            continue
+        token.append(char)
+    if quote is not None:
+        raise CredentialsError(
+            f"{where}: unbalanced {quote} quote",
+            hint="close the quote, or wrap a value that contains a quote in the other kind of quotes",
+        )
+    tokens.append("".join(token))
+    return tokens
+
+
+def _split_pair(token: str) -> tuple[str, str] | None:
+    """``key = value`` → (key, value) with the quotes removed and both stripped; None if there is no ``=``.
+
+    The first ``=`` outside quotes separates key and value; a later one belongs to the value (so ``token = abc==``
+    reads as IM's users mean it).
+    """
+    key: list[str] = []
+    value: list[str] | None = None
+    quote: str | None = None
+    for char in token:
+        if quote is None and char in "'\"":
+            quote = char
+            continue
+        if char == quote:
+            quote = None
+            continue
+        if char == "=" and quote is None and value is None:
+            value = []
+            continue
+        (key if value is None else value).append(char)
+    if value is None:
+        return None
+    return "".join(key).strip(), "".join(value).strip()
+
+
+def _first_word(command: str) -> str:
+    return command.split(maxsplit=1)[0] if command.strip() else "?"
+
+
+def _run_command(command: str, where: str) -> str:
+    """The output of ``command`` with newlines removed. Errors never include the output: it is a secret."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise CredentialsError(f"{where}: cannot parse command({_first_word(command)} ...): {exc}") from None
+    if not argv:
+        raise CredentialsError(f"{where}: command() is empty")
+    name = argv[0]
+    try:
+        result = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=COMMAND_TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise CredentialsError(
+            f"{where}: command {name} did not finish within {COMMAND_TIMEOUT:g} s",
+            hint="run the command by hand to see what it waits for",
+        ) from None
+    except OSError as exc:
+        raise CredentialsError(f"{where}: cannot run command {name}: {exc.strerror or exc}") from None
+    output = result.stdout.decode("utf-8", errors="replace").replace("\r", "").replace("\n", "")
+    if result.returncode != 0:
+        raise CredentialsError(
+            f"{where}: command {name} failed (exit status {result.returncode}){_stderr_excerpt(result.stderr, output)}",
+            hint=f"run {name} by hand; an oidc-agent account may need to be loaded first",
+        )
+    if not output.strip():
+        raise CredentialsError(f"{where}: command {name} printed nothing")
+    return output
+
+
+def _stderr_excerpt(stderr: bytes, output: str) -> str:
+    """The last line of stderr, short and masked, unless it repeats anything the command printed on stdout."""
+    lines = [line.strip() for line in stderr.decode("utf-8", errors="replace").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    line = lines[-1]
+    if output.strip() and (output.strip() in line or any(w in line for w in output.split() if len(w) >= 8)):
+        return ""
+    return f": {mask(line)[:200]}"
+
+
+def _read_file_value(path_text: str, where: str) -> str:
+    path = Path(path_text.strip()).expanduser()
+    try:
+        return path.read_text(encoding="utf-8").replace("\r\n", "\n").strip()
+    except OSError as exc:
+        raise CredentialsError(f"{where}: cannot read file({path}): {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise CredentialsError(f"{where}: file({path}) is not UTF-8 text") from None
+
+
+def _is_command(raw: str) -> bool:
+    return raw.startswith("command(") and raw.endswith(")")
+
+
+def _is_file(raw: str) -> bool:
+    return raw.startswith("file(") and raw.endswith(")")
+
+
+def _resolve(raw: str, where: str) -> str:
+    """The true value of ``raw``: the output of ``command(...)``, the contents of ``file(...)``, or ``raw``."""
+    if _is_command(raw):
+        value = _run_command(raw[len("command(") : -1], where)
+    elif _is_file(raw):
+        value = _read_file_value(raw[len("file(") : -1], where)
+    else:
+        return raw  # a literal value cannot hold a two-character \n: the parser made those newlines
+    if "\\n" in value:
+        raise CredentialsError(
+            f"{where}: the value contains the two characters \\n, which IM always reads as a newline",
+            hint="IM's auth format cannot carry a literal backslash-n",
+        )
+    if _is_file(value):  # IM would read that file on its own host
+        raise CredentialsError(f"{where}: the value read is itself a file(...)")
+    return value
+
+
+@dataclass(repr=False)
+class Credential:
+    """One auth line: ``raw`` as written (quotes removed, ``\\n`` made newlines), ``fields`` with values resolved."""
+
+    fields: dict[str, str]
+    raw: dict[str, str] = field(default_factory=dict)
+    line: int = 0
+
+    @property
+    def type(self) -> str:
+        return self.fields.get("type", "")
+
+    @property
+    def id(self) -> str | None:
+        return self.fields.get("id")
+
+    @property
+    def has_commands(self) -> bool:
+        return any(_is_command(raw) for raw in self.raw.values())
+
+    def secret_keys(self) -> list[str]:
+        """The keys whose values are secret: the SECRET_KEYS, and every key given by a command."""
+        return [k for k in self.fields if is_secret_key(k) or _is_command(self.raw.get(k, ""))]
+
+    def secrets(self) -> set[str]:
+        return {self.fields[k] for k in self.secret_keys() if self.fields[k]}
+
+    def __repr__(self) -> str:
+        hidden = set(self.secret_keys())
+        shown = {k: (MASK if k in hidden else mask(v)) for k, v in self.fields.items()}
+        return f"Credential(line={self.line}, fields={shown!r})"
+
+
+def _quote(text: str) -> str:
+    """``text`` quoted for IM's split_line: single quotes, or double quotes around runs of single quotes."""
+    if "'" not in text:
+        return f"'{text}'"
+    if '"' not in text:
+        return f'"{text}"'
+    pieces = re.findall(r"'+|[^']+", text)
+    return "".join(f'"{piece}"' if piece.startswith("'") else f"'{piece}'" for piece in pieces)
+
+
+def _render(text: str) -> str:
+    """A key or value as IM's header parser reads it back unchanged."""
+    needs_quotes = (
+        text == ""
+        or text != text.strip()
+        or text.endswith("\\")
+        or text.startswith("#")
+        or any(char in text for char in ";='\"")
+    )
+    rendered = _quote(text) if needs_quotes else text
+    return rendered.replace("\n", _NEWLINE_IN_VALUE)
+
+
+def _jwt_claims(token: str) -> dict[str, object] | None:
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class AuthData:
+    """The credentials of an auth file, and the Authorization header they make."""
+
+    def __init__(self, credentials: list[Credential], *, source: str = "<string>", bearer: bool = False) -> None:
+        self.credentials = credentials
+        self.source = source
+        self.bearer = bearer  # the file is a single ``Bearer TOKEN`` line (kept as an IM credential with a token)
+        self._register()
+
+    # construction
+
+    @classmethod
+    def load(cls, path: Path | str) -> AuthData:
+        """Read an auth file; refuse one that is missing, unreadable, or open to group or others."""
+        path = Path(path).expanduser()
+        hint = f"chmod 600 {shlex.quote(str(path))}"
+        try:
+            with path.open("rb") as handle:
+                info = os.fstat(handle.fileno())
+                if not stat.S_ISREG(info.st_mode):
+                    raise CredentialsError(f"auth file {path} is not a regular file")
+                if info.st_mode & 0o077:
+                    raise CredentialsError(
+                        f"auth file {path} can be read or written by group or others "
+                        f"(mode {stat.S_IMODE(info.st_mode):04o}); it holds secrets",
+                        hint=hint,
+                    )
+                data = handle.read()
+        except FileNotFoundError:
+            raise CredentialsError(
+                f"auth file {path} does not exist", hint="set --auth or PROVISION_AUTH_FILE to your IM auth file"
+            ) from None
+        except IsADirectoryError:
+            raise CredentialsError(f"auth file {path} is a directory") from None
+        except OSError as exc:
+            raise CredentialsError(f"cannot read auth file {path}: {exc.strerror or exc}") from None
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise CredentialsError(f"auth file {path} is not UTF-8 text") from None
+        return cls.from_lines(text.splitlines(), source=str(path))
+
+    @classmethod
+    def from_lines(cls, lines: Iterable[str], source: str = "<string>") -> AuthData:
+        """Parse auth-file lines (a single string is split into lines)."""
+        if isinstance(lines, str):
+            lines = lines.splitlines()
+        numbered = [(n, line.strip()) for n, line in enumerate(lines, start=1)]
+        content = [(n, line) for n, line in numbered if line and not line.startswith("#")]
+        if len(content) == 1 and content[0][1].startswith(_BEARER):
+            return cls._bearer(content[0][0], content[0][1], source)
+        credentials = [cls._parse_line(n, line, source) for n, line in content]
+        im_lines = [c.line for c in credentials if c.type == IM_TYPE]
+        if not im_lines:
+            raise CredentialsError(
+                f"{source}: no 'type = {IM_TYPE}' line; exactly one is required",
+                hint=f"add a line such as: id = im; type = {IM_TYPE}; username = USER; password = PASS",
+            )
+        if len(im_lines) > 1:
+            raise CredentialsError(
+                f"{source}: {len(im_lines)} 'type = {IM_TYPE}' lines (lines {', '.join(map(str, im_lines))}); "
+                "exactly one is allowed"
+            )
+        im = next(c for c in credentials if c.type == IM_TYPE)
+        if not im.fields.get("username") and not im.fields.get("token"):
+            raise CredentialsError(f"{source}: line {im.line}: the {IM_TYPE} line needs a username or a token")
+        return cls(credentials, source=source)
+
+    @staticmethod
+    def _parse_line(number: int, line: str, source: str) -> Credential:
+        where = f"{source}: line {number}"
+        raw: dict[str, str] = {}
+        for position, token in enumerate(_split_pairs(line, where), start=1):
+            if not token.strip():
+                continue
+            pair = _split_pair(token)
+            if pair is None:
+                raise CredentialsError(
+                    f"{where}: item {position} has no '=' (expected key = value pairs separated by ';')"
+                )
+            key, value = pair
+            if not key:
+                raise CredentialsError(f"{where}: item {position} has no key before '='")
+            if key in raw:
+                raise CredentialsError(f"{where}: key {key!r} appears twice")
+            raw[key] = value.replace("\\n", "\n")
+        if "type" not in raw:
+            raise CredentialsError(f"{where}: no 'type' (every line needs type = ...)")
+        fields = {key: _resolve(value, f"{where}: {key}") for key, value in raw.items()}
+        return Credential(fields=fields, raw=raw, line=number)
+
+    @classmethod
+    def _bearer(cls, number: int, line: str, source: str) -> AuthData:
+        where = f"{source}: line {number}: Bearer token"
+        raw = line[len(_BEARER) :].strip()
+        if not raw:
+            raise CredentialsError(f"{where} is empty")
+        fields = {"type": IM_TYPE, "token": _resolve(raw, where)}
+        return cls(
+            [Credential(fields=fields, raw={"type": IM_TYPE, "token": raw}, line=number)], source=source, bearer=True
+        )
+
+    # use
+
+    @property
+    def im_credential(self) -> Credential:
+        return next(c for c in self.credentials if c.type == IM_TYPE)
+
+    @property
+    def has_commands(self) -> bool:
+        return any(c.has_commands for c in self.credentials)
+
+    def header(self) -> str:
+        """The value of the HTTP Authorization header for IM."""
+        if self.bearer:
+            return _BEARER + self.im_credential.fields["token"]
+        return _LINE_SEP.join(
+            "; ".join(f"{_render(key)} = {_render(value)}" for key, value in c.fields.items()) for c in self.credentials
+        )
+
+    def refresh(self) -> bool:
+        """Run every ``command(...)`` again (e.g. for a fresh OIDC token); True if any value changed.
+
+        All commands run before anything changes, so a failing one (CredentialsError) leaves the old values.
+        """
+        updates: list[tuple[Credential, str, str]] = []
+        for credential in self.credentials:
+            for key, raw in credential.raw.items():
+                if _is_command(raw):
+                    where = f"{self.source}: line {credential.line}: {key}"
+                    updates.append((credential, key, _resolve(raw, where)))
+        changed = False
+        for credential, key, value in updates:
+            if credential.fields.get(key) != value:
+                credential.fields[key] = value
+                changed = True
+        if changed:
+            self._register()
+            log.debug("credentials refreshed from their commands")
+        return changed
+
+    def secrets(self) -> set[str]:
+        """Every secret value: those of SECRET_KEYS, and every command output."""
+        found: set[str] = set()
+        for credential in self.credentials:
+            found |= credential.secrets()
+        return found
+
+    def im_identity(self) -> str:
+        """A stable, non-secret name for the IM user, fit for a file name (e.g. to name locks).
+
+        A token: ``oidc-<hash of issuer and subject>`` (what IM itself keys ownership on), or ``token-<hash>`` of the
+        command that prints it (stable across refreshes) or of the token. A username: itself when it is a plain
+        name, else ``user-<hash>``.
+        """
+        im = self.im_credential
+        token = im.fields.get("token")
+        if token:
+            claims = _jwt_claims(token)
+            if claims and isinstance(claims.get("iss"), str) and claims.get("sub") is not None:
+                return f"oidc-{_digest(str(claims['iss']).rstrip('/') + '/' + str(claims['sub']))}"
+            raw = im.raw.get("token", token)
+            return f"token-{_digest(raw if _is_command(raw) else token)}"
+        username = im.fields.get("username", "")
+        if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._@-]{0,63}", username):
+            return username
+        return f"user-{_digest(username)}"
+
+    def cloud_ids(self) -> list[str]:
+        """The ids of the cloud credentials (not InfrastructureManager, VMRC, EGIIS, Vault), in file order."""
+        return [c.id for c in self.credentials if c.type not in NON_CLOUD_TYPES and c.id]
+
+    def _register(self) -> None:
+        for secret in self.secrets():
+            register_secret(secret)
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(f"{c.id or '-'}:{c.type}" for c in self.credentials)
+        form = "bearer" if self.bearer else "lines"
+        return f"AuthData(source={self.source!r}, {form}, credentials=[{kinds}])"

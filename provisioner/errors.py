@@ -1,0 +1,139 @@
+"""The project's one exception tree.
+
+Every error carries an exit code and, where it helps, a hint telling the user what to do next.
+Only ``provisioner.cli`` turns these into messages and exit codes; library code raises them.
+"""
+
+from __future__ import annotations
+
+# Exit codes (DEVELOPERS.md): 0 ok, 1 operation failed, 2 bad input, 3 IM unreachable or auth refused,
+# 4 timed out, 5 busy (lock).
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_UNREACHABLE = 3
+EXIT_TIMEOUT = 4
+EXIT_BUSY = 5
+
+
+class ProvisionError(Exception):
+    """Base of every error the tool reports to a user."""
+
+    exit_code: int = EXIT_FAILED
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- bad input (exit 2) -------------------------------------------------------------------------------------------
+
+
+class InputError(ProvisionError):
+    """Bad input from the user: a flag, an inputs file, a template, a config or auth file."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: str, *, field: str | None = None, hint: str | None = None) -> None:
+        if field and not message.startswith(field):
+            message = f"{field}: {message}"
+        super().__init__(message, hint=hint)
+        self.field = field
+
+
+class ConfigError(InputError):
+    """The config file (or an env var) is malformed."""
+
+
+class CredentialsError(InputError):
+    """The auth file is unreadable, malformed or too open."""
+
+
+# --- operation failures (exit 1) ------------------------------------------------------------------------------------
+
+
+class OperationFailed(ProvisionError):
+    """An operation ran and did not succeed (e.g. a cluster ended failed/unconfigured)."""
+
+
+class NotFound(ProvisionError):
+    """Something named by the user does not exist (locally or in IM)."""
+
+
+# --- IM errors ------------------------------------------------------------------------------------------------------
+
+
+class IMError(ProvisionError):
+    """An error answered by (or on the way to) the Infrastructure Manager."""
+
+    def __init__(self, message: str, *, status: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
+class IMUnreachable(IMError):
+    """No answer from IM: connection refused, DNS failure, TLS failure, connection reset."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class IMTimeout(IMError):
+    """IM accepted the connection but did not answer within the read timeout."""
+
+    exit_code = EXIT_TIMEOUT
+
+
+class IMAuthError(IMError):
+    """401: IM refused the credentials."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class IMForbidden(IMError):
+    """403: the credentials are valid but do not own the infrastructure (or the call is disabled)."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class IMNotFound(IMError, NotFound):
+    """404: unknown or deleted infrastructure or VM."""
+
+    exit_code = EXIT_FAILED
+
+
+class IMBadRequest(IMError):
+    """400/415/422: IM refused the request itself, e.g. an invalid TOSCA template."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class IMServerError(IMError):
+    """5xx: IM failed while handling the request."""
+
+    exit_code = EXIT_FAILED
+
+
+# --- time and concurrency ---------------------------------------------------------------------------------------------
+
+
+class OperationTimeout(ProvisionError):
+    """A wait ran out of time (``--timeout``)."""
+
+    exit_code = EXIT_TIMEOUT
+
+
+class LockBusy(ProvisionError):
+    """Another command holds the lock on the same cluster."""
+
+    exit_code = EXIT_BUSY
+
+
+# --- local IM ---------------------------------------------------------------------------------------------
+
+
+class LocalIMError(OperationFailed):
+    """The local IM could not be installed, started or stopped."""

@@ -1,0 +1,190 @@
+"""Settings: flags > environment (PROVISION_*) > config file > defaults.
+
+Every environment variable the tool reads is named in this module and nowhere else.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from provisioner.errors import ConfigError
+
+ENV_HOME = "PROVISION_HOME"
+ENV_CONFIG = "PROVISION_CONFIG"
+ENV_IM_URL = "PROVISION_IM_URL"
+ENV_AUTH_FILE = "PROVISION_AUTH_FILE"
+ENV_INSECURE = "PROVISION_INSECURE"
+ENV_CA_BUNDLE = "PROVISION_CA_BUNDLE"
+ENV_CONNECT_TIMEOUT = "PROVISION_CONNECT_TIMEOUT"
+ENV_READ_TIMEOUT = "PROVISION_READ_TIMEOUT"
+ENV_LOCK_TIMEOUT = "PROVISION_LOCK_TIMEOUT"
+ENV_IM_VENV = "PROVISION_IM_VENV"
+ENV_IM_PIP_ARGS = "PROVISION_IM_PIP_ARGS"
+ENV_LOG_LEVEL = "PROVISION_LOG_LEVEL"
+
+APP_NAME = "provision"
+
+
+def default_home() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir(APP_NAME, appauthor=False))
+
+
+def default_config_file() -> Path:
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir(APP_NAME, appauthor=False)) / "config.yaml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    config_file: Path | None = None
+    im_url: str | None = None
+    auth_file: Path | None = None
+    insecure: bool = False
+    ca_bundle: str | None = None
+    connect_timeout: float = 5.0
+    read_timeout: float = 120.0
+    lock_timeout: float = 30.0
+    im_venv: Path | None = None
+    log_level: str = "WARNING"
+    sites: Mapping[str, Any] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def verify(self) -> bool | str:
+        """The value for requests' ``verify``: False only when the user asked for --insecure."""
+        if self.insecure:
+            return False
+        return self.ca_bundle or True
+
+    @property
+    def local_im_dir(self) -> Path:
+        return self.home / "local-im"
+
+    @property
+    def local_im_venv(self) -> Path:
+        return self.im_venv or (self.home / "im-venv")
+
+
+# name -> (type, env var)
+_KEYS: dict[str, tuple[type, str | None]] = {
+    "home": (Path, ENV_HOME),
+    "im_url": (str, ENV_IM_URL),
+    "auth_file": (Path, ENV_AUTH_FILE),
+    "insecure": (bool, ENV_INSECURE),
+    "ca_bundle": (str, ENV_CA_BUNDLE),
+    "connect_timeout": (float, ENV_CONNECT_TIMEOUT),
+    "read_timeout": (float, ENV_READ_TIMEOUT),
+    "lock_timeout": (float, ENV_LOCK_TIMEOUT),
+    "im_venv": (Path, ENV_IM_VENV),
+    "log_level": (str, ENV_LOG_LEVEL),
+}
+_CONFIG_ONLY = {"sites"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+def _convert(name: str, kind: type, value: Any, origin: str) -> Any:
+    where = f"{name} ({origin})"
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ConfigError(f"must be true or false, got {value!r}", field=where)
+    if kind is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"must be a number of seconds, got {value!r}", field=where)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"must be a number of seconds, got {value!r}", field=where) from None
+        if not number > 0:
+            raise ConfigError(f"must be greater than 0, got {value!r}", field=where)
+        return number
+    if not isinstance(value, str | os.PathLike) or not str(value).strip():
+        raise ConfigError(f"must be a non-empty string, got {value!r}", field=where)
+    if kind is Path:
+        return Path(os.path.expanduser(str(value)))
+    text = str(value).strip()
+    if name == "log_level":
+        text = text.upper()
+        if text not in _LOG_LEVELS:
+            raise ConfigError(f"must be one of {', '.join(sorted(_LOG_LEVELS))}, got {value!r}", field=where)
+    if name == "im_url" and not text.startswith(("http://", "https://")):
+        raise ConfigError(f"must start with http:// or https://, got {value!r}", field=where)
+    return text.rstrip("/") if name == "im_url" else text
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}", field="config") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}", field="config") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of settings", field="config")
+    known = set(_KEYS) | _CONFIG_ONLY
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown setting in {path}{hint}", field=str(key))
+    sites = data.get("sites", {})
+    if sites is not None and not isinstance(sites, dict):
+        raise ConfigError(f"must be a mapping of site name to site settings in {path}", field="sites")
+    return data
+
+
+def load_settings(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Resolve every setting: flags > env > config file > defaults. ``None`` flags count as not given."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    env = os.environ if env is None else env
+
+    config_path: Path | None
+    if "config" in flags:
+        config_path = Path(flags["config"])
+    elif env.get(ENV_CONFIG):
+        config_path = Path(env[ENV_CONFIG])
+    else:
+        candidate = default_config_file()
+        config_path = candidate if candidate.is_file() else None
+    config = read_config_file(config_path) if config_path is not None else {}
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, (kind, env_name) in _KEYS.items():
+        if name in flags:
+            values[name] = _convert(name, kind, flags[name], "flag")
+            sources[name] = "flag"
+        elif env_name and env.get(env_name) not in (None, ""):
+            values[name] = _convert(name, kind, env[env_name], env_name)
+            sources[name] = env_name
+        elif config.get(name) is not None:
+            values[name] = _convert(name, kind, config[name], f"config {config_path}")
+            sources[name] = "config"
+    if "home" not in values:
+        values["home"] = default_home()
+        sources["home"] = "default"
+    return Settings(config_file=config_path, sites=dict(config.get("sites") or {}), sources=sources, **values)

@@ -1,0 +1,116 @@
+"""Shared test fixtures: a real IM 2.0.0 on loopback (Dummy cloud), started once per test session.
+
+IM tests must run inside a network namespace that has only loopback (``make test`` does that through
+``.ci/netns``): the Dummy cloud hands out made-up addresses, and in there nothing can leave the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from provisioner import localim
+from provisioner.credentials import AuthData
+from provisioner.im import IMClient, RetryPolicy, Timeouts
+from provisioner.settings import ENV_IM_VENV
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def only_loopback() -> bool:
+    """True inside a network namespace whose only interface is lo."""
+    return [name for _, name in socket.if_nameindex()] == ["lo"]
+
+
+def im_venv() -> Path:
+    return Path(os.environ.get(ENV_IM_VENV) or REPO / ".im-venv")
+
+
+@dataclass(frozen=True)
+class RunningIM:
+    url: str
+    auth_file: Path
+    run_dir: Path
+    venv: Path
+    home: Path
+
+    def client(self, *, auth_file: Path | None = None, retry: RetryPolicy | None = None) -> IMClient:
+        return IMClient(
+            self.url,
+            AuthData.load(auth_file or self.auth_file),
+            timeouts=Timeouts(connect=2, read=60),
+            retry=retry or RetryPolicy(attempts=3, max_delay=10, backoff=0.05, backoff_cap=0.2),
+        )
+
+    def restart(self) -> None:
+        """Stop IM (SIGTERM) and start it again on the same port with the same database."""
+        port = int(self.url.rsplit(":", 1)[1])
+        localim.stop(self.run_dir)
+        localim.start(self.run_dir, self.venv, port=port)
+
+    def crash_and_restart(self) -> None:
+        port = int(self.url.rsplit(":", 1)[1])
+        localim.kill(self.run_dir)
+        localim.start(self.run_dir, self.venv, port=port)
+
+
+@pytest.fixture(scope="session")
+def local_im(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningIM]:
+    if not only_loopback():
+        pytest.fail(
+            "IM tests must run in a loopback-only network namespace: use `make test` "
+            "(or .ci/netns .venv/bin/pytest ...)",
+            pytrace=False,
+        )
+    venv = im_venv()
+    if not localim.is_installed(venv):
+        pytest.fail(f"IM {localim.IM_VERSION} is not installed in {venv}: run `make setup`", pytrace=False)
+    home = tmp_path_factory.mktemp("provision-home")
+    run_dir = home / "local-im"
+    info = localim.start(run_dir, venv, fresh=True)
+    running = RunningIM(url=info.url, auth_file=Path(info.auth_file), run_dir=run_dir, venv=venv, home=home)
+    yield running
+    localim.stop(running.run_dir)
+
+
+@pytest.fixture
+def im_client(local_im: RunningIM) -> Iterator[IMClient]:
+    client = local_im.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def provision(local_im: RunningIM, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Run the real ``provision`` CLI in a subprocess against the session's IM, with a fresh home."""
+    home = tmp_path / "home"
+    config = tmp_path / "config.yaml"
+    config.write_text("# empty: every test starts from the defaults\n")
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        full_env = {
+            **os.environ,
+            "PROVISION_HOME": str(home),
+            "PROVISION_IM_URL": local_im.url,
+            "PROVISION_AUTH_FILE": str(local_im.auth_file),
+            "PROVISION_CONFIG": str(config),
+            **(env or {}),
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "provisioner", *args],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=timeout,
+            check=False,
+        )
+
+    run.home = home  # type: ignore[attr-defined]
+    return run

@@ -1,0 +1,122 @@
+"""A fault-injecting HTTP proxy on loopback, between a client and the real IM.
+
+Each incoming request takes the next planned fault (or forwards cleanly when none is planned):
+``refuse`` closes the connection before answering, ``reset`` forwards to IM and then resets the
+connection half-way through the response, ``delay:<s>`` waits before forwarding, ``status:<code>``
+answers that status without forwarding. It records every request it saw and what it did with it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    fault: str
+    forwarded: bool
+
+
+@dataclass
+class FaultProxy:
+    upstream: str
+    plan: deque[str] = field(default_factory=deque)
+    seen: list[Seen] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def add(self, *faults: str) -> None:
+        with self._lock:
+            self.plan.extend(faults)
+
+    def _next(self) -> str:
+        with self._lock:
+            return self.plan.popleft() if self.plan else "pass"
+
+    def start(self) -> FaultProxy:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                return
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                fault = proxy._next()
+                forwarded = fault in ("pass", "reset") or fault.startswith("delay:")
+                proxy.seen.append(Seen(self.command, self.path, fault, forwarded))
+                if fault == "refuse":
+                    self._abort()
+                    return
+                if fault.startswith("status:"):
+                    code = int(fault.split(":", 1)[1])
+                    payload = b'{"message": "injected by the fault proxy", "code": %d}' % code
+                    self.send_response(code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                if fault.startswith("delay:"):
+                    time.sleep(float(fault.split(":", 1)[1]))
+                target = urlsplit(proxy.upstream)
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=120)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP | {"host"}}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                payload = resp.read()
+                conn.close()
+                self.send_response(resp.status)
+                for key, value in resp.getheaders():
+                    if key.lower() not in HOP_BY_HOP:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if fault == "reset":
+                    self.wfile.write(payload[: max(1, len(payload) // 2)])
+                    self.wfile.flush()
+                    self._abort()
+                    return
+                self.wfile.write(payload)
+
+            def _abort(self) -> None:
+                # SO_LINGER 0: close with a TCP reset, as a crashed peer or a broken proxy would.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.close_connection = True
+                self.connection.close()
+
+            do_GET = _handle
+            do_POST = _handle
+            do_PUT = _handle
+            do_DELETE = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

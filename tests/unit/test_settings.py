@@ -1,0 +1,88 @@
+"""Settings precedence: flags > env (PROVISION_*) > config file > defaults, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from provisioner.errors import EXIT_BAD_INPUT, ConfigError
+from provisioner.settings import ENV_CONFIG, ENV_HOME, ENV_IM_URL, ENV_INSECURE, ENV_READ_TIMEOUT, load_settings
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "im_url: https://im.example.org/\n"
+        "read_timeout: 30\n"
+        "home: ~/provision-state\n"
+        "sites:\n  egi-a: {cloud_id: egi1, image: 'egi://a/b?vo.example'}\n"
+    )
+    return path
+
+
+def test_precedence(config: Path, tmp_path: Path) -> None:
+    env = {ENV_CONFIG: str(config)}
+    from_file = load_settings({}, env)
+    assert from_file.im_url == "https://im.example.org"
+    assert from_file.read_timeout == 30.0
+    assert from_file.home == Path("~/provision-state").expanduser()
+    assert from_file.sites == {"egi-a": {"cloud_id": "egi1", "image": "egi://a/b?vo.example"}}
+    assert from_file.sources["im_url"] == "config"
+
+    from_env = load_settings({}, {**env, ENV_IM_URL: "http://127.0.0.1:8800", ENV_READ_TIMEOUT: "7"})
+    assert from_env.im_url == "http://127.0.0.1:8800"
+    assert from_env.read_timeout == 7.0
+    assert from_env.sources["im_url"] == ENV_IM_URL
+
+    from_flag = load_settings({"im_url": "http://127.0.0.1:1", "home": tmp_path}, {**env, ENV_HOME: "/nope"})
+    assert from_flag.im_url == "http://127.0.0.1:1"
+    assert from_flag.home == tmp_path
+    assert from_flag.sources["home"] == "flag"
+
+
+def test_defaults_and_tls_on(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    settings = load_settings({}, {ENV_CONFIG: str(empty)})
+    assert settings.im_url is None
+    assert settings.insecure is False
+    assert settings.verify is True
+    assert settings.sources["home"] == "default"
+    insecure = load_settings({}, {ENV_CONFIG: str(empty), ENV_INSECURE: "yes"})
+    assert insecure.verify is False
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("im_ulr: http://x\n", "im_ulr: unknown setting"),
+        ("read_timeout: soon\n", "read_timeout (config"),
+        ("read_timeout: -1\n", "must be greater than 0"),
+        ("im_url: ftp://x\n", "must start with http:// or https://"),
+        ("insecure: maybe\n", "must be true or false"),
+        ("- a\n- b\n", "must be a mapping of settings"),
+        ("im_url: [unclosed\n", "is not valid YAML at line"),
+        ("sites: [a, b]\n", "sites: must be a mapping"),
+    ],
+)
+def test_bad_config_files(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings({}, {ENV_CONFIG: str(path)})
+    assert expected in str(err.value)
+    assert err.value.exit_code == EXIT_BAD_INPUT
+    assert "\n" not in str(err.value)
+
+
+def test_bad_env_value_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings({}, {ENV_CONFIG: str(tmp_path / "missing.yaml")})
+    assert "cannot read config file" in str(err.value)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(ConfigError) as err:
+        load_settings({}, {ENV_CONFIG: str(empty), ENV_READ_TIMEOUT: "abc"})
+    assert str(err.value).startswith(f"read_timeout ({ENV_READ_TIMEOUT}): must be a number of seconds")
