@@ -1,0 +1,41 @@
+"""Local state: the SQLite store of known clusters and their journal, and the cross-process locks."""
+
+from provisioner.state.locks import (
+    LockHolder,
+    cluster_lock,
+    cluster_lock_path,
+    endpoint_lock,
+    endpoint_lock_path,
+    ensure_private_dir,
+    read_holder,
+)
+from provisioner.state.store import (
+    DB_FILENAME,
+    SCHEMA_VERSION,
+    ClusterRecord,
+    JournalEntry,
+    Phase,
+    Store,
+    check_no_secrets,
+    inputs_hash,
+    new_deployment_id,
+)
+
+__all__ = [
+    "DB_FILENAME",
+    "SCHEMA_VERSION",
+    "ClusterRecord",
+    "JournalEntry",
+    "LockHolder",
+    "Phase",
+    "Store",
+    "check_no_secrets",
+    "cluster_lock",
+    "cluster_lock_path",
+    "endpoint_lock",
+    "endpoint_lock_path",
+    "ensure_private_dir",
+    "inputs_hash",
+    "new_deployment_id",
+    "read_holder",
+]

@@ -1,0 +1,578 @@
+"""The local state database: ``<home>/state.db`` (SQLite, WAL).
+
+Two tables:
+
+* ``clusters``: one row per known cluster: where it lives (IM URL, infrastructure id), how it was made (template,
+  site, the non-secret inputs and a hash of the inputs), a deployment id unique to this tool, and its last known
+  IM state and worker count.
+* ``journal``: an append-only log of what the tool did to each cluster (:class:`Phase`). SQLite triggers refuse
+  any UPDATE or DELETE of its rows; it outlives the cluster's row, so the history of a destroyed cluster stays.
+
+The store never holds secrets: inputs, ``extra`` and journal details with a key named like a secret (password,
+token, secret, private key) are refused with ``ValueError`` -- that is a programming error, not a user error.
+
+Every write is a transaction (``BEGIN IMMEDIATE``); several processes may write at once, each waits up to
+``busy_timeout`` for the others. :meth:`Store.transaction` groups several writes into one.
+
+Schema changes: bump :data:`SCHEMA_VERSION` and add the statements to ``_MIGRATIONS``; ``PRAGMA user_version``
+records the version of a database, and a database from a newer version of the tool is refused. Adding a
+:class:`Phase` needs a version bump too (a migration with no statements), so that an older tool does not meet
+a phase it does not know.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from provisioner.errors import LockBusy, NotFound, OperationFailed
+from provisioner.state.locks import ensure_private_dir
+
+DB_FILENAME = "state.db"
+SCHEMA_VERSION = 1
+DEFAULT_BUSY_TIMEOUT = 30.0
+
+# Compared with keys lower-cased and stripped of "_", "-", " " and ".": "Private-Key" matches "privatekey".
+SECRET_NAME_FRAGMENTS = ("password", "passwd", "token", "secret", "privatekey")
+
+
+class Phase(StrEnum):
+    """What the tool did or saw, as recorded in the journal."""
+
+    RENDERED = "rendered"  # the TOSCA template was rendered from the inputs
+    SUBMITTING = "submitting"  # about to POST it to IM (an infrastructure may exist from here on)
+    INFRA_ID_KNOWN = "infra_id_known"  # IM answered with the infrastructure id
+    WAITING = "waiting"  # waiting for IM to finish configuring
+    CONFIGURED = "configured"
+    FAILED = "failed"
+    UNCONFIGURED = "unconfigured"
+    TIMED_OUT = "timed_out"  # the wait ran out of time; IM may still be working on it
+    INTERRUPTED = "interrupted"  # the command was interrupted (Ctrl-C, SIGTERM) mid-operation
+    SCALING = "scaling"
+    SCALED = "scaled"
+    DESTROYING = "destroying"
+    DESTROYED = "destroyed"
+    ADOPTED = "adopted"  # an existing IM infrastructure was taken under management
+    FORGOTTEN = "forgotten"  # the local record was removed without destroying the infrastructure
+
+
+@dataclass(frozen=True)
+class ClusterRecord:
+    name: str
+    im_url: str
+    infra_id: str | None
+    template: str
+    site: str
+    inputs: dict[str, Any]
+    inputs_hash: str
+    deployment_id: str
+    state: str | None
+    workers: int | None
+    created_at: datetime
+    updated_at: datetime
+    extra: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    seq: int
+    cluster: str
+    phase: Phase
+    ts: datetime
+    detail: dict[str, Any]
+
+
+def inputs_hash(inputs: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the canonical JSON of ``inputs``: sorted keys, no whitespace, UTF-8."""
+    return hashlib.sha256(_canonical_json(inputs).encode("utf-8")).hexdigest()
+
+
+def new_deployment_id() -> str:
+    """A fresh deployment id (random UUID, 32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+def check_no_secrets(value: Any, *, secret_keys: Collection[str] = (), what: str = "value") -> None:
+    """Raise ``ValueError`` if ``value`` has, at any depth, a key in ``secret_keys`` or named like a secret."""
+    banned = {key.casefold() for key in secret_keys}
+    _check_no_secrets(value, banned, what, path="")
+
+
+# --- schema ----------------------------------------------------------------------------------------------------------
+
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """
+        CREATE TABLE clusters (
+            name          TEXT PRIMARY KEY NOT NULL CHECK (name <> ''),
+            im_url        TEXT NOT NULL,
+            infra_id      TEXT,
+            template      TEXT NOT NULL,
+            site          TEXT NOT NULL,
+            inputs        TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(inputs)),
+            inputs_hash   TEXT NOT NULL,
+            deployment_id TEXT NOT NULL UNIQUE,
+            state         TEXT,
+            workers       INTEGER CHECK (workers IS NULL OR workers >= 0),
+            created_at    TEXT NOT NULL,
+            updated_at    TEXT NOT NULL,
+            extra         TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(extra))
+        ) STRICT
+        """,
+        """
+        CREATE TABLE journal (
+            seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+            cluster TEXT NOT NULL,
+            phase   TEXT NOT NULL,
+            ts      TEXT NOT NULL,
+            detail  TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(detail))
+        ) STRICT
+        """,
+        "CREATE INDEX journal_by_cluster ON journal (cluster, seq)",
+        """
+        CREATE TRIGGER journal_no_update BEFORE UPDATE ON journal
+        BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END
+        """,
+        """
+        CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal
+        BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END
+        """,
+    ),
+}
+assert sorted(_MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
+
+# Columns update_cluster may set, with the Python types they accept.
+_UPDATABLE: dict[str, tuple[type, ...]] = {
+    "im_url": (str,),
+    "infra_id": (str, type(None)),
+    "template": (str,),
+    "site": (str,),
+    "inputs": (Mapping,),
+    "inputs_hash": (str,),
+    "deployment_id": (str,),
+    "state": (str, type(None)),
+    "workers": (int, type(None)),
+    "extra": (Mapping,),
+}
+_JSON_COLUMNS = frozenset({"inputs", "extra"})
+_SELECT_CLUSTERS = """
+    SELECT name, im_url, infra_id, template, site, inputs, inputs_hash, deployment_id, state, workers,
+           created_at, updated_at, extra
+    FROM clusters
+"""
+
+
+class Store:
+    """The state database. Use as ``with Store.open(home) as store: ...``; not shared between threads."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, *, now: Callable[[], datetime] | None = None) -> None:
+        self._conn = conn
+        self._path = path
+        self._now = now or (lambda: datetime.now(UTC))
+        self._depth = 0
+
+    @classmethod
+    def open(
+        cls, home: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, now: Callable[[], datetime] | None = None
+    ) -> Self:
+        """Open (creating on first use) ``<home>/state.db``; ``home`` is created with mode 0700 if missing."""
+        ensure_private_dir(home)
+        path = home / DB_FILENAME
+        _create_private_file(path)
+        try:
+            conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        except sqlite3.Error as e:
+            raise OperationFailed(f"cannot open the state database {path}: {e}") from e
+        store = cls(conn, path, now=now)
+        try:
+            store._configure(busy_timeout)
+            store._migrate()
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            if _is_busy(e):
+                raise _busy_error(path) from e
+            raise OperationFailed(
+                f"the state database {path} is unusable: {e}",
+                hint="move it aside to start afresh (the clusters it lists will then be unknown to this tool)",
+            ) from e
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes into one transaction (nested uses join the outer one); rolled back on any exception."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            if _is_busy(e):
+                raise _busy_error(self._path) from e
+            raise
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            if _is_busy(e):
+                raise _busy_error(self._path) from e
+            raise
+
+    # --- clusters ----------------------------------------------------------------------------------------------------
+
+    def upsert_cluster(
+        self,
+        name: str,
+        *,
+        im_url: str,
+        template: str,
+        site: str,
+        inputs: Mapping[str, Any],
+        deployment_id: str,
+        infra_id: str | None = None,
+        state: str | None = None,
+        workers: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+        inputs_hash: str | None = None,
+        secret_keys: Collection[str] = (),
+    ) -> ClusterRecord:
+        """Create the record of cluster ``name``, or replace its fields (``created_at`` is kept).
+
+        ``inputs`` must hold only non-secret inputs: a key in ``secret_keys`` or named like a secret is refused.
+        ``inputs_hash`` defaults to the hash of ``inputs``; ``extra=None`` keeps the current ``extra``.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"cluster name must be a non-empty string, not {name!r}")
+        fields: dict[str, Any] = {
+            "im_url": im_url,
+            "infra_id": infra_id,
+            "template": template,
+            "site": site,
+            "inputs": inputs,
+            "inputs_hash": _digest(inputs) if inputs_hash is None else inputs_hash,
+            "deployment_id": deployment_id,
+            "state": state,
+            "workers": workers,
+        }
+        if extra is not None:
+            fields["extra"] = extra
+        params = self._encode(fields, secret_keys)
+        params.setdefault("extra", None)
+        now = self._timestamp()
+        params.update(name=name, now=now)
+        with self.transaction():
+            try:
+                self._conn.execute(
+                    """
+                    INSERT INTO clusters (name, im_url, infra_id, template, site, inputs, inputs_hash, deployment_id,
+                                          state, workers, created_at, updated_at, extra)
+                    VALUES (:name, :im_url, :infra_id, :template, :site, :inputs, :inputs_hash, :deployment_id,
+                            :state, :workers, :now, :now, COALESCE(:extra, '{}'))
+                    ON CONFLICT (name) DO UPDATE SET
+                        im_url = excluded.im_url, infra_id = excluded.infra_id, template = excluded.template,
+                        site = excluded.site, inputs = excluded.inputs, inputs_hash = excluded.inputs_hash,
+                        deployment_id = excluded.deployment_id, state = excluded.state, workers = excluded.workers,
+                        updated_at = excluded.updated_at, extra = COALESCE(:extra, clusters.extra)
+                    """,
+                    params,
+                )
+            except sqlite3.IntegrityError as e:
+                raise _integrity_error(e, deployment_id) from e
+            record = self.get_cluster(name)
+        assert record is not None
+        return record
+
+    def get_cluster(self, name: str) -> ClusterRecord | None:
+        row = self._conn.execute(_SELECT_CLUSTERS + "WHERE name = ?", (name,)).fetchone()
+        return None if row is None else _cluster(row)
+
+    def list_clusters(self) -> list[ClusterRecord]:
+        """Every cluster record, by name."""
+        rows = self._conn.execute(_SELECT_CLUSTERS + "ORDER BY name").fetchall()
+        return [_cluster(row) for row in rows]
+
+    def find_by_deployment_id(self, deployment_id: str) -> ClusterRecord | None:
+        row = self._conn.execute(_SELECT_CLUSTERS + "WHERE deployment_id = ?", (deployment_id,)).fetchone()
+        return None if row is None else _cluster(row)
+
+    def update_cluster(self, name: str, /, *, secret_keys: Collection[str] = (), **fields: Any) -> ClusterRecord:
+        """Set some fields of cluster ``name`` (and ``updated_at``); returns the updated record.
+
+        Only the columns of :class:`ClusterRecord` other than ``name``, ``created_at`` and ``updated_at`` may be set
+        (``ValueError`` otherwise). New ``inputs`` without ``inputs_hash`` get the hash of the new inputs.
+        Raises :class:`NotFound` if there is no such cluster.
+        """
+        unknown = sorted(set(fields) - set(_UPDATABLE))
+        if unknown:
+            raise ValueError(f"update_cluster: unknown or read-only field(s): {', '.join(unknown)}")
+        if "inputs" in fields and "inputs_hash" not in fields:
+            fields["inputs_hash"] = _digest(fields["inputs"])
+        params = self._encode(fields, secret_keys)
+        params["updated_at"] = self._timestamp()
+        assignments = ", ".join(f"{column} = :{column}" for column in params)
+        params["name"] = name
+        with self.transaction():
+            try:
+                # The column names come from _UPDATABLE, never from the caller.
+                cursor = self._conn.execute(f"UPDATE clusters SET {assignments} WHERE name = :name", params)  # noqa: S608
+            except sqlite3.IntegrityError as e:
+                raise _integrity_error(e, fields.get("deployment_id")) from e
+            if cursor.rowcount == 0:
+                raise NotFound(f"no cluster named {name!r} in the local state")
+            record = self.get_cluster(name)
+        assert record is not None
+        return record
+
+    def delete_cluster(self, name: str) -> bool:
+        """Remove the record of cluster ``name`` (its journal stays); ``False`` if there was none."""
+        with self.transaction():
+            cursor = self._conn.execute("DELETE FROM clusters WHERE name = ?", (name,))
+        return cursor.rowcount > 0
+
+    # --- journal -----------------------------------------------------------------------------------------------------
+
+    def append(self, name: str, phase: Phase | str, detail: Mapping[str, Any] | None = None) -> JournalEntry:
+        """Append an entry to the journal of cluster ``name`` (which need not have a record)."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"cluster name must be a non-empty string, not {name!r}")
+        phase = Phase(phase)
+        detail = dict(detail or {})
+        check_no_secrets(detail, what="journal detail")
+        detail_json = _canonical_json(detail)
+        ts = self._timestamp()
+        with self.transaction():
+            row = self._conn.execute(
+                "INSERT INTO journal (cluster, phase, ts, detail) VALUES (?, ?, ?, ?) RETURNING seq",
+                (name, phase.value, ts, detail_json),
+            ).fetchone()
+        return JournalEntry(
+            seq=int(row[0]), cluster=name, phase=phase, ts=datetime.fromisoformat(ts), detail=_decode(detail_json)
+        )
+
+    def journal(self, name: str | None = None, limit: int | None = None) -> list[JournalEntry]:
+        """Journal entries, oldest first: of cluster ``name`` (all clusters if ``None``); the last ``limit`` only."""
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, not {limit}")
+        params: list[Any] = []
+        where = ""
+        if name is not None:
+            where = "WHERE cluster = ?"
+            params.append(name)
+        query = f"SELECT seq, cluster, phase, ts, detail FROM journal {where} ORDER BY seq DESC"  # noqa: S608
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
+        rows = self._conn.execute(query, params).fetchall()
+        return [_entry(row) for row in reversed(rows)]
+
+    def last_phase(self, name: str) -> JournalEntry | None:
+        """The latest journal entry of cluster ``name``."""
+        entries = self.journal(name, limit=1)
+        return entries[0] if entries else None
+
+    # --- internals ---------------------------------------------------------------------------------------------------
+
+    def _configure(self, busy_timeout: float) -> None:
+        self._conn.execute(f"PRAGMA busy_timeout = {max(int(busy_timeout * 1000), 0)}")
+        # Switching to WAL needs an exclusive lock and SQLite does not wait for it (no busy handler here): when
+        # several processes open a new database at once, retry until one of them has switched it.
+        deadline = time.monotonic() + busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                mode = str(self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            except sqlite3.OperationalError as e:
+                if not _is_busy(e) or time.monotonic() >= deadline:
+                    raise
+                mode = "busy"
+            if mode.lower() == "wal":
+                break
+            if time.monotonic() >= deadline:
+                raise sqlite3.DatabaseError(f"cannot switch to WAL mode (journal_mode is {mode!r})")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+        self._conn.execute("PRAGMA synchronous = FULL")
+
+    def _migrate(self) -> None:
+        if self._user_version() == SCHEMA_VERSION:
+            return
+        with self.transaction():
+            version = self._user_version()  # again: another process may have migrated meanwhile
+            if version > SCHEMA_VERSION:
+                raise OperationFailed(
+                    f"the state database {self._path} has schema version {version}, newer than this tool's"
+                    f" ({SCHEMA_VERSION})",
+                    hint="upgrade provision",
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[target]:
+                    self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version = {target}")
+
+    def _user_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _timestamp(self) -> str:
+        now = self._now()
+        if now.tzinfo is None:
+            raise ValueError("the store's clock must return aware datetimes")
+        return now.astimezone(UTC).isoformat(timespec="microseconds")
+
+    @staticmethod
+    def _encode(fields: Mapping[str, Any], secret_keys: Collection[str]) -> dict[str, Any]:
+        """Type-check cluster fields and turn the JSON ones into text."""
+        params: dict[str, Any] = {}
+        for column, given in fields.items():
+            value: Any = given
+            accepted = _UPDATABLE[column]
+            if not isinstance(given, accepted) or isinstance(given, bool):
+                names = " or ".join("None" if t is type(None) else t.__name__ for t in accepted)
+                raise ValueError(f"cluster field {column!r} must be {names}, not {type(value).__name__}")
+            if column in _JSON_COLUMNS:
+                check_no_secrets(value, secret_keys=secret_keys if column == "inputs" else (), what=column)
+                value = _canonical_json(dict(value))
+            elif column == "workers" and value is not None and value < 0:
+                raise ValueError(f"workers must be >= 0, not {value}")
+            params[column] = value
+        return params
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------------
+
+
+def _digest(inputs: Mapping[str, Any]) -> str:
+    return inputs_hash(inputs)
+
+
+def _canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _decode(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise sqlite3.DatabaseError(f"expected a JSON object in the state database, found {type(value).__name__}")
+    return value
+
+
+def _cluster(row: tuple[Any, ...]) -> ClusterRecord:
+    (name, im_url, infra_id, template, site, inputs, digest, deployment_id, state, workers, created, updated, extra) = (
+        row
+    )
+    return ClusterRecord(
+        name=name,
+        im_url=im_url,
+        infra_id=infra_id,
+        template=template,
+        site=site,
+        inputs=_decode(inputs),
+        inputs_hash=digest,
+        deployment_id=deployment_id,
+        state=state,
+        workers=workers,
+        created_at=datetime.fromisoformat(created),
+        updated_at=datetime.fromisoformat(updated),
+        extra=_decode(extra),
+    )
+
+
+def _entry(row: tuple[Any, ...]) -> JournalEntry:
+    seq, cluster, phase, ts, detail = row
+    return JournalEntry(
+        seq=int(seq), cluster=cluster, phase=Phase(phase), ts=datetime.fromisoformat(ts), detail=_decode(detail)
+    )
+
+
+def _check_no_secrets(value: Any, banned: set[str], what: str, path: str) -> None:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and _looks_secret(key, banned):
+                raise ValueError(f"{what} must not hold secrets, but has key {where!r}")
+            _check_no_secrets(item, banned, what, where)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_no_secrets(item, banned, what, f"{path}[{index}]")
+
+
+def _looks_secret(key: str, banned: set[str]) -> bool:
+    if key.casefold() in banned:
+        return True
+    squashed = key.casefold()
+    for separator in ("_", "-", " ", "."):
+        squashed = squashed.replace(separator, "")
+    return any(fragment in squashed for fragment in SECRET_NAME_FRAGMENTS)
+
+
+def _create_private_file(path: Path) -> None:
+    """Create ``path`` with mode 0600 if missing (before SQLite creates it with the umask's mode); tighten it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            if os.fstat(fd).st_mode & 0o777 != 0o600:
+                os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise OperationFailed(f"cannot open the state database {path}: {e.strerror}") from e
+
+
+def _is_busy(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _busy_error(path: Path) -> LockBusy:
+    return LockBusy(
+        f"the state database {path} is busy: another provision command kept it locked too long",
+        hint="try again when the other command has finished",
+    )
+
+
+def _integrity_error(error: sqlite3.IntegrityError, deployment_id: str | None) -> ValueError:
+    if "deployment_id" in str(error):
+        return ValueError(f"deployment id {deployment_id!r} already belongs to another cluster")
+    return ValueError(f"the state database refused the change: {error}")

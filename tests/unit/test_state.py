@@ -1,0 +1,516 @@
+"""The local state store (SQLite) and the cross-process locks."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provisioner.errors import LockBusy, NotFound, OperationFailed
+from provisioner.state import (
+    DB_FILENAME,
+    SCHEMA_VERSION,
+    ClusterRecord,
+    Phase,
+    Store,
+    check_no_secrets,
+    cluster_lock,
+    cluster_lock_path,
+    endpoint_lock,
+    endpoint_lock_path,
+    inputs_hash,
+    new_deployment_id,
+    read_holder,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+class FakeNow:
+    def __init__(self) -> None:
+        self.now = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def now() -> FakeNow:
+    return FakeNow()
+
+
+@pytest.fixture
+def store(home: Path, now: FakeNow) -> Iterator[Store]:
+    with Store.open(home, now=now) as s:
+        yield s
+
+
+def add(store: Store, name: str = "alpha", **overrides: Any) -> ClusterRecord:
+    fields: dict[str, Any] = {
+        "im_url": "https://im.example.org:8800",
+        "template": "kubernetes",
+        "site": "openstack-a",
+        "inputs": {"wn_num": 2, "fe_cpus": 4},
+        "deployment_id": new_deployment_id(),
+    }
+    fields.update(overrides)
+    return store.upsert_cluster(name, **fields)
+
+
+# --- opening ---------------------------------------------------------------------------------------------------------
+
+
+def test_open_creates_private_home_and_database(home: Path) -> None:
+    old_umask = os.umask(0o022)
+    try:
+        with Store.open(home) as store:
+            assert store.path == home / DB_FILENAME
+    finally:
+        os.umask(old_umask)
+    assert mode(home) == 0o700
+    assert mode(home / DB_FILENAME) == 0o600
+    for sidecar in (home / f"{DB_FILENAME}-wal", home / f"{DB_FILENAME}-shm"):
+        if sidecar.exists():
+            assert mode(sidecar) & 0o077 == 0
+
+
+def test_open_sets_wal_busy_timeout_and_schema_version(home: Path) -> None:
+    with Store.open(home, busy_timeout=7.5) as store:
+        assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 7500
+    raw = sqlite3.connect(home / DB_FILENAME)
+    try:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"clusters", "journal"} <= tables
+    finally:
+        raw.close()
+
+
+def test_reopening_keeps_data(home: Path) -> None:
+    with Store.open(home) as store:
+        add(store)
+        store.append("alpha", Phase.RENDERED, {})
+    with Store.open(home) as store:
+        assert [c.name for c in store.list_clusters()] == ["alpha"]
+        assert len(store.journal("alpha")) == 1
+
+
+def test_existing_database_with_loose_mode_is_tightened(home: Path) -> None:
+    Store.open(home).close()
+    os.chmod(home / DB_FILENAME, 0o644)
+    Store.open(home).close()
+    assert mode(home / DB_FILENAME) == 0o600
+
+
+def test_newer_schema_is_refused(home: Path) -> None:
+    Store.open(home).close()
+    raw = sqlite3.connect(home / DB_FILENAME)
+    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.commit()
+    raw.close()
+    with pytest.raises(OperationFailed, match="newer"):
+        Store.open(home)
+
+
+def test_garbage_database_is_reported(home: Path) -> None:
+    home.mkdir()
+    (home / DB_FILENAME).write_bytes(b"this is not a database" * 100)
+    with pytest.raises(OperationFailed, match="unusable"):
+        Store.open(home)
+
+
+# --- clusters --------------------------------------------------------------------------------------------------------
+
+
+def test_upsert_get_list(store: Store, now: FakeNow) -> None:
+    record = add(store, "beta", infra_id=None, state="pending", workers=2, extra={"note": "x"})
+    assert record.name == "beta"
+    assert record.inputs == {"wn_num": 2, "fe_cpus": 4}
+    assert record.inputs_hash == inputs_hash({"fe_cpus": 4, "wn_num": 2})
+    assert record.created_at == record.updated_at == now.now
+    assert record.extra == {"note": "x"}
+    add(store, "alpha")
+    assert [c.name for c in store.list_clusters()] == ["alpha", "beta"]
+    assert store.get_cluster("beta") == record
+    assert store.get_cluster("nope") is None
+
+
+def test_upsert_replaces_fields_but_keeps_created_at_and_extra(store: Store, now: FakeNow) -> None:
+    first = add(store, extra={"keep": True})
+    now.now += timedelta(minutes=5)
+    second = add(store, infra_id="inf-1", inputs={"wn_num": 3}, deployment_id=first.deployment_id)
+    assert second.created_at == first.created_at
+    assert second.updated_at == now.now
+    assert second.infra_id == "inf-1"
+    assert second.inputs == {"wn_num": 3}
+    assert second.extra == {"keep": True}
+
+
+def test_upsert_takes_an_explicit_inputs_hash(store: Store) -> None:
+    record = add(store, inputs_hash="abc")
+    assert record.inputs_hash == "abc"
+
+
+def test_update_cluster(store: Store, now: FakeNow) -> None:
+    first = add(store)
+    now.now += timedelta(seconds=30)
+    record = store.update_cluster("alpha", infra_id="inf-9", state="configured", workers=5)
+    assert (record.infra_id, record.state, record.workers) == ("inf-9", "configured", 5)
+    assert record.updated_at == now.now
+    assert record.created_at == first.created_at
+    record = store.update_cluster("alpha", inputs={"wn_num": 5})
+    assert record.inputs_hash == inputs_hash({"wn_num": 5})
+
+
+def test_update_cluster_refuses_unknown_and_read_only_fields(store: Store) -> None:
+    add(store)
+    for field in ("colour", "name", "created_at", "updated_at"):
+        with pytest.raises(ValueError, match=field):
+            store.update_cluster("alpha", **{field: "x"})
+
+
+def test_update_cluster_type_checks(store: Store) -> None:
+    add(store)
+    with pytest.raises(ValueError, match="workers"):
+        store.update_cluster("alpha", workers="three")
+    with pytest.raises(ValueError, match="workers"):
+        store.update_cluster("alpha", workers=-1)
+    with pytest.raises(ValueError, match="im_url"):
+        store.update_cluster("alpha", im_url=None)
+
+
+def test_update_missing_cluster_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.update_cluster("ghost", state="configured")
+
+
+def test_deployment_id_is_unique_and_findable(store: Store) -> None:
+    dep = new_deployment_id()
+    add(store, "alpha", deployment_id=dep)
+    with pytest.raises(ValueError, match="deployment id"):
+        add(store, "beta", deployment_id=dep)
+    found = store.find_by_deployment_id(dep)
+    assert found is not None
+    assert found.name == "alpha"
+    assert store.find_by_deployment_id("0" * 32) is None
+
+
+def test_delete_cluster_keeps_its_journal(store: Store) -> None:
+    add(store)
+    store.append("alpha", Phase.DESTROYING, {})
+    assert store.delete_cluster("alpha") is True
+    assert store.delete_cluster("alpha") is False
+    store.append("alpha", Phase.DESTROYED, {})
+    assert store.get_cluster("alpha") is None
+    assert [e.phase for e in store.journal("alpha")] == [Phase.DESTROYING, Phase.DESTROYED]
+
+
+# --- no secrets ------------------------------------------------------------------------------------------------------
+
+
+def test_inputs_with_listed_secret_keys_are_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="minio_accesskey"):
+        add(store, inputs={"minio_accesskey": "AKIA", "wn_num": 1}, secret_keys={"minio_accesskey"})
+    add(store)
+    with pytest.raises(ValueError, match="ssh_user_key"):
+        store.update_cluster("alpha", inputs={"ssh_user_key": "x"}, secret_keys=["SSH_USER_KEY"])
+    assert store.get_cluster("alpha") == store.list_clusters()[0]  # unchanged
+
+
+@pytest.mark.parametrize(
+    "key", ["password", "oscar_password", "kube_admin_token", "minio_secretkey", "Private-Key", "ssh_private_key"]
+)
+def test_inputs_and_extra_with_secret_looking_keys_are_refused(store: Store, key: str) -> None:
+    with pytest.raises(ValueError):
+        add(store, inputs={key: "x"})
+    with pytest.raises(ValueError):
+        add(store, extra={"nested": {key: "x"}})
+    assert store.list_clusters() == []
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        {"Password": "x"},
+        {"auth": {"access_TOKEN": "x"}},
+        {"items": [{"ok": 1}, {"client-secret": "x"}]},
+        {"private_key": "-----BEGIN"},
+    ],
+)
+def test_journal_detail_with_secret_looking_keys_is_refused(store: Store, detail: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="secret"):
+        store.append("alpha", Phase.SUBMITTING, detail)
+    assert store.journal() == []
+
+
+def test_check_no_secrets_accepts_ordinary_data() -> None:
+    check_no_secrets({"wn_num": 2, "names": ["password-less"], "nested": {"key_count": 1}})
+    with pytest.raises(ValueError):
+        check_no_secrets({"a": 1}, secret_keys=["A"])
+
+
+# --- journal ---------------------------------------------------------------------------------------------------------
+
+
+def test_append_and_read_journal(store: Store, now: FakeNow) -> None:
+    e1 = store.append("alpha", Phase.RENDERED, {"template": "kubernetes"})
+    now.now += timedelta(seconds=1)
+    e2 = store.append("beta", "submitting", {})
+    e3 = store.append("alpha", Phase.INFRA_ID_KNOWN, {"infra_id": "inf-1"})
+    assert e1.seq < e2.seq < e3.seq
+    assert e2.phase is Phase.SUBMITTING
+    assert e2.ts == now.now
+    assert store.journal() == [e1, e2, e3]
+    assert store.journal("alpha") == [e1, e3]
+    assert store.journal("alpha", limit=1) == [e3]
+    assert store.journal(limit=2) == [e2, e3]
+    assert store.journal(limit=0) == []
+    assert store.last_phase("alpha") == e3
+    assert store.last_phase("nobody") is None
+
+
+def test_unknown_phase_is_refused(store: Store) -> None:
+    with pytest.raises(ValueError):
+        store.append("alpha", "exploded", {})
+
+
+def test_journal_is_append_only_in_the_database(store: Store, home: Path) -> None:
+    store.append("alpha", Phase.RENDERED, {})
+    raw = sqlite3.connect(home / DB_FILENAME)
+    try:
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            raw.execute("UPDATE journal SET phase = 'configured'")
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            raw.execute("DELETE FROM journal")
+        raw.rollback()
+    finally:
+        raw.close()
+    assert [e.phase for e in store.journal()] == [Phase.RENDERED]
+
+
+def test_transaction_groups_writes_and_rolls_back(store: Store) -> None:
+    with store.transaction():
+        add(store)
+        store.append("alpha", Phase.SUBMITTING, {})
+    assert store.get_cluster("alpha") is not None
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), store.transaction():
+        store.update_cluster("alpha", infra_id="inf-2")
+        store.append("alpha", Phase.INFRA_ID_KNOWN, {"infra_id": "inf-2"})
+        raise Boom
+    record = store.get_cluster("alpha")
+    assert record is not None
+    assert record.infra_id is None
+    assert [e.phase for e in store.journal("alpha")] == [Phase.SUBMITTING]
+
+
+def _append_many(home: str, worker: int, count: int) -> list[int]:
+    with Store.open(Path(home)) as store:
+        return [store.append(f"c{worker % 2}", Phase.WAITING, {"worker": worker, "i": i}).seq for i in range(count)]
+
+
+def test_concurrent_writers_from_several_processes(home: Path) -> None:
+    # No Store.open in the parent first: the processes also race to create the database.
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        results = pool.starmap(_append_many, [(str(home), w, 50) for w in range(4)])
+    seqs = [seq for result in results for seq in result]
+    assert len(seqs) == len(set(seqs)) == 200
+    with Store.open(home) as store:
+        entries = store.journal()
+    assert len(entries) == 200
+    assert sorted(e.seq for e in entries) == sorted(seqs)
+    assert {(e.detail["worker"], e.detail["i"]) for e in entries} == {(w, i) for w in range(4) for i in range(50)}
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------------
+
+
+def test_inputs_hash_is_canonical_and_stable() -> None:
+    assert inputs_hash({}) == hashlib.sha256(b"{}").hexdigest()
+    assert inputs_hash({"b": 1, "a": {"y": 2, "x": [1, "é"]}}) == inputs_hash({"a": {"x": [1, "é"], "y": 2}, "b": 1})
+    assert inputs_hash({"a": 1}) == hashlib.sha256(b'{"a":1}').hexdigest()
+    assert inputs_hash({"a": 1}) != inputs_hash({"a": "1"})
+
+
+def test_new_deployment_id() -> None:
+    ids = {new_deployment_id() for _ in range(100)}
+    assert len(ids) == 100
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+# --- locks -----------------------------------------------------------------------------------------------------------
+
+HOLDER_SCRIPT = """
+import sys
+from pathlib import Path
+from provisioner.state.locks import cluster_lock, endpoint_lock
+home, kind, key = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+lock = cluster_lock if kind == "cluster" else endpoint_lock
+with lock(home, key, timeout=10, purpose="cluster scale"):
+    print("locked", flush=True)
+    sys.stdin.readline()
+"""
+
+
+class Holder:
+    """A separate process holding a lock until told to let go (or killed)."""
+
+    def __init__(self, home: Path, kind: str, key: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", HOLDER_SCRIPT, str(home), kind, key],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "locked"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def release(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def holders() -> Iterator[list[Holder]]:
+    started: list[Holder] = []
+    yield started
+    for holder in started:
+        holder.close()
+
+
+def test_second_acquirer_waits_for_release(home: Path, holders: list[Holder]) -> None:
+    holder = Holder(home, "cluster", "alpha")
+    holders.append(holder)
+    timer = threading.Timer(0.5, holder.release)
+    timer.start()
+    try:
+        started = time.monotonic()
+        with cluster_lock(home, "alpha", timeout=10, purpose="cluster show") as path:
+            waited = time.monotonic() - started
+            found = read_holder(path)
+            assert found is not None
+            assert (found.pid, found.purpose) == (os.getpid(), "cluster show")
+    finally:
+        timer.join()
+    assert waited >= 0.4
+    assert read_holder(path) is None  # cleared on release
+
+
+@pytest.mark.parametrize("timeout", [0.0, 0.3])
+def test_busy_lock_times_out_naming_the_holder(home: Path, holders: list[Holder], timeout: float) -> None:
+    holder = Holder(home, "cluster", "alpha")
+    holders.append(holder)
+    started = time.monotonic()
+    with pytest.raises(LockBusy) as info, cluster_lock(home, "alpha", timeout=timeout):
+        pytest.fail("acquired a held lock")
+    waited = time.monotonic() - started
+    assert timeout <= waited < timeout + 2
+    message = str(info.value)
+    assert message == (
+        f"cluster 'alpha' is busy: another provision command (pid {holder.pid}, 'cluster scale') holds its lock"
+    )
+    assert info.value.exit_code == 5
+    # Other clusters are not affected.
+    with cluster_lock(home, "beta", timeout=0):
+        pass
+
+
+def test_lock_is_released_when_the_holder_is_killed(home: Path, holders: list[Holder]) -> None:
+    holder = Holder(home, "cluster", "alpha")
+    holders.append(holder)
+    with pytest.raises(LockBusy), cluster_lock(home, "alpha", timeout=0):
+        pass
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.proc.wait(timeout=10)
+    with cluster_lock(home, "alpha", timeout=5):
+        pass
+
+
+def test_endpoint_lock_is_keyed_on_the_normalised_url(home: Path, holders: list[Holder]) -> None:
+    holder = Holder(home, "endpoint", "https://IM.example.org:8800/")
+    holders.append(holder)
+    expected = rf"IM endpoint 'https://im.example.org:8800' is busy: .*pid {holder.pid}"
+    with pytest.raises(LockBusy, match=expected), endpoint_lock(home, "https://u:pw@im.example.org:8800", timeout=0.1):
+        pass
+    with endpoint_lock(home, "https://other.example.org:8800", timeout=0):
+        pass
+    assert endpoint_lock_path(home, "https://im.example.org:8800") == endpoint_lock_path(
+        home, "HTTPS://im.example.org:8800/"
+    )
+
+
+def test_lock_files_are_private(home: Path) -> None:
+    old_umask = os.umask(0o022)
+    try:
+        with cluster_lock(home, "alpha", timeout=0) as path:
+            assert mode(path) == 0o600
+            assert mode(path.parent) == 0o700
+            assert mode(home) == 0o700
+    finally:
+        os.umask(old_umask)
+
+
+def test_lock_is_not_reentrant_within_a_process(home: Path) -> None:
+    with (
+        cluster_lock(home, "alpha", timeout=0),
+        pytest.raises(LockBusy, match="this process"),
+        cluster_lock(home, "alpha", timeout=0),
+    ):
+        pass
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "a b/c", ".hidden", "x" * 300, "ümlaut"])
+def test_odd_cluster_names_stay_inside_the_locks_directory(home: Path, name: str) -> None:
+    path = cluster_lock_path(home, name)
+    assert path.parent == home / "locks"
+    assert len(path.name) < 120
+    assert path != cluster_lock_path(home, name + "!")
+    with cluster_lock(home, name, timeout=0):
+        pass
+
+
+def test_empty_cluster_name_is_refused(home: Path) -> None:
+    with pytest.raises(ValueError):
+        cluster_lock_path(home, "")
