@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the main job end to end on the embedded default — a local IM 2.0.0 on its simulated (Dummy)
-# cloud, inside a loopback-only network namespace. Uses a throwaway state directory unless PROVISION_HOME is set.
+# cloud, inside a loopback-only network namespace: create an OSCAR cluster, look at it, scale it, destroy it.
+# Uses a throwaway state directory unless PROVISION_HOME is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 provision() { .venv/bin/provision "$@"; }
@@ -15,20 +16,27 @@ step "start a local IM on 127.0.0.1 (state in $PROVISION_HOME)"
 provision local-im start --fresh
 provision local-im status
 
-step "IM answers"
-provision infra version
+step "the oscar template and its inputs"
+provision template show oscar | head -n 12
 
-step "create an infrastructure: a front-end and one worker on the simulated cloud"
-infra_id=$(provision infra create tests/data/two-vms.yaml)
-echo "infrastructure id: $infra_id"
+step "create cluster 'demo': a front-end and 2 workers on the simulated cloud (site local-sim)"
+provision cluster create demo --template oscar --site local-sim --set wn_num=2 --set cluster_name=demo
 
-step "its state, VMs and outputs"
-provision infra state "$infra_id"
-provision infra vms "$infra_id"
-provision infra outputs "$infra_id" -o json
+step "status, read from IM"
+provision cluster status demo
 
-step "destroy it and check nothing is left"
-provision infra destroy "$infra_id" --yes
+step "outputs (secrets masked)"
+provision cluster outputs demo
+
+step "scale to 4 workers, then down to 1 removing worker 2 by name"
+provision cluster scale demo --workers 4
+provision cluster scale demo --workers 1 --remove 2
+
+step "the registry"
+provision cluster list
+
+step "destroy, and check nothing is left in IM"
+provision cluster destroy demo --yes
 left=$(provision infra list)
 if [[ -n "$left" ]]; then echo "left behind in IM: $left" >&2; exit 1; fi
 echo "no infrastructure left in IM"

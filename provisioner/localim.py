@@ -53,7 +53,7 @@ class LocalIMStatus:
 
 
 def venv_python(venv: Path) -> Path:
-    return venv / "bin" / "python"
+    return venv.absolute() / "bin" / "python"
 
 
 def is_installed(venv: Path) -> bool:
@@ -192,6 +192,7 @@ def start(
     wait_seconds: float = 60.0,
 ) -> LocalIM:
     """Start IM on 127.0.0.1 and wait until ``GET /version`` answers. Returns what is running."""
+    run_dir, venv = run_dir.absolute(), venv.absolute()
     if not is_installed(venv):
         raise LocalIMError(f"IM {IM_VERSION} is not installed in {venv}", hint="run: provision local-im install")
     current = read_state(run_dir)

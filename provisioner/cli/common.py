@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from provisioner.im import IMClient
+    from provisioner.lifecycle import Lifecycle, Progress
 
 
 class OutputFormat(enum.StrEnum):
@@ -99,16 +100,60 @@ def im_endpoint(settings: Settings) -> tuple[str, Path]:
     return url, auth_file
 
 
-def im_client(ctx: typer.Context) -> IMClient:
+def _client_for(settings: Settings, url: str, auth_file: Path) -> IMClient:
     from provisioner.credentials import AuthData
     from provisioner.im import IMClient, Timeouts
 
-    settings = state(ctx).settings
-    url, auth_file = im_endpoint(settings)
-    auth = AuthData.load(auth_file)
     return IMClient(
         url,
-        auth,
+        AuthData.load(auth_file),
         timeouts=Timeouts(connect=settings.connect_timeout, read=settings.read_timeout),
         verify=settings.verify,
     )
+
+
+def im_client(ctx: typer.Context) -> IMClient:
+    settings = state(ctx).settings
+    url, auth_file = im_endpoint(settings)
+    return _client_for(settings, url, auth_file)
+
+
+def lifecycle(ctx: typer.Context, output: OutputFormat = OutputFormat.text) -> Lifecycle:
+    """The lifecycle service for this invocation, with a live progress line on a TTY in text mode."""
+    from provisioner.lifecycle import Lifecycle
+
+    settings = state(ctx).settings
+    url, auth_file = im_endpoint(settings)
+    progress = ProgressLine() if output is OutputFormat.text and sys.stderr.isatty() else None
+    return Lifecycle(
+        settings,
+        client_factory=lambda im_url: _client_for(settings, im_url, auth_file),
+        default_im_url=url,
+        progress=progress,
+    )
+
+
+class ProgressLine:
+    """One live line on stderr: elapsed time and the VM states (only on a TTY, never in JSON mode)."""
+
+    def __init__(self) -> None:
+        self._console = stderr_console()
+        self._status: Any = None
+
+    def __call__(self, event: Progress) -> None:
+        from collections import Counter
+
+        counts = Counter(event.vm_states.values())
+        vms = ", ".join(f"{n} {st}" for st, n in sorted(counts.items())) or "no VMs yet"
+        state_text = event.state or ("IM not answering, retrying" if event.phase == "im-unreachable" else "...")
+        text = f"{event.cluster}: {state_text} after {event.elapsed:.0f} s ({vms})"
+        if self._status is None:
+            self._status = self._console.status(text)
+            self._status.start()
+        else:
+            self._status.update(text)
+
+    def close(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None

@@ -1,0 +1,267 @@
+"""``provision cluster``: create, list, status, outputs, logs, scale, reconfigure, destroy, ssh, sync."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from provisioner.cli.common import OutputFormat, OutputOption, ProgressLine, emit, lifecycle, message
+from provisioner.errors import InputError, OperationFailed
+
+if TYPE_CHECKING:
+    from provisioner.lifecycle import ClusterView, Lifecycle
+
+app = typer.Typer(help="Create and run clusters: the whole lifecycle, journaled and resumable.", no_args_is_help=True)
+
+TimeoutOption = typer.Option(1800.0, "--timeout", help="Seconds to wait for IM to finish (exit 4 when exceeded).")
+WaitOption = typer.Option(True, "--wait/--no-wait", help="Wait until IM has configured the cluster.")
+
+
+@contextlib.contextmanager
+def service(ctx: typer.Context, output: OutputFormat) -> Iterator[Lifecycle]:
+    lc = lifecycle(ctx, output)
+    try:
+        yield lc
+    finally:
+        if isinstance(lc._progress, ProgressLine):
+            lc._progress.close()
+        lc.close()
+
+
+def _inputs(sets: list[str], inputs_file: Path | None) -> dict[str, Any]:
+    from provisioner import tosca
+
+    raw: dict[str, Any] = {}
+    if inputs_file is not None:
+        raw.update(tosca.load_inputs_file(inputs_file))
+    raw.update(tosca.parse_set_options(sets))
+    return raw
+
+
+def view_text(view: ClusterView) -> str:
+    lines = [
+        f"cluster {view.name}: {view.state or 'unknown'} ({view.workers if view.workers is not None else '?'} workers)",
+        f"  infrastructure {view.infra_id or '-'} at {view.im_url} (template {view.template}, site {view.site})",
+    ]
+    lines += [
+        f"  vm {vm.id:>3}  {vm.role:<5} {vm.state or '?':<12} {vm.private_ip or '-':<15} {vm.public_ip or '-'}"
+        for vm in view.vms
+    ]
+    if view.note:
+        lines.append(f"  note: {view.note}")
+    return "\n".join(lines)
+
+
+@app.command()
+def create(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Cluster name (lowercase letters, digits, '-')."),
+    template: str = typer.Option(..., "--template", "-t", help="Template name (see: provision template list)."),
+    site: str = typer.Option(..., "--site", "-s", help="Site name (local-sim, or one from the config file)."),
+    sets: list[str] = typer.Option([], "--set", help="An input as KEY=VALUE (repeatable)."),
+    inputs_file: Path | None = typer.Option(None, "--inputs", help="A YAML file of inputs."),
+    wait: bool = WaitOption,
+    timeout: float = TimeoutOption,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Render, validate and ask IM for a plan; create nothing."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Create a cluster (or resume the one of the same name and inputs)."""
+    raw = _inputs(sets, inputs_file)
+    with service(ctx, output) as lc:
+        if dry_run:
+            plan = lc.dry_run(name, template=template, site=site, inputs=raw)
+            emit(
+                asdict(plan),
+                output,
+                lambda: (
+                    plan.tosca
+                    + "\n# IM would launch: "
+                    + "; ".join(f"{c['cloud_id']} ({c['cloud_type']}): {len(c['vms'])} VMs" for c in plan.clouds)
+                ),
+            )
+            return
+        view = lc.create(name, template=template, site=site, inputs=raw, wait=wait, timeout=timeout)
+    emit(view.as_dict(), output, lambda: view_text(view))
+
+
+@app.command("list")
+def list_cmd(ctx: typer.Context, output: OutputFormat = OutputOption) -> None:
+    """The clusters in the local registry, with their last known state (no IM call)."""
+    with service(ctx, output) as lc:
+        views = lc.list_clusters()
+    emit(
+        [v.as_dict() for v in views],
+        output,
+        lambda: (
+            "\n".join(
+                f"{v.name:<20} {v.state or '-':<13} {v.workers if v.workers is not None else '-':>3} workers  "
+                f"{v.template:<10} {v.site:<12} {v.infra_id or '-'}"
+                for v in views
+            )
+            or "no clusters"
+        ),
+    )
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    name: str,
+    wait: bool = typer.Option(False, "--wait", help="Wait (or resume waiting) until the cluster is configured."),
+    timeout: float = TimeoutOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """The live state of a cluster, read from IM."""
+    with service(ctx, output) as lc:
+        view = lc.status(name, wait=wait, timeout=timeout)
+    emit(view.as_dict(), output, lambda: view_text(view))
+
+
+@app.command()
+def outputs(
+    ctx: typer.Context,
+    name: str,
+    show_secrets: bool = typer.Option(False, "--show-secrets", help="Show secret values instead of ***."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """The cluster's TOSCA outputs (endpoints, addresses)."""
+    from provisioner.credentials import mask
+
+    with service(ctx, output) as lc:
+        found = lc.outputs(name)
+        secrets = [] if show_secrets else lc.secret_values(name)
+    shown = {key: _mask_value(value, secrets, mask) for key, value in found.items()}
+    emit(shown, output, lambda: "\n".join(f"{key}: {value}" for key, value in shown.items()))
+
+
+def _mask_value(value: Any, secrets: list[str], mask: Any) -> Any:
+    if isinstance(value, str):
+        return mask(value, secrets)
+    if isinstance(value, list):
+        return [_mask_value(item, secrets, mask) for item in value]
+    if isinstance(value, dict):
+        return {key: _mask_value(item, secrets, mask) for key, item in value.items()}
+    return value
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    name: str,
+    vm: str | None = typer.Option(None, "--vm", help="One VM's log instead of the whole infrastructure's."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """The contextualization log, with the failing task and host picked out."""
+    from provisioner.credentials import mask
+
+    with service(ctx, output) as lc:
+        report = lc.logs(name, vm)
+    data = {**asdict(report), "log": mask(report.log)}
+
+    def text() -> str:
+        head = f"failed: {report.reason}\n" if report.reason else ""
+        return head + str(data["log"])
+
+    emit(data, output, text)
+
+
+@app.command()
+def scale(
+    ctx: typer.Context,
+    name: str,
+    workers: int = typer.Option(..., "--workers", "-w", help="The number of workers wanted."),
+    remove: list[str] = typer.Option([], "--remove", help="A worker VM id to remove (repeatable)."),
+    wait: bool = WaitOption,
+    timeout: float = TimeoutOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Grow or shrink the workers; --remove picks which ones go (or replaces them at the same count)."""
+    with service(ctx, output) as lc:
+        view = lc.scale(name, workers=workers, remove=remove, wait=wait, timeout=timeout)
+    emit(view.as_dict(), output, lambda: view_text(view))
+
+
+@app.command()
+def reconfigure(
+    ctx: typer.Context,
+    name: str,
+    wait: bool = WaitOption,
+    timeout: float = TimeoutOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Ask IM to run the contextualization again."""
+    with service(ctx, output) as lc:
+        view = lc.reconfigure(name, wait=wait, timeout=timeout)
+    emit(view.as_dict(), output, lambda: view_text(view))
+
+
+@app.command()
+def destroy(
+    ctx: typer.Context,
+    name: str,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    force: bool = typer.Option(False, "--force", help="Tell IM to delete even if some cloud resources resist."),
+) -> None:
+    """Destroy the cluster in IM, check it is gone, and forget it."""
+    if not yes:
+        if not os.isatty(0):
+            raise InputError("refusing to destroy without confirmation", field="--yes", hint="add --yes")
+        if not typer.confirm(f"Destroy cluster {name} and all its VMs?", err=True):
+            raise typer.Abort()
+    with service(ctx, OutputFormat.text) as lc:
+        lc.destroy(name, force=force)
+    message(f"cluster {name} destroyed; nothing left in IM")
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def ssh(
+    ctx: typer.Context,
+    name: str,
+    command: list[str] = typer.Argument(None, help="A command to run instead of a shell (after --)."),
+    vm: str | None = typer.Option(None, "--vm", help="VM id (default: the front-end)."),
+    print_only: bool = typer.Option(False, "--print", help="Print the ssh command instead of running it."),
+) -> None:
+    """Open SSH to the front-end (or a VM, through the front-end when it has no public IP)."""
+    from provisioner.credentials import write_secret_file
+
+    with service(ctx, OutputFormat.text) as lc:
+        target, jump = lc.ssh_target(name, vm)
+        keydir = lc.home / "keys"
+    keydir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = target.credentials.private_key
+    if not key:
+        raise OperationFailed(f"IM has no private key for VM {target.id} of {name!r}; use its password login")
+    keyfile = keydir / f"{name}-{target.id}.pem"
+    write_secret_file(keyfile, key if key.endswith("\n") else key + "\n")
+    user = target.credentials.username or "root"
+    host = target.public_ip or target.private_ip
+    argv = ["ssh", "-i", str(keyfile), "-o", "IdentitiesOnly=yes"]
+    if jump is not None:
+        argv += ["-J", f"{jump.credentials.username or 'root'}@{jump.public_ip or jump.private_ip}"]
+    argv += [f"{user}@{host}", *(command or [])]
+    if print_only:
+        emit(argv, OutputFormat.text, shlex.join(argv))
+        return
+    os.execvp("ssh", argv)  # noqa: S606 - replaces this process with ssh, no shell involved
+
+
+@app.command()
+def sync(ctx: typer.Context, output: OutputFormat = OutputOption) -> None:
+    """Rebuild the local registry from IM (adopt this tool's infrastructures, forget deleted ones)."""
+    with service(ctx, output) as lc:
+        report = lc.sync()
+    emit(
+        asdict(report),
+        output,
+        lambda: (
+            f"adopted: {', '.join(report.adopted) or '-'}\nupdated: {', '.join(report.updated) or '-'}\n"
+            f"forgotten: {', '.join(report.forgotten) or '-'}"
+        ),
+    )

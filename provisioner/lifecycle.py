@@ -1,0 +1,714 @@
+"""Cluster lifecycle: create, status, scale, destroy, sync... over IM, the templates and the local journal.
+
+IM is the source of truth; the local store is the journal and a cache. Every mutating operation holds the
+cluster's cross-process lock. The deployment id is journaled before the POST, so a create whose answer was
+lost (timeout, crash) is found again in IM and adopted instead of being created twice. Nothing here prints:
+progress goes to an optional callback, results are returned as data, failures are raised as ProvisionError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from provisioner import tosca
+from provisioner.errors import (
+    IMBadRequest,
+    IMError,
+    IMNotFound,
+    IMServerError,
+    IMTimeout,
+    IMUnreachable,
+    InputError,
+    NotFound,
+    OperationFailed,
+    OperationTimeout,
+)
+from provisioner.im import IMClient, InfraState, Timeouts, VMInfo
+from provisioner.polling import wait_until
+from provisioner.settings import Settings
+from provisioner.state import Phase, Store, cluster_lock, endpoint_lock, inputs_hash, new_deployment_id
+
+FRONT = "front"
+WORKER = "wn"
+DONE_STATES = frozenset({"configured", "unconfigured", "failed", "stopped", "off"})
+FAILED_STATES = frozenset({"unconfigured", "failed"})
+GONE_VM_STATES = frozenset({"deleting"})
+META_CLUSTER = "provisioner_cluster"
+META_DEPLOYMENT = "provisioner_deployment_id"
+CREDENTIAL_REFRESH_EVERY = 300.0  # seconds between re-runs of command(...) credentials during a wait
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+
+
+# --- results ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VMView:
+    id: str
+    role: str
+    state: str | None
+    private_ip: str | None
+    public_ip: str | None
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    name: str
+    infra_id: str | None
+    im_url: str
+    template: str
+    site: str
+    state: str | None
+    workers: int | None
+    vms: list[VMView] = field(default_factory=list)
+    deployment_id: str | None = None
+    note: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A tick of a long operation, for the CLI's live line."""
+
+    cluster: str
+    phase: str
+    elapsed: float
+    state: str | None = None
+    vm_states: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DryRunPlan:
+    name: str
+    template: str
+    site: str
+    clouds: list[dict[str, Any]]
+    tosca: str  # secrets masked
+
+
+@dataclass(frozen=True)
+class LogReport:
+    name: str
+    infra_id: str
+    vm: str | None
+    log: str
+    failed_task: str | None
+    failed_host: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    adopted: list[str]
+    updated: list[str]
+    forgotten: list[str]
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------------
+
+
+def check_name(name: str) -> str:
+    if not _NAME_RE.fullmatch(name or ""):
+        raise InputError(
+            "must start with a lowercase letter and have at most 63 lowercase letters, digits or '-'", field="NAME"
+        )
+    return name
+
+
+def role_of(vm: VMInfo) -> str:
+    return FRONT if vm.name == FRONT else WORKER
+
+
+def vm_view(vm: VMInfo) -> VMView:
+    return VMView(id=vm.id, role=role_of(vm), state=vm.state, private_ip=vm.private_ip, public_ip=vm.public_ip)
+
+
+_TASK_RE = re.compile(r"^TASK \[(?P<task>[^\]]*)\]", re.MULTILINE)
+_FATAL_RE = re.compile(r"^fatal: \[(?P<host>[^\]]+)\]: (?P<what>[A-Z]+)!? =>(?P<rest>.*)$", re.MULTILINE)
+_MSG_RE = re.compile(r'"msg":\s*"(?P<msg>(?:[^"\\]|\\.)*)"')
+
+
+def analyse_contmsg(log: str) -> tuple[str | None, str | None, str | None]:
+    """Pick the failing Ansible task and host, and a one-line reason, out of IM's contextualization log."""
+    fatals = list(_FATAL_RE.finditer(log))
+    fatal = fatals[-1] if fatals else None
+    if fatal is not None:
+        tasks = [m for m in _TASK_RE.finditer(log) if m.start() < fatal.start()]
+        task = tasks[-1].group("task") if tasks else None
+        msg = _MSG_RE.search(fatal.group("rest"))
+        reason = msg.group("msg") if msg else fatal.group("what")
+        return task, fatal.group("host"), f"task '{task}' failed on {fatal.group('host')}: {reason}"
+    for line in reversed([raw.strip() for raw in log.splitlines() if raw.strip()]):
+        lowered = line.lower()
+        if any(word in lowered for word in ("error", "fail", "timeout", "no correct master")):
+            return None, None, line[:300]
+    return None, None, None
+
+
+# --- the service ------------------------------------------------------------------------------------------------------
+
+
+class Lifecycle:
+    """Cluster operations for one user (settings + credentials)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client_factory: Callable[[str], IMClient] | None = None,
+        default_im_url: str | None = None,
+        progress: Callable[[Progress], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.home = settings.home
+        self._client_factory = client_factory
+        self._default_im_url = default_im_url or settings.im_url
+        self._progress = progress
+        self._clock = clock
+        self._sleep = sleep
+        self._rand = rand
+        self._clients: dict[str, IMClient] = {}
+
+    # -- plumbing --
+
+    def client(self, im_url: str | None = None) -> IMClient:
+        url = im_url or self._default_im_url
+        if not url:
+            raise InputError("no IM endpoint configured", field="--im-url")
+        if url not in self._clients:
+            if self._client_factory is None:
+                raise InputError("no IM credentials configured", field="--auth")
+            self._clients[url] = self._client_factory(url)
+        return self._clients[url]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    @contextlib.contextmanager
+    def _store(self) -> Iterator[Store]:
+        with Store.open(self.home) as store:
+            yield store
+
+    def _lock(self, name: str, purpose: str) -> contextlib.AbstractContextManager[Path]:
+        return cluster_lock(self.home, name, self.settings.lock_timeout, purpose=purpose)
+
+    def _emit(self, name: str, phase: str, started: float, st: InfraState | None = None) -> None:
+        if self._progress is not None:
+            self._progress(
+                Progress(
+                    cluster=name,
+                    phase=phase,
+                    elapsed=self._clock() - started,
+                    state=st.state if st else None,
+                    vm_states=dict(st.vm_states) if st else {},
+                )
+            )
+
+    def _record(self, store: Store, name: str) -> Any:
+        rec = store.get_cluster(check_name(name))
+        if rec is None:
+            raise NotFound(
+                f"no cluster named {name!r} in {self.home}",
+                hint="see: provision cluster list (or provision cluster sync to rebuild the registry from IM)",
+            )
+        return rec
+
+    # -- inputs and rendering --
+
+    def _prepare(
+        self, name: str, template: str, site_name: str, raw: Mapping[str, Any], *, keep_secrets: bool
+    ) -> tuple[Any, Any]:
+        if template not in tosca.list_templates():
+            raise InputError(
+                f"unknown template {template!r} (known: {', '.join(tosca.list_templates())})", field="--template"
+            )
+        site = tosca.resolve_site(site_name, self.settings.sites)
+        store = tosca.SecretStore(self.home, name) if keep_secrets else None
+        inputs = tosca.prepare_inputs(template, raw, secrets_store=store)
+        return site, inputs
+
+    @staticmethod
+    def _fingerprint(template: str, site: str, public_inputs: Mapping[str, Any]) -> str:
+        return inputs_hash({"template": template, "site": site, "inputs": dict(public_inputs)})
+
+    def _render_for(self, rec: Any, *, wn_count: int | None = None, removal: list[str] | None = None) -> str:
+        site = tosca.resolve_site(rec.site, self.settings.sites)
+        inputs = tosca.prepare_inputs(rec.template, rec.inputs, secrets_store=tosca.SecretStore(self.home, rec.name))
+        doc = tosca.render(
+            rec.template,
+            site,
+            inputs,
+            cluster_name=rec.name,
+            deployment_id=rec.deployment_id,
+            wn_count=wn_count,
+            removal_list=removal,
+        )
+        return tosca.dump(doc)
+
+    # -- create --
+
+    def create(
+        self,
+        name: str,
+        *,
+        template: str,
+        site: str,
+        inputs: Mapping[str, Any],
+        wait: bool = True,
+        timeout: float = 1800.0,
+    ) -> ClusterView:
+        check_name(name)
+        site_obj, resolved = self._prepare(name, template, site, inputs, keep_secrets=True)
+        public = dict(resolved.public)
+        fingerprint = self._fingerprint(template, site, public)
+        client = self.client()
+        with self._lock(name, "cluster create"), self._store() as store:
+            rec = store.get_cluster(name)
+            if rec is not None and rec.inputs_hash != fingerprint:
+                raise InputError(
+                    f"cluster {name!r} already exists with other template, site or inputs",
+                    field="NAME",
+                    hint=f"change it with: provision cluster scale {name} --workers N, "
+                    f"or remove it first: provision cluster destroy {name}",
+                )
+            if rec is None:
+                deployment_id = new_deployment_id()
+                doc = tosca.render(template, site_obj, resolved, cluster_name=name, deployment_id=deployment_id)
+                text = tosca.dump(doc)
+                rec = store.upsert_cluster(
+                    name,
+                    im_url=client.url,
+                    template=template,
+                    site=site,
+                    inputs=public,
+                    deployment_id=deployment_id,
+                    inputs_hash=fingerprint,
+                    state="new",
+                    workers=int(public.get("wn_num", 0)),
+                    secret_keys=resolved.secret_names,
+                )
+                store.append(name, Phase.RENDERED, {"template": template, "site": site})
+            else:
+                text = self._render_for(rec)
+            if rec.infra_id is None:
+                rec = self._submit(store, rec, text)
+            else:
+                self._check_exists(store, rec)
+            if wait:
+                return self._wait(store, rec, timeout)
+            return self._view(store, rec)
+
+    def _submit(self, store: Store, rec: Any, text: str) -> Any:
+        """POST the template, or adopt what an earlier, interrupted POST created (found by deployment id)."""
+        client = self.client(rec.im_url)
+        found = self._find_deployment(store, client, rec.deployment_id) if self._submitted_before(store, rec) else None
+        if found is None:
+            store.append(rec.name, Phase.SUBMITTING, {"deployment_id": rec.deployment_id})
+            try:
+                infra_id = client.create(text, async_=True).infra_id
+            except (IMUnreachable, IMTimeout, IMServerError) as exc:
+                # The POST may have reached IM: look for it before saying anything.
+                try:
+                    found = self._find_deployment(store, client, rec.deployment_id)
+                except IMError:
+                    found = None
+                if found is None:
+                    exc.hint = (
+                        f"run the same command again (or: provision cluster status {rec.name}); "
+                        "the cluster is found by its deployment id and never created twice"
+                    )
+                    raise
+                infra_id = found
+                store.append(rec.name, Phase.ADOPTED, {"infra_id": infra_id, "deployment_id": rec.deployment_id})
+            except IMBadRequest as exc:
+                store.append(rec.name, Phase.FAILED, {"reason": str(exc)[:500]})
+                store.delete_cluster(rec.name)
+                raise
+        else:
+            infra_id = found
+            store.append(rec.name, Phase.ADOPTED, {"infra_id": infra_id, "deployment_id": rec.deployment_id})
+        store.append(rec.name, Phase.INFRA_ID_KNOWN, {"infra_id": infra_id})
+        return store.update_cluster(rec.name, infra_id=infra_id, state="pending")
+
+    @staticmethod
+    def _submitted_before(store: Store, rec: Any) -> bool:
+        return any(entry.phase == Phase.SUBMITTING for entry in store.journal(rec.name))
+
+    def _find_deployment(self, store: Store, client: IMClient, deployment_id: str) -> str | None:
+        known = {r.infra_id for r in store.list_clusters() if r.infra_id}
+        for infra_id in client.list_infrastructures():
+            if infra_id in known:
+                continue
+            meta = self._metadata(client, infra_id)
+            if meta.get(META_DEPLOYMENT) == deployment_id:
+                return infra_id
+        return None
+
+    @staticmethod
+    def _metadata(client: IMClient, infra_id: str) -> dict[str, Any]:
+        try:
+            doc = yaml.safe_load(client.tosca(infra_id))
+        except (IMNotFound, IMBadRequest, yaml.YAMLError):
+            return {}
+        except IMError as exc:
+            if getattr(exc, "status", None) == 403:
+                return {}
+            raise
+        meta = doc.get("metadata") if isinstance(doc, dict) else None
+        return dict(meta) if isinstance(meta, dict) else {}
+
+    def _check_exists(self, store: Store, rec: Any) -> None:
+        try:
+            self.client(rec.im_url).state(rec.infra_id)
+        except IMNotFound:
+            store.update_cluster(rec.name, state="gone")
+            raise OperationFailed(
+                f"cluster {rec.name!r}: its infrastructure {rec.infra_id} no longer exists in IM",
+                hint=f"forget it with: provision cluster destroy {rec.name}",
+            ) from None
+
+    # -- waiting --
+
+    def _wait(self, store: Store, rec: Any, timeout: float) -> ClusterView:
+        client = self.client(rec.im_url)
+        started = self._clock()
+        store.append(rec.name, Phase.WAITING, {"timeout": timeout})
+        last_refresh = self._clock()
+
+        def check() -> InfraState | None:
+            try:
+                st = client.state(rec.infra_id)
+            except (IMUnreachable, IMTimeout, IMServerError):
+                self._emit(rec.name, "im-unreachable", started)
+                return None
+            self._emit(rec.name, "waiting", started, st)
+            return st if st.state in DONE_STATES else None
+
+        def before_sleep(_: float) -> None:
+            nonlocal last_refresh
+            if self._clock() - last_refresh >= CREDENTIAL_REFRESH_EVERY:
+                client.auth.refresh()
+                last_refresh = self._clock()
+
+        try:
+            final = wait_until(
+                check,
+                timeout=timeout,
+                clock=self._clock,
+                sleep=self._sleep,
+                rand=self._rand,
+                before_sleep=before_sleep,
+                what=f"cluster {rec.name!r} to be configured",
+            )
+        except OperationTimeout as exc:
+            store.append(rec.name, Phase.TIMED_OUT, {"after": round(self._clock() - started, 3)})
+            raise OperationTimeout(
+                f"cluster {rec.name!r} was not configured within {timeout:g} s",
+                hint=f"IM is still working on it; resume with: provision cluster status {rec.name} --wait",
+            ) from exc
+        if final.state in FAILED_STATES:
+            self._fail(store, rec, final)
+        store.append(rec.name, Phase.CONFIGURED, {"state": final.state})
+        return self._view(store, rec)
+
+    def _fail(self, store: Store, rec: Any, final: InfraState) -> None:
+        client = self.client(rec.im_url)
+        try:
+            _, _, reason = analyse_contmsg(client.contmsg(rec.infra_id))
+        except IMError:
+            reason = None
+        failed_vms = sorted(vm for vm, st in final.vm_states.items() if st in FAILED_STATES)
+        phase = Phase.UNCONFIGURED if final.state == "unconfigured" else Phase.FAILED
+        store.append(rec.name, phase, {"state": final.state, "vms": failed_vms, "reason": (reason or "")[:500]})
+        store.update_cluster(rec.name, state=final.state)
+        vms = f" (VMs {', '.join(failed_vms)})" if failed_vms else ""
+        raise OperationFailed(
+            f"cluster {rec.name!r} ended {final.state}{vms}: {reason or 'IM gave no reason'}",
+            hint=f"details: provision cluster logs {rec.name}; healthy VMs are kept, "
+            f"replace a failed worker with: provision cluster scale {rec.name} --workers N --remove VMID",
+        )
+
+    # -- reading --
+
+    def _live(self, rec: Any) -> tuple[InfraState, list[VMInfo]]:
+        client = self.client(rec.im_url)
+        st = client.state(rec.infra_id)
+        vms = [client.vm_info(rec.infra_id, vm_id) for vm_id in client.vm_ids(rec.infra_id)]
+        return st, vms
+
+    def _view(self, store: Store, rec: Any, live: tuple[InfraState, list[VMInfo]] | None = None) -> ClusterView:
+        st, vms = live or self._live(rec)
+        views = [vm_view(vm) for vm in vms if vm.state not in GONE_VM_STATES]
+        workers = sum(1 for vm in views if vm.role == WORKER)
+        rec = store.update_cluster(
+            rec.name, state=st.state, workers=workers, extra={**rec.extra, "vms": [asdict(v) for v in views]}
+        )
+        return self._from_record(rec, views)
+
+    @staticmethod
+    def _from_record(rec: Any, vms: list[VMView] | None = None, note: str | None = None) -> ClusterView:
+        cached = vms if vms is not None else [VMView(**v) for v in rec.extra.get("vms", [])]
+        return ClusterView(
+            name=rec.name,
+            infra_id=rec.infra_id,
+            im_url=rec.im_url,
+            template=rec.template,
+            site=rec.site,
+            state=rec.state,
+            workers=rec.workers,
+            vms=cached,
+            deployment_id=rec.deployment_id,
+            note=note,
+        )
+
+    def list_clusters(self) -> list[ClusterView]:
+        """The registry (cached state: fast, no IM call). ``status`` reads IM."""
+        with self._store() as store:
+            return [self._from_record(rec) for rec in store.list_clusters()]
+
+    def status(self, name: str, *, wait: bool = False, timeout: float = 1800.0) -> ClusterView:
+        with self._store() as store:
+            rec = self._record(store, name)
+            if rec.infra_id is None:
+                # An interrupted create: find it in IM by its deployment id (under the lock), or say so.
+                with self._lock(name, "cluster status"):
+                    rec = self._record(store, name)
+                    if rec.infra_id is None:
+                        client = self.client(rec.im_url)
+                        found = self._find_deployment(store, client, rec.deployment_id)
+                        if found is None:
+                            return self._from_record(
+                                rec, [], note="not created in IM yet; run the same create command again"
+                            )
+                        store.append(name, Phase.ADOPTED, {"infra_id": found, "deployment_id": rec.deployment_id})
+                        store.append(name, Phase.INFRA_ID_KNOWN, {"infra_id": found})
+                        rec = store.update_cluster(name, infra_id=found, state="pending")
+            if wait:
+                return self._wait(store, rec, timeout)
+            try:
+                return self._view(store, rec)
+            except IMNotFound:
+                rec = store.update_cluster(name, state="gone")
+                return self._from_record(rec, [], note="the infrastructure no longer exists in IM")
+
+    def outputs(self, name: str) -> dict[str, Any]:
+        with self._store() as store:
+            rec = self._record(store, name)
+        if rec.infra_id is None:
+            raise OperationFailed(f"cluster {name!r} has no infrastructure yet")
+        return self.client(rec.im_url).outputs(rec.infra_id)
+
+    def secret_values(self, name: str) -> list[str]:
+        store = tosca.SecretStore(self.home, name)
+        return [value for value in store.load().values() if value]
+
+    def logs(self, name: str, vm: str | None = None) -> LogReport:
+        with self._store() as store:
+            rec = self._record(store, name)
+        if rec.infra_id is None:
+            raise OperationFailed(f"cluster {name!r} has no infrastructure yet")
+        client = self.client(rec.im_url)
+        log = client.vm_contmsg(rec.infra_id, vm) if vm is not None else client.contmsg(rec.infra_id)
+        task, host, reason = analyse_contmsg(log)
+        return LogReport(name, rec.infra_id, vm, log, task, host, reason)
+
+    # -- scale --
+
+    def scale(
+        self, name: str, *, workers: int, remove: list[str] | None = None, wait: bool = True, timeout: float = 1800.0
+    ) -> ClusterView:
+        if workers < 0:
+            raise InputError(f"must be 0 or more, got {workers}", field="--workers")
+        remove = [str(v) for v in (remove or [])]
+        with self._lock(name, "cluster scale"), self._store() as store:
+            rec = self._record(store, name)
+            if rec.infra_id is None:
+                raise OperationFailed(f"cluster {name!r} has no infrastructure yet", hint="run create again first")
+            st, vms = self._live(rec)
+            live = [vm for vm in vms if role_of(vm) == WORKER and vm.state not in GONE_VM_STATES]
+            live_ids = [vm.id for vm in live]
+            unknown = [v for v in remove if v not in live_ids]
+            if unknown:
+                raise InputError(
+                    f"VM {', '.join(unknown)} is not a live worker of {name!r} "
+                    f"(workers: {', '.join(live_ids) or 'none'})",
+                    field="--remove",
+                )
+            current = len(live)
+            if workers == current and not remove:
+                return self._view(store, rec, (st, vms))
+            store.append(name, Phase.SCALING, {"from": current, "to": workers, "remove": remove})
+            client = self.client(rec.im_url)
+            # Which workers go: the named ones, then failed ones, then the newest. Always live ids only.
+            going = list(remove)
+            if current - len(going) > workers:
+                failed = [vm.id for vm in live if vm.state in FAILED_STATES and vm.id not in going]
+                rest = sorted((v for v in live_ids if v not in going and v not in failed), key=int, reverse=True)
+                going += (failed + rest)[: current - len(going) - workers]
+            if going:
+                # Shrink to the survivors first (this is also how a named worker is replaced at the same count).
+                client.add_resources(rec.infra_id, self._render_for(rec, wn_count=current - len(going), removal=going))
+            if workers > current - len(going):
+                client.add_resources(rec.infra_id, self._render_for(rec, wn_count=workers, removal=[]))
+            # The create fingerprint is kept: re-running the original create still resumes this cluster.
+            store.update_cluster(name, inputs={**rec.inputs, "wn_num": workers}, inputs_hash=rec.inputs_hash)
+            store.append(name, Phase.SCALED, {"workers": workers, "removed": going})
+            rec = self._record(store, name)
+            if wait:
+                return self._wait(store, rec, timeout)
+            return self._view(store, rec)
+
+    def reconfigure(self, name: str, *, wait: bool = True, timeout: float = 1800.0) -> ClusterView:
+        with self._lock(name, "cluster reconfigure"), self._store() as store:
+            rec = self._record(store, name)
+            if rec.infra_id is None:
+                raise OperationFailed(f"cluster {name!r} has no infrastructure yet")
+            self.client(rec.im_url).reconfigure(rec.infra_id)
+            store.append(name, Phase.WAITING, {"reconfigure": True})
+            if wait:
+                return self._wait(store, rec, timeout)
+            return self._view(store, rec)
+
+    # -- destroy --
+
+    def destroy(self, name: str, *, force: bool = False, attempts: int = 5) -> None:
+        """DELETE the infrastructure, then check it is gone (IM 2.0.0 can bring it back), then forget it.
+
+        Destroys against one IM endpoint are serialized across processes.
+        """
+        with self._lock(name, "cluster destroy"), self._store() as store:
+            rec = self._record(store, name)
+            client = self.client(rec.im_url)
+            store.append(name, Phase.DESTROYING, {"infra_id": rec.infra_id, "force": force})
+            infra_id = rec.infra_id
+            if infra_id is None:
+                with contextlib.suppress(IMError):
+                    infra_id = self._find_deployment(store, client, rec.deployment_id)
+            if infra_id is not None:
+                with endpoint_lock(self.home, client.url, max(self.settings.lock_timeout, 600.0), purpose="destroy"):
+                    for _ in range(attempts):
+                        with contextlib.suppress(IMNotFound):
+                            client.destroy(infra_id, force=force)
+                        if infra_id not in client.list_infrastructures():
+                            break
+                        self._sleep(0.5)
+                    else:
+                        raise OperationFailed(
+                            f"IM still lists infrastructure {infra_id} of {name!r} after {attempts} deletes",
+                            hint=f"try again: provision cluster destroy {name} --force",
+                        )
+            store.append(name, Phase.DESTROYED, {"infra_id": infra_id})
+            store.delete_cluster(name)
+        with contextlib.suppress(OSError):
+            tosca.SecretStore(self.home, name).path.unlink()
+
+    # -- ssh --
+
+    def ssh_target(self, name: str, vm: str | None = None) -> tuple[VMInfo, VMInfo | None]:
+        """The VM to reach (the front-end by default) and, for a worker without public IP, the jump host."""
+        with self._store() as store:
+            rec = self._record(store, name)
+        if rec.infra_id is None:
+            raise OperationFailed(f"cluster {name!r} has no infrastructure yet")
+        _, vms = self._live(rec)
+        front = next((v for v in vms if role_of(v) == FRONT), None)
+        target = front if vm is None else next((v for v in vms if v.id == vm), None)
+        if target is None:
+            raise InputError(f"no VM {vm} in cluster {name!r} ({', '.join(v.id for v in vms)})", field="--vm")
+        jump = front if target is not front and target.public_ip is None else None
+        return target, jump
+
+    # -- sync --
+
+    def sync(self) -> SyncReport:
+        """Rebuild the registry from IM: adopt what this tool created, refresh known clusters, forget gone ones."""
+        client = self.client()
+        adopted: list[str] = []
+        updated: list[str] = []
+        forgotten: list[str] = []
+        with self._store() as store:
+            live = client.list_infrastructures()
+            by_infra = {rec.infra_id: rec for rec in store.list_clusters() if rec.infra_id}
+            for infra_id in live:
+                if infra_id in by_infra:
+                    continue
+                meta = self._metadata(client, infra_id)
+                name = meta.get(META_CLUSTER)
+                if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or META_DEPLOYMENT not in meta:
+                    continue
+                existing = store.get_cluster(name)
+                if existing is not None and existing.infra_id not in (None, infra_id):
+                    continue
+                template = str(meta.get("provisioner_template", "unknown"))
+                site = str(meta.get("provisioner_site", "unknown"))
+                public = self._public_inputs(client, infra_id, template)
+                store.upsert_cluster(
+                    name,
+                    im_url=client.url,
+                    template=template,
+                    site=site,
+                    inputs=public,
+                    deployment_id=str(meta[META_DEPLOYMENT]),
+                    inputs_hash=self._fingerprint(template, site, public),
+                    infra_id=infra_id,
+                    state="unknown",
+                )
+                store.append(name, Phase.ADOPTED, {"infra_id": infra_id, "by": "sync"})
+                adopted.append(name)
+            for rec in store.list_clusters():
+                if rec.im_url != client.url:
+                    continue
+                if rec.infra_id and rec.infra_id not in live:
+                    store.append(rec.name, Phase.FORGOTTEN, {"infra_id": rec.infra_id, "by": "sync"})
+                    store.delete_cluster(rec.name)
+                    forgotten.append(rec.name)
+                    continue
+                if rec.infra_id:
+                    with contextlib.suppress(IMNotFound):
+                        self._view(store, rec)
+                        if rec.name not in adopted:
+                            updated.append(rec.name)
+        return SyncReport(adopted=adopted, updated=updated, forgotten=forgotten)
+
+    @staticmethod
+    def _public_inputs(client: IMClient, infra_id: str, template: str) -> dict[str, Any]:
+        try:
+            doc = yaml.safe_load(client.tosca(infra_id))
+            schema = tosca.load_schema(template)
+        except (IMError, yaml.YAMLError, InputError):
+            return {}
+        inputs = (doc or {}).get("topology_template", {}).get("inputs", {}) or {}
+        return {
+            key: spec.get("default")
+            for key, spec in inputs.items()
+            if key in schema.inputs and not schema.inputs[key].secret and isinstance(spec, dict)
+        }
+
+    def dry_run(self, name: str, *, template: str, site: str, inputs: Mapping[str, Any]) -> DryRunPlan:
+        check_name(name)
+        site_obj, resolved = self._prepare(name, template, site, inputs, keep_secrets=False)
+        doc = tosca.render(template, site_obj, resolved, cluster_name=name, deployment_id="dry-run")
+        tosca.validate_offline(doc)
+        clouds = self.client().dry_run(tosca.dump(doc))
+        shown = tosca.dump(tosca.masked(doc, resolved.secret_values))
+        return DryRunPlan(name, template, site, [asdict(c) for c in clouds], shown)
+
+
+def timeouts_of(settings: Settings) -> Timeouts:
+    return Timeouts(connect=settings.connect_timeout, read=settings.read_timeout)

@@ -1,0 +1,294 @@
+"""The cluster lifecycle through the real CLI against the real IM (local-sim), checked against IM itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from provisioner.im import IMClient
+from provisioner.state import Phase, Store
+from tests.conftest import RunningIM
+from tests.faultproxy import FaultProxy
+
+pytestmark = pytest.mark.im
+
+
+class CLI:
+    """The ``provision`` command with its own home, pointed at one IM URL."""
+
+    def __init__(self, home: Path, im_url: str, auth_file: Path) -> None:
+        self.home = home
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "config.yaml").write_text("{}\n")
+        self.env = {
+            **os.environ,
+            "PROVISION_HOME": str(home),
+            "PROVISION_CONFIG": str(home / "config.yaml"),
+            "PROVISION_IM_URL": im_url,
+            "PROVISION_AUTH_FILE": str(auth_file),
+        }
+
+    def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "provisioner", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**self.env, **(env or {})},
+        )
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "provisioner", *args],
+            capture_output=True,
+            text=True,
+            env={**self.env, **(env or {})},
+            timeout=300,
+            check=False,
+        )
+
+    def json(self, *args: str) -> object:
+        result = self(*args, "-o", "json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+
+@pytest.fixture
+def cli(local_im: RunningIM, tmp_path: Path) -> CLI:
+    return CLI(tmp_path / "home", local_im.url, local_im.auth_file)
+
+
+@pytest.fixture
+def proxy(local_im: RunningIM) -> Iterator[FaultProxy]:
+    running = FaultProxy(local_im.url).start()
+    yield running
+    running.stop()
+
+
+def im_vms(client: IMClient, infra_id: str) -> dict[str, str]:
+    """IM's own view: VM id -> node name."""
+    return {vm: str(client.vm_info(infra_id, vm).name) for vm in client.vm_ids(infra_id)}
+
+
+def workers_in_im(client: IMClient, infra_id: str) -> list[str]:
+    return sorted((vm for vm, name in im_vms(client, infra_id).items() if name == "wn"), key=int)
+
+
+def test_full_lifecycle(cli: CLI, im_client: IMClient) -> None:
+    created = cli.json("cluster", "create", "life", "--template", "oscar", "--site", "local-sim", "--set", "wn_num=2")
+    assert isinstance(created, dict)
+    infra = created["infra_id"]
+    assert created["state"] == "configured"
+    assert created["workers"] == 2
+    assert {vm["role"] for vm in created["vms"]} == {"front", "wn"}
+    assert set(created) >= {"name", "infra_id", "im_url", "template", "site", "state", "workers", "vms"}
+    assert im_vms(im_client, infra) == {"0": "front", "1": "wn", "2": "wn"}
+
+    scaled = cli.json("cluster", "scale", "life", "--workers", "4")
+    assert isinstance(scaled, dict)
+    assert scaled["workers"] == 4
+    assert workers_in_im(im_client, infra) == ["1", "2", "3", "4"]
+
+    named = "3"
+    shrunk = cli.json("cluster", "scale", "life", "--workers", "1", "--remove", named)
+    assert isinstance(shrunk, dict)
+    assert shrunk["workers"] == 1
+    left = workers_in_im(im_client, infra)
+    assert len(left) == 1
+    assert named not in left
+    assert len(im_client.vm_ids(infra)) == 2
+
+    # The same count again is a no-op: no scaling entry in the journal, same VMs in IM.
+    before = im_client.vm_ids(infra)
+    again = cli.json("cluster", "scale", "life", "--workers", "1")
+    assert isinstance(again, dict)
+    assert again["workers"] == 1
+    assert im_client.vm_ids(infra) == before
+    with Store.open(cli.home) as store:
+        phases = [entry.phase for entry in store.journal("life")]
+    assert phases.count(Phase.SCALED) == 2
+
+    listed = cli.json("cluster", "list")
+    assert isinstance(listed, list)
+    assert [(c["name"], c["infra_id"], c["workers"]) for c in listed] == [("life", infra, 1)]
+    outputs = cli.json("cluster", "outputs", "life")
+    assert isinstance(outputs, dict)
+    assert outputs["kube_api_endpoint"] == "https://10.0.0.1:6443"
+
+    destroyed = cli("cluster", "destroy", "life", "--yes")
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert infra not in im_client.list_infrastructures()
+    assert cli.json("cluster", "list") == []
+    with Store.open(cli.home) as store:
+        assert [e.phase for e in store.journal("life")][-2:] == [Phase.DESTROYING, Phase.DESTROYED]
+
+
+def test_rerun_resumes_and_different_inputs_refused(cli: CLI, im_client: IMClient) -> None:
+    args = ("cluster", "create", "again", "--template", "kubernetes", "--site", "local-sim", "--set", "wn_num=1")
+    first = cli.json(*args)
+    second = cli.json(*args)
+    assert isinstance(first, dict) and isinstance(second, dict)
+    assert first["infra_id"] == second["infra_id"]
+    other = cli(*args[:-1], "wn_num=3")
+    assert other.returncode == 2
+    assert "already exists with other" in other.stderr
+    assert "provision cluster scale again" in other.stderr
+    assert cli("cluster", "destroy", "again", "--yes").returncode == 0
+    assert first["infra_id"] not in im_client.list_infrastructures()
+
+
+def test_bad_input_sends_nothing(cli: CLI, im_client: IMClient) -> None:
+    before = im_client.list_infrastructures()
+    for args, field in [
+        (("--set", "wn_nmu=2"), "wn_num"),
+        (("--set", "wn_num=-1"), "wn_num"),
+        (("--set", "wn_num"), "--set"),
+        (("--set", "minio_password=short"), "minio_password"),
+    ]:
+        result = cli("cluster", "create", "bad", "--template", "oscar", "--site", "local-sim", *args)
+        assert result.returncode == 2, result.stderr
+        assert len(result.stderr.strip().splitlines()) <= 2
+        assert field in result.stderr
+        assert "Traceback" not in result.stderr
+    result = cli("cluster", "create", "Bad_Name", "--template", "oscar", "--site", "local-sim")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: NAME:")
+    assert cli("cluster", "create", "x", "--template", "nope", "--site", "local-sim").returncode == 2
+    assert cli("cluster", "create", "x", "--template", "oscar", "--site", "mars").returncode == 2
+    assert im_client.list_infrastructures() == before
+    assert cli.json("cluster", "list") == []
+
+
+def test_killed_right_after_post_then_create_again_adopts(
+    local_im: RunningIM, proxy: FaultProxy, tmp_path: Path, im_client: IMClient
+) -> None:
+    cli = CLI(tmp_path / "home", proxy.url, local_im.auth_file)
+    before = set(im_client.list_infrastructures())
+    args = ("cluster", "create", "crash", "--template", "kubernetes", "--site", "local-sim", "--set", "wn_num=1")
+    proxy.add("delay:2")  # IM gets the POST after the CLI is gone
+    proc = cli.popen(*args)
+    deadline = time.monotonic() + 30
+    while not any(seen.method == "POST" for seen in proxy.seen) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(3)  # the proxy has now delivered the POST: IM created it
+    assert len(set(im_client.list_infrastructures()) - before) == 1
+    with Store.open(cli.home) as store:
+        assert store.last_phase("crash").phase == Phase.SUBMITTING  # type: ignore[union-attr]
+
+    status = cli.json("cluster", "status", "crash")  # status finds it by its deployment id
+    assert isinstance(status, dict)
+    assert status["infra_id"] in set(im_client.list_infrastructures()) - before
+    again = cli.json(*args)  # and create resumes it
+    assert isinstance(again, dict)
+    assert again["infra_id"] == status["infra_id"]
+    created = set(im_client.list_infrastructures()) - before
+    assert created == {again["infra_id"]}
+    with Store.open(cli.home) as store:
+        assert Phase.ADOPTED in [e.phase for e in store.journal("crash")]
+    assert cli("cluster", "destroy", "crash", "--yes").returncode == 0
+    assert not set(im_client.list_infrastructures()) - before
+
+
+def test_lost_create_answer_is_adopted_not_repeated(
+    local_im: RunningIM, proxy: FaultProxy, tmp_path: Path, im_client: IMClient
+) -> None:
+    cli = CLI(tmp_path / "home", proxy.url, local_im.auth_file)
+    before = set(im_client.list_infrastructures())
+    proxy.add("reset")  # IM creates it, the answer is lost on the way back
+    created = cli.json(
+        "cluster", "create", "lost", "--template", "kubernetes", "--site", "local-sim", "--set", "wn_num=1"
+    )
+    assert isinstance(created, dict)
+    assert set(im_client.list_infrastructures()) - before == {created["infra_id"]}
+    assert sum(1 for seen in proxy.seen if seen.method == "POST") == 1
+    with Store.open(cli.home) as store:
+        assert Phase.ADOPTED in [e.phase for e in store.journal("lost")]
+    assert cli("cluster", "destroy", "lost", "--yes").returncode == 0
+
+
+def test_wait_survives_im_restart(cli: CLI, local_im: RunningIM, im_client: IMClient) -> None:
+    created = cli.json("cluster", "create", "restart", "--template", "kubernetes", "--site", "local-sim", "--no-wait")
+    assert isinstance(created, dict)
+    from provisioner import localim
+
+    localim.stop(local_im.run_dir)
+    try:
+        waiting = cli.popen("cluster", "status", "restart", "--wait", "--timeout", "120", "-o", "json")
+        time.sleep(2)
+        assert waiting.poll() is None  # still waiting for IM
+    finally:
+        port = int(local_im.url.rsplit(":", 1)[1])
+        localim.start(local_im.run_dir, local_im.venv, port=port)
+    out, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, err
+    assert json.loads(out)["state"] == "configured"
+    assert cli("cluster", "destroy", "restart", "--yes").returncode == 0
+    assert created["infra_id"] not in im_client.list_infrastructures()
+
+
+def test_concurrent_scales_are_serialized(
+    local_im: RunningIM, proxy: FaultProxy, tmp_path: Path, im_client: IMClient
+) -> None:
+    cli = CLI(tmp_path / "home", proxy.url, local_im.auth_file)
+    created = cli.json("cluster", "create", "duo", "--template", "kubernetes", "--site", "local-sim")
+    assert isinstance(created, dict)
+    proxy.add("delay:1.5")  # the first scale holds the lock a while
+    first = cli.popen("cluster", "scale", "duo", "--workers", "3")
+    lock = next((cli.home / "locks").glob("cluster-duo*.lock"))
+    deadline = time.monotonic() + 30
+    while "cluster scale" not in lock.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    busy = cli("cluster", "scale", "duo", "--workers", "2", env={"PROVISION_LOCK_TIMEOUT": "0.2"})
+    assert busy.returncode == 5
+    assert "busy" in busy.stderr
+    second = cli.popen("cluster", "scale", "duo", "--workers", "2")
+    assert first.wait(timeout=120) == 0
+    assert second.wait(timeout=120) == 0
+    assert len(workers_in_im(im_client, created["infra_id"])) == 2
+    assert cli("cluster", "destroy", "duo", "--yes").returncode == 0
+
+
+@pytest.mark.slow
+def test_ten_parallel_destroys_leave_nothing(cli: CLI, im_client: IMClient) -> None:
+    names = [f"par-{i}" for i in range(10)]
+    creates = [
+        cli.popen("cluster", "create", n, "--template", "kubernetes", "--site", "local-sim", "--set", "wn_num=1")
+        for n in names
+    ]
+    assert all(p.wait(timeout=180) == 0 for p in creates)
+    ids = {c["name"]: c["infra_id"] for c in cli.json("cluster", "list")}  # type: ignore[union-attr]
+    assert len(ids) == 10
+    destroys = [cli.popen("cluster", "destroy", n, "--yes") for n in names]
+    results = [p.wait(timeout=300) for p in destroys]
+    assert results == [0] * 10, [p.stderr.read() for p in destroys if p.stderr]
+    live = set(im_client.list_infrastructures())
+    assert not live & set(ids.values())
+    assert cli.json("cluster", "list") == []
+
+
+def test_sync_rebuilds_the_registry(cli: CLI, local_im: RunningIM, tmp_path: Path, im_client: IMClient) -> None:
+    created = cli.json("cluster", "create", "syncme", "--template", "kubernetes", "--site", "local-sim")
+    assert isinstance(created, dict)
+    fresh = CLI(tmp_path / "other-home", local_im.url, local_im.auth_file)
+    report = fresh.json("cluster", "sync")
+    assert isinstance(report, dict)
+    assert "syncme" in report["adopted"]
+    listed = fresh.json("cluster", "list")
+    assert isinstance(listed, list)
+    found = next(c for c in listed if c["name"] == "syncme")
+    assert found["infra_id"] == created["infra_id"]
+    assert found["workers"] == 1
+    assert cli("cluster", "destroy", "syncme", "--yes").returncode == 0
+    again = fresh.json("cluster", "sync")
+    assert isinstance(again, dict)
+    assert "syncme" in again["forgotten"]
