@@ -292,3 +292,36 @@ def test_sync_rebuilds_the_registry(cli: CLI, local_im: RunningIM, tmp_path: Pat
     again = fresh.json("cluster", "sync")
     assert isinstance(again, dict)
     assert "syncme" in again["forgotten"]
+
+
+def test_secrets_stay_out_of_state_and_output(cli: CLI, im_client: IMClient) -> None:
+    planted = "Planted-Secret-9f3k!"
+    created = cli(
+        "cluster",
+        "create",
+        "secret",
+        "--template",
+        "oscar",
+        "--site",
+        "local-sim",
+        "--set",
+        f"minio_password={planted}",
+        "--set",
+        f"oscar_password={planted}x",
+        "-o",
+        "json",
+    )
+    assert created.returncode == 0, created.stderr
+    infra = json.loads(created.stdout)["infra_id"]
+    assert planted in im_client.tosca(infra)  # IM got it...
+    outputs = cli("cluster", "outputs", "secret", "-o", "json")
+    status = cli("cluster", "status", "secret", "-o", "json", "-vv")
+    texts = [created.stdout, created.stderr, outputs.stdout, status.stdout, status.stderr]
+    assert not any(planted in text for text in texts)  # ...nobody else did
+    secrets_file = cli.home / "secrets" / "secret.yaml"
+    assert (secrets_file.stat().st_mode & 0o777) == 0o600
+    for path in cli.home.rglob("*"):
+        if path.is_file() and path != secrets_file:
+            assert planted.encode() not in path.read_bytes(), path
+    assert cli("cluster", "destroy", "secret", "--yes").returncode == 0
+    assert not secrets_file.exists()
