@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from provisioner.errors import ConfigError
+from provisioner.yamlfile import read_yaml_mapping
 
 ENV_HOME = "PROVISION_HOME"
 ENV_CONFIG = "PROVISION_CONFIG"
@@ -131,20 +130,9 @@ def _convert(name: str, kind: type, value: Any, origin: str) -> Any:
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}", field="config") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {path} is not valid YAML{where}", field="config") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must be a mapping of settings", field="config")
+    data = read_yaml_mapping(
+        path, label=f"config file {path}", field="config", expected="a mapping of settings", error=ConfigError
+    )
     known = set(_KEYS) | _CONFIG_ONLY
     for key in data:
         if key not in known:

@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from provisioner.credentials import register_secret
 from provisioner.errors import InputError
 from provisioner.tosca.schema import MASK, TemplateSchema, brief, label_of, load_schema, unknown_input
 from provisioner.tosca.secrets import SecretStore, generate_secret
+from provisioner.yamlfile import read_yaml_mapping
 
 _KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -74,22 +73,7 @@ def parse_set_options(pairs: list[str]) -> dict[str, str]:
 def load_inputs_file(path: Path | str) -> dict[str, Any]:
     """An inputs file: a YAML mapping of input name to value. An empty file is ``{}``."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"cannot read {path}: not UTF-8 text", field="--inputs") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}", field="--inputs") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path} is not valid YAML{where}", field="--inputs") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise InputError(f"{path} must be a YAML mapping of input name to value", field="--inputs")
+    data = read_yaml_mapping(path, label=str(path), field="--inputs", expected="a YAML mapping of input name to value")
     for key in data:
         if not isinstance(key, str):
             raise InputError(f"{path}: input names must be strings, got {key!r}", field="--inputs")
