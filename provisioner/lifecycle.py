@@ -449,7 +449,11 @@ class Lifecycle:
     def _live(self, rec: Any) -> tuple[InfraState, list[VMInfo]]:
         client = self.client(rec.im_url)
         st = client.state(rec.infra_id)
-        vms = [client.vm_info(rec.infra_id, vm_id) for vm_id in client.vm_ids(rec.infra_id)]
+        vms = []
+        for vm_id in client.vm_ids(rec.infra_id):
+            # While IM is still launching (async create), a listed VM can vanish or not be readable yet.
+            with contextlib.suppress(IMNotFound):
+                vms.append(client.vm_info(rec.infra_id, vm_id))
         return st, vms
 
     def _view(self, store: Store, rec: Any, live: tuple[InfraState, list[VMInfo]] | None = None) -> ClusterView:

@@ -43,6 +43,11 @@ def main(
     insecure: bool = typer.Option(
         False, "--insecure", help="Do not verify IM's TLS certificate (unsafe) (env PROVISION_INSECURE)."
     ),
+    lock_timeout: float | None = typer.Option(
+        None,
+        "--lock-timeout",
+        help="Seconds to wait for another command on the same cluster (env PROVISION_LOCK_TIMEOUT).",
+    ),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output on stderr (-vv: debug)."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of unexpected errors."),
     version: bool = typer.Option(
@@ -51,7 +56,14 @@ def main(
 ) -> None:
     """Global options apply to every command."""
     ctx.obj = AppState(
-        flags={"im_url": im_url, "auth_file": auth, "home": home, "config": config, "insecure": insecure or None},
+        flags={
+            "im_url": im_url,
+            "auth_file": auth,
+            "home": home,
+            "config": config,
+            "insecure": insecure or None,
+            "lock_timeout": lock_timeout,
+        },
         debug=debug,
     )
     _configure_logging(verbose)

@@ -123,6 +123,14 @@ def test_full_lifecycle(cli: CLI, im_client: IMClient) -> None:
     assert isinstance(outputs, dict)
     assert outputs["kube_api_endpoint"] == "https://10.0.0.1:6443"
 
+    reconfigured = cli.json("cluster", "reconfigure", "life")
+    assert isinstance(reconfigured, dict)
+    assert reconfigured["state"] == "configured"
+    logs = cli.json("cluster", "logs", "life")
+    assert isinstance(logs, dict)
+    assert "Contextualization disabled" in logs["log"]
+    assert logs["failed_task"] is None
+
     destroyed = cli("cluster", "destroy", "life", "--yes")
     assert destroyed.returncode == 0, destroyed.stderr
     assert infra not in im_client.list_infrastructures()
@@ -248,7 +256,7 @@ def test_concurrent_scales_are_serialized(
     deadline = time.monotonic() + 30
     while "cluster scale" not in lock.read_text(errors="replace") and time.monotonic() < deadline:
         time.sleep(0.02)
-    busy = cli("cluster", "scale", "duo", "--workers", "2", env={"PROVISION_LOCK_TIMEOUT": "0.2"})
+    busy = cli("--lock-timeout", "0.2", "cluster", "scale", "duo", "--workers", "2")
     assert busy.returncode == 5
     assert "busy" in busy.stderr
     second = cli.popen("cluster", "scale", "duo", "--workers", "2")
