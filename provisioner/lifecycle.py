@@ -32,7 +32,7 @@ from provisioner.errors import (
     OperationFailed,
     OperationTimeout,
 )
-from provisioner.im import IMClient, InfraState, Timeouts, VMInfo
+from provisioner.im import IMClient, InfraState, VMInfo
 from provisioner.polling import wait_until
 from provisioner.settings import Settings
 from provisioner.state import Phase, Store, cluster_lock, endpoint_lock, inputs_hash, new_deployment_id
@@ -712,7 +712,3 @@ class Lifecycle:
         clouds = self.client().dry_run(tosca.dump(doc))
         shown = tosca.dump(tosca.masked(doc, resolved.secret_values))
         return DryRunPlan(name, template, site, [asdict(c) for c in clouds], shown)
-
-
-def timeouts_of(settings: Settings) -> Timeouts:
-    return Timeouts(connect=settings.connect_timeout, read=settings.read_timeout)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import sys
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -26,12 +27,14 @@ WaitOption = typer.Option(True, "--wait/--no-wait", help="Wait until IM has conf
 
 @contextlib.contextmanager
 def service(ctx: typer.Context, output: OutputFormat) -> Iterator[Lifecycle]:
-    lc = lifecycle(ctx, output)
+    """The lifecycle service, with a live progress line on a TTY in text mode (never in JSON mode)."""
+    progress = ProgressLine() if output is OutputFormat.text and sys.stderr.isatty() else None
+    lc = lifecycle(ctx, progress)
     try:
         yield lc
     finally:
-        if isinstance(lc._progress, ProgressLine):
-            lc._progress.close()
+        if progress is not None:
+            progress.close()
         lc.close()
 
 

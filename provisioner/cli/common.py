@@ -118,13 +118,21 @@ def im_client(ctx: typer.Context) -> IMClient:
     return _client_for(settings, url, auth_file)
 
 
-def lifecycle(ctx: typer.Context, output: OutputFormat = OutputFormat.text) -> Lifecycle:
-    """The lifecycle service for this invocation, with a live progress line on a TTY in text mode."""
+def lifecycle(ctx: typer.Context, progress: ProgressLine | None = None) -> Lifecycle:
+    """The lifecycle service for this invocation, reporting to ``progress`` when given."""
     from provisioner.lifecycle import Lifecycle
 
     settings = state(ctx).settings
-    url, auth_file = im_endpoint(settings)
-    progress = ProgressLine() if output is OutputFormat.text and sys.stderr.isatty() else None
+    try:
+        url, auth_file = im_endpoint(settings)
+    except InputError as missing:
+        # Commands that only read the registry (cluster list) need no IM; the others raise this when they do.
+        error = missing
+
+        def unavailable(_: str) -> IMClient:
+            raise error
+
+        return Lifecycle(settings, client_factory=unavailable, default_im_url="unconfigured", progress=progress)
     return Lifecycle(
         settings,
         client_factory=lambda im_url: _client_for(settings, im_url, auth_file),

@@ -81,3 +81,11 @@ def test_no_im_configured_exit_2(tmp_path: Path) -> None:
     result = cli("infra", "list", env=env)
     assert result.returncode == 2
     assert result.stderr.splitlines()[0] == "error: --im-url: no IM endpoint configured"
+
+
+def test_cluster_list_needs_no_im(tmp_path: Path) -> None:
+    (tmp_path / "none.yaml").write_text("")
+    env = {"PROVISION_HOME": str(tmp_path), "PROVISION_CONFIG": str(tmp_path / "none.yaml"), "PROVISION_IM_URL": ""}
+    result = cli("cluster", "list", "-o", "json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[]\n"
