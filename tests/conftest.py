@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,32 +83,3 @@ def im_client(local_im: RunningIM) -> Iterator[IMClient]:
     client = local_im.client()
     yield client
     client.close()
-
-
-@pytest.fixture
-def provision(local_im: RunningIM, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """Run the real ``provision`` CLI in a subprocess against the session's IM, with a fresh home."""
-    home = tmp_path / "home"
-    config = tmp_path / "config.yaml"
-    config.write_text("# empty: every test starts from the defaults\n")
-
-    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        full_env = {
-            **os.environ,
-            "PROVISION_HOME": str(home),
-            "PROVISION_IM_URL": local_im.url,
-            "PROVISION_AUTH_FILE": str(local_im.auth_file),
-            "PROVISION_CONFIG": str(config),
-            **(env or {}),
-        }
-        return subprocess.run(
-            [sys.executable, "-m", "provisioner", *args],
-            capture_output=True,
-            text=True,
-            env=full_env,
-            timeout=timeout,
-            check=False,
-        )
-
-    run.home = home  # type: ignore[attr-defined]
-    return run

@@ -62,6 +62,10 @@ def view_text(view: ClusterView) -> str:
     return "\n".join(lines)
 
 
+def emit_view(view: ClusterView, output: OutputFormat) -> None:
+    emit(view.as_dict(), output, lambda: view_text(view))
+
+
 @app.command()
 def create(
     ctx: typer.Context,
@@ -91,7 +95,7 @@ def create(
             )
             return
         view = lc.create(name, template=template, site=site, inputs=raw, wait=wait, timeout=timeout)
-    emit(view.as_dict(), output, lambda: view_text(view))
+    emit_view(view, output)
 
 
 @app.command("list")
@@ -124,7 +128,7 @@ def status(
     """The live state of a cluster, read from IM."""
     with service(ctx, output) as lc:
         view = lc.status(name, wait=wait, timeout=timeout)
-    emit(view.as_dict(), output, lambda: view_text(view))
+    emit_view(view, output)
 
 
 @app.command()
@@ -188,7 +192,7 @@ def scale(
     """Grow or shrink the workers; --remove picks which ones go (or replaces them at the same count)."""
     with service(ctx, output) as lc:
         view = lc.scale(name, workers=workers, remove=remove, wait=wait, timeout=timeout)
-    emit(view.as_dict(), output, lambda: view_text(view))
+    emit_view(view, output)
 
 
 @app.command()
@@ -202,7 +206,7 @@ def reconfigure(
     """Ask IM to run the contextualization again."""
     with service(ctx, output) as lc:
         view = lc.reconfigure(name, wait=wait, timeout=timeout)
-    emit(view.as_dict(), output, lambda: view_text(view))
+    emit_view(view, output)
 
 
 @app.command()

@@ -282,9 +282,9 @@ class IMClient:
     def version(self) -> str:
         return str(self._json(self._request("GET", "/version", idempotent=True), "version"))
 
-    def list_infrastructures(self, *, filter_regex: str | None = None) -> list[str]:
-        params = {"filter": filter_regex} if filter_regex else None
-        resp = self._request("GET", "/infrastructures", params=params, idempotent=True)
+    def list_infrastructures(self) -> list[str]:
+        """The infrastructure ids of this IM user (IM 2.0.0's REST API takes no filter)."""
+        resp = self._request("GET", "/infrastructures", idempotent=True)
         return _ids_from_uris(self._json(resp, "uri-list"))
 
     def create(
