@@ -7,7 +7,7 @@ NETNS := .ci/netns
 PIP_QUIET := --quiet --disable-pip-version-check
 export PROVISION_IM_VENV := $(CURDIR)/$(IM_VENV)
 
-.PHONY: all setup test lint unit demo bench clean
+.PHONY: all system-deps setup test lint unit demo bench clean
 
 all: test
 
@@ -23,7 +23,11 @@ $(IM_VENV)/.installed: provisioner/data/im-constraints.txt $(BIN)/.installed
 	$(BIN)/provision local-im install --venv $(IM_VENV)
 	touch $@
 
-setup: $(BIN)/.installed $(IM_VENV)/.installed
+# Debian packages the tests use (openssh-server for real sshd on loopback).
+system-deps:
+	.ci/system-deps
+
+setup: system-deps $(BIN)/.installed $(IM_VENV)/.installed
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check provisioner tests

@@ -60,6 +60,21 @@ class OperationFailed(ProvisionError):
     """An operation ran and did not succeed (e.g. a cluster ended failed/unconfigured)."""
 
 
+class HostKeyChanged(OperationFailed):
+    """A node answered SSH with a host key other than the one pinned on first contact: refused."""
+
+
+class PlaybookFailed(OperationFailed):
+    """An Ansible run failed; names the failing task and host when known."""
+
+    def __init__(
+        self, message: str, *, task: str | None = None, host: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.task = task
+        self.host = host
+
+
 class NotFound(ProvisionError):
     """Something named by the user does not exist (locally or in IM)."""
 

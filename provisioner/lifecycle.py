@@ -44,6 +44,7 @@ FAILED_STATES = frozenset({"unconfigured", "failed"})
 GONE_VM_STATES = frozenset({"deleting"})
 META_CLUSTER = "provisioner_cluster"
 META_DEPLOYMENT = "provisioner_deployment_id"
+EDGE_IM_URL = "edge:"  # the im_url of an edge (K3s, no IM) cluster in the registry
 CREDENTIAL_REFRESH_EVERY = 300.0  # seconds between re-runs of command(...) credentials during a wait
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
@@ -187,6 +188,11 @@ class Lifecycle:
 
     def client(self, im_url: str | None = None) -> IMClient:
         url = im_url or self._default_im_url
+        if url == EDGE_IM_URL:
+            raise OperationFailed(
+                "this is an edge cluster (K3s on your own hosts): it has no IM infrastructure",
+                hint="edge clusters support: cluster install, verify, inventory, list, destroy (forgets it)",
+            )
         if not url:
             raise InputError("no IM endpoint configured", field="--im-url")
         if url not in self._clients:
@@ -489,6 +495,10 @@ class Lifecycle:
     def status(self, name: str, *, wait: bool = False, timeout: float = 1800.0) -> ClusterView:
         with self._store() as store:
             rec = self._record(store, name)
+            if rec.im_url == EDGE_IM_URL:
+                return self._from_record(
+                    rec, note=f"edge cluster (K3s on your hosts): check it with: provision cluster verify {name}"
+                )
             if rec.infra_id is None:
                 # An interrupted create: find it in IM by its deployment id (under the lock), or say so.
                 with self._lock(name, "cluster status"):
@@ -598,6 +608,11 @@ class Lifecycle:
         """
         with self._lock(name, "cluster destroy"), self._store() as store:
             rec = self._record(store, name)
+            if rec.im_url == EDGE_IM_URL:
+                store.append(name, Phase.DESTROYED, {"edge": True, "note": "forgotten; K3s stays on the hosts"})
+                store.delete_cluster(name)
+                tosca.SecretStore(self.home, name).delete()
+                return
             client = self.client(rec.im_url)
             store.append(name, Phase.DESTROYING, {"infra_id": rec.infra_id, "force": force})
             infra_id = rec.infra_id
@@ -637,6 +652,23 @@ class Lifecycle:
             raise InputError(f"no VM {vm} in cluster {name!r} ({', '.join(v.id for v in vms)})", field="--vm")
         jump = front if target is not front and target.public_ip is None else None
         return target, jump
+
+    def lock(self, name: str, purpose: str) -> contextlib.AbstractContextManager[Path]:
+        """The cluster's cross-process lock (the one scale, destroy and install take)."""
+        return self._lock(check_name(name), purpose)
+
+    def record(self, name: str) -> Any:
+        """The registry row of ``name`` (raises :class:`NotFound`)."""
+        with self._store() as store:
+            return self._record(store, name)
+
+    def live_vms(self, name: str) -> list[VMInfo]:
+        """The cluster's VMs as IM describes them now (not the deleting ones)."""
+        rec = self.record(name)
+        if rec.infra_id is None:
+            raise OperationFailed(f"cluster {name!r} has no infrastructure yet", hint="run create again first")
+        _, vms = self._live(rec)
+        return [vm for vm in vms if vm.state not in GONE_VM_STATES]
 
     # -- sync --
 

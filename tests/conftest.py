@@ -18,6 +18,7 @@ from provisioner import localim
 from provisioner.credentials import AuthData
 from provisioner.im import IMClient, RetryPolicy, Timeouts
 from provisioner.settings import ENV_IM_VENV
+from tests.sshd import SSHHost, keygen, sshd_available, start_hosts
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -83,3 +84,36 @@ def im_client(local_im: RunningIM) -> Iterator[IMClient]:
     client = local_im.client()
     yield client
     client.close()
+
+
+# --- real SSH hosts -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SSHLab:
+    """Three sshd hosts on loopback: a front-end and two workers; ``jumped`` is reached through the front."""
+
+    front: SSHHost
+    wn1: SSHHost
+    wn2: SSHHost
+    client_key: Path
+
+    @property
+    def hosts(self) -> list[SSHHost]:
+        return [self.front, self.wn1, self.wn2]
+
+
+@pytest.fixture(scope="session")
+def ssh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHLab]:
+    if not only_loopback():
+        pytest.fail("SSH tests run in the loopback-only namespace: use `make test`", pytrace=False)
+    if not sshd_available():
+        pytest.fail("Debian's openssh-server is needed (as root): run .ci/system-deps", pytrace=False)
+    base = tmp_path_factory.mktemp("sshd")
+    key = keygen(base / "client_key")
+    # The front-end logs forwarded connections (DEBUG1), so tests can prove a jump went through it.
+    hosts = start_hosts(base, ["front", "wn1", "wn2"], key, log_levels={"front": "DEBUG1"})
+    lab = SSHLab(front=hosts[0], wn1=hosts[1], wn2=hosts[2], client_key=key)
+    yield lab
+    for host in lab.hosts:
+        host.stop()

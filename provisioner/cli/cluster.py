@@ -13,10 +13,19 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from provisioner.cli.common import OutputFormat, OutputOption, ProgressLine, emit, lifecycle, message
+from provisioner.cli.common import (
+    OutputFormat,
+    OutputOption,
+    ProgressLine,
+    RunProgress,
+    emit,
+    lifecycle,
+    message,
+)
 from provisioner.errors import InputError, OperationFailed
 
 if TYPE_CHECKING:
+    from provisioner.addons import InstallReport, Stack, VerifyReport
     from provisioner.lifecycle import ClusterView, Lifecycle
 
 app = typer.Typer(help="Create and run clusters: the whole lifecycle, journaled and resumable.", no_args_is_help=True)
@@ -36,6 +45,55 @@ def service(ctx: typer.Context, output: OutputFormat) -> Iterator[Lifecycle]:
         if progress is not None:
             progress.close()
         lc.close()
+
+
+@contextlib.contextmanager
+def stack_service(ctx: typer.Context, output: OutputFormat, ssh_timeout: float = 600.0) -> Iterator[Stack]:
+    """The add-on service (inventory, SSH, ansible-runner), with a live line on a TTY in text mode."""
+    from provisioner.addons import Stack
+
+    progress = RunProgress() if output is OutputFormat.text and sys.stderr.isatty() else None
+    lc = lifecycle(ctx)
+    try:
+        yield Stack(
+            lc,
+            on_event=progress.event if progress else None,
+            on_ssh=progress.ssh if progress else None,
+            ssh_timeout=ssh_timeout,
+        )
+    finally:
+        if progress is not None:
+            progress.close()
+        lc.close()
+
+
+ComponentsOption = typer.Option(
+    None,
+    "--components",
+    help="Comma-separated add-ons: knative,yunikorn,minio,onedata,oscar,registry (default: what the inputs ask for).",
+)
+PreflightOption = typer.Option(False, "--preflight", help="Run only the roles' preflight checks; change nothing.")
+SSHTimeoutOption = typer.Option(600.0, "--ssh-timeout", help="Seconds to wait for every node to answer SSH.")
+
+
+def install_text(report: InstallReport) -> str:
+    what = "preflight passed" if report.preflight_only else "installed"
+    lines = [f"{report.cluster}: {what}: {', '.join(report.components) or 'k3s only'}"]
+    for host, counts in sorted(report.stats.items()):
+        lines.append(
+            f"  {host:<12} ok={counts.get('ok', 0)} changed={counts.get('changed', 0)} "
+            f"skipped={counts.get('skipped', 0)}"
+        )
+    lines.append(f"  inventory {report.inventory}")
+    lines.append(f"  ansible artifacts {report.artifacts}")
+    return "\n".join(lines)
+
+
+def verify_text(report: VerifyReport) -> str:
+    marks = {"ok": "ok  ", "failed": "FAIL", "skipped": "skip"}
+    lines = [f"{report.cluster}: {'all checks passed' if report.ok else 'some checks failed'}"]
+    lines += [f"  {marks.get(c.status, c.status)}  {c.name:<18} {c.detail}" for c in report.checks]
+    return "\n".join(lines)
 
 
 def _inputs(sets: list[str], inputs_file: Path | None) -> dict[str, Any]:
@@ -77,10 +135,17 @@ def create(
     wait: bool = WaitOption,
     timeout: float = TimeoutOption,
     dry_run: bool = typer.Option(False, "--dry-run", help="Render, validate and ask IM for a plan; create nothing."),
+    install: bool = typer.Option(False, "--install", help="Once configured, install the add-ons (cluster install)."),
+    components: str | None = ComponentsOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Create a cluster (or resume the one of the same name and inputs)."""
+    from provisioner.addons import parse_components
+
     raw = _inputs(sets, inputs_file)
+    chosen = parse_components(components)
+    if install and not wait:
+        raise InputError("--install needs the cluster configured first: drop --no-wait", field="--install")
     with service(ctx, output) as lc:
         if dry_run:
             plan = lc.dry_run(name, template=template, site=site, inputs=raw)
@@ -95,7 +160,16 @@ def create(
             )
             return
         view = lc.create(name, template=template, site=site, inputs=raw, wait=wait, timeout=timeout)
-    emit_view(view, output)
+    if not install:
+        emit_view(view, output)
+        return
+    with stack_service(ctx, output) as stack:
+        report = stack.install(name, chosen)
+    emit(
+        {"cluster": view.as_dict(), "install": report.as_dict()},
+        output,
+        lambda: view_text(view) + "\n" + install_text(report),
+    )
 
 
 @app.command("list")
@@ -236,22 +310,27 @@ def ssh(
     print_only: bool = typer.Option(False, "--print", help="Print the ssh command instead of running it."),
 ) -> None:
     """Open SSH to the front-end (or a VM, through the front-end when it has no public IP)."""
-    from provisioner.credentials import write_secret_file
+    from provisioner.ansible.inventory import known_hosts_path, write_key
 
     with service(ctx, OutputFormat.text) as lc:
         target, jump = lc.ssh_target(name, vm)
-        keydir = lc.home / "keys"
-    keydir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        home = lc.home
     key = target.credentials.private_key
     if not key:
         raise OperationFailed(f"IM has no private key for VM {target.id} of {name!r}; use its password login")
-    keyfile = keydir / f"{name}-{target.id}.pem"
-    write_secret_file(keyfile, key if key.endswith("\n") else key + "\n")
+    keyfile = write_key(home, name, f"vm-{target.id}", key)
+    known = known_hosts_path(home, name)
+    known.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # The cluster's pinned host keys (shared with install/verify): new keys are recorded, changed ones refused.
+    pin = ["-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=accept-new"]
     user = target.credentials.username or "root"
     host = target.public_ip or target.private_ip
-    argv = ["ssh", "-i", str(keyfile), "-o", "IdentitiesOnly=yes"]
+    argv = ["ssh", "-i", str(keyfile), "-o", "IdentitiesOnly=yes", *pin]
     if jump is not None:
-        argv += ["-J", f"{jump.credentials.username or 'root'}@{jump.public_ip or jump.private_ip}"]
+        # ProxyCommand, not -J: options given here would not apply to a -J jump host (its key pin included).
+        proxy = ["ssh", "-W", "%h:%p", "-i", str(keyfile), "-o", "IdentitiesOnly=yes", *pin]
+        proxy.append(f"{jump.credentials.username or 'root'}@{jump.public_ip or jump.private_ip}")
+        argv += ["-o", f"ProxyCommand={shlex.join(proxy)}"]
     argv += [f"{user}@{host}", *(command or [])]
     if print_only:
         emit(argv, OutputFormat.text, shlex.join(argv))
@@ -272,3 +351,71 @@ def sync(ctx: typer.Context, output: OutputFormat = OutputOption) -> None:
             f"forgotten: {', '.join(report.forgotten) or '-'}"
         ),
     )
+
+
+@app.command()
+def inventory(
+    ctx: typer.Context,
+    name: str,
+    path: Path | None = typer.Option(None, "--path", help="Where to write it (default: inventories/NAME/hosts.yml)."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Write the cluster's Ansible inventory (groups front and wn; keys 0600; workers jump through the front)."""
+    with stack_service(ctx, output) as stack:
+        inv, written = stack.write_inventory(name, path)
+    data = {
+        "cluster": name,
+        "path": str(written),
+        "known_hosts": str(stack.pins(name).path),
+        "hosts": [
+            {"name": h.name, "group": h.group, "address": h.address, "user": h.user, "jump": h.jump} for h in inv.hosts
+        ],
+    }
+    emit(
+        data,
+        output,
+        lambda: (
+            f"wrote {written} ({len(inv.hosts)} hosts)\n"
+            + "\n".join(
+                f"  {h.group:<5} {h.name:<8} {h.user}@{h.address}" + (f" via {h.jump}" if h.jump else "")
+                for h in inv.hosts
+            )
+        ),
+    )
+
+
+@app.command("install")
+def install_cmd(
+    ctx: typer.Context,
+    name: str,
+    components: str | None = ComponentsOption,
+    preflight: bool = PreflightOption,
+    path: Path | None = typer.Option(None, "--inventory-path", help="Where to write the inventory."),
+    ssh_timeout: float = SSHTimeoutOption,
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Install the add-ons (Knative, YuniKorn, MinIO, OneData, OSCAR, registry) with our playbooks."""
+    from provisioner.addons import parse_components
+
+    chosen = parse_components(components)
+    with stack_service(ctx, output, ssh_timeout) as stack:
+        report = stack.install(name, chosen, preflight_only=preflight, inventory_path=path)
+    emit(report.as_dict(), output, lambda: install_text(report))
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    name: str,
+    oscar_url: str | None = typer.Option(None, "--oscar-url", help="OSCAR's URL (default: the cluster's output)."),
+    timeout: float = typer.Option(20.0, "--timeout", help="Seconds each check may take."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Check the cluster: SSH to every node, all nodes Ready, OSCAR healthy and wired as asked (exit 1 if not)."""
+    from provisioner.addons import fail_if_not_ok
+
+    with stack_service(ctx, output) as stack:
+        report = stack.verify(name, oscar_url=oscar_url, timeout=timeout)
+    emit(report.as_dict(), output, lambda: verify_text(report))
+    sys.stdout.flush()
+    fail_if_not_ok(report)

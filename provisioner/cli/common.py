@@ -165,3 +165,40 @@ class ProgressLine:
         if self._status is not None:
             self._status.stop()
             self._status = None
+
+
+class RunProgress:
+    """One live line on stderr for SSH waits and Ansible runs: the task running and the hosts done with it."""
+
+    def __init__(self) -> None:
+        self._console = stderr_console()
+        self._status: Any = None
+        self._task = ""
+        self._done: list[str] = []
+
+    def _show(self, text: str) -> None:
+        if self._status is None:
+            self._status = self._console.status(text)
+            self._status.start()
+        else:
+            self._status.update(text)
+
+    def ssh(self, results: list[Any]) -> None:
+        ready = sum(1 for r in results if r.ok)
+        self._show(f"waiting for SSH: {ready}/{len(results)} nodes answer")
+
+    def event(self, event: Any) -> None:
+        if event.kind == "task":
+            self._task = f"{event.role} : {event.task}" if event.role else str(event.task)
+            self._done = []
+        elif event.kind in ("ok", "changed", "skipped", "failed", "unreachable") and event.host:
+            self._done.append(f"{event.host} {event.kind}")
+        elif event.kind != "play":
+            return
+        suffix = f" ({', '.join(self._done[-4:])})" if self._done else ""
+        self._show(f"ansible: {self._task or event.task}{suffix}")
+
+    def close(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None

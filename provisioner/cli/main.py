@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from provisioner import __version__
-from provisioner.cli import cluster, infra, localim, template
+from provisioner.cli import cluster, edge, infra, localim, template
 from provisioner.cli.common import AppState, message
 from provisioner.errors import EXIT_BAD_INPUT, EXIT_FAILED, ProvisionError
 
@@ -22,6 +22,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(cluster.app, name="cluster")
+app.add_typer(edge.app, name="edge")
 app.add_typer(template.app, name="template")
 app.add_typer(localim.app, name="local-im")
 app.add_typer(infra.app, name="infra")

@@ -41,7 +41,7 @@ from provisioner.errors import LockBusy, NotFound, OperationFailed
 from provisioner.state.locks import ensure_private_dir
 
 DB_FILENAME = "state.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_BUSY_TIMEOUT = 30.0
 
 # Compared with keys lower-cased and stripped of "_", "-", " " and ".": "Private-Key" matches "privatekey".
@@ -66,6 +66,11 @@ class Phase(StrEnum):
     DESTROYED = "destroyed"
     ADOPTED = "adopted"  # an existing IM infrastructure was taken under management
     FORGOTTEN = "forgotten"  # the local record was removed without destroying the infrastructure
+    # schema 2:
+    REGISTERED = "registered"  # an edge cluster (K3s on the user's hosts, no IM) was recorded
+    INSTALLING = "installing"  # the add-on playbooks started (components, run id)
+    INSTALLED = "installed"
+    INSTALL_FAILED = "install_failed"  # with the failing task and host
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,15 @@ class JournalEntry:
     cluster: str
     phase: Phase
     ts: datetime
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DecisionEntry:
+    seq: int
+    cluster: str
+    ts: datetime
+    action: str
     detail: dict[str, Any]
 
 
@@ -148,6 +162,23 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         """
         CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal
         BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END
+        """,
+    ),
+    # New journal phases (edge, install), and the autoscaler's decision log (append-only too).
+    2: (
+        """
+        CREATE TABLE decisions (
+            seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+            cluster TEXT NOT NULL,
+            ts      TEXT NOT NULL,
+            action  TEXT NOT NULL,
+            detail  TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(detail))
+        ) STRICT
+        """,
+        "CREATE INDEX decisions_by_cluster ON decisions (cluster, seq)",
+        """
+        CREATE TRIGGER decisions_no_update BEFORE UPDATE ON decisions
+        BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END
         """,
     ),
 }
@@ -407,6 +438,34 @@ class Store:
             params.append(limit)
         rows = self._conn.execute(query, params).fetchall()
         return [_entry(row) for row in reversed(rows)]
+
+    def append_decision(self, name: str, action: str, detail: Mapping[str, Any]) -> DecisionEntry:
+        """Append an autoscaler decision (signals read, rule matched, action taken or not) to the decision log."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"cluster name must be a non-empty string, not {name!r}")
+        detail = dict(detail)
+        check_no_secrets(detail, what="decision detail")
+        detail_json = _canonical_json(detail)
+        ts = self._timestamp()
+        with self.transaction():
+            row = self._conn.execute(
+                "INSERT INTO decisions (cluster, ts, action, detail) VALUES (?, ?, ?, ?) RETURNING seq",
+                (name, ts, action, detail_json),
+            ).fetchone()
+        return DecisionEntry(int(row[0]), name, datetime.fromisoformat(ts), action, _decode(detail_json))
+
+    def decisions(self, name: str, limit: int | None = None) -> list[DecisionEntry]:
+        """The autoscaler's decisions about cluster ``name``, oldest first (the last ``limit`` only)."""
+        query = "SELECT seq, cluster, ts, action, detail FROM decisions WHERE cluster = ? ORDER BY seq DESC"
+        params: list[Any] = [name]
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(max(limit, 0))
+        rows = self._conn.execute(query, params).fetchall()
+        return [
+            DecisionEntry(int(r[0]), str(r[1]), datetime.fromisoformat(r[2]), str(r[3]), _decode(r[4]))
+            for r in reversed(rows)
+        ]
 
     def last_phase(self, name: str) -> JournalEntry | None:
         """The latest journal entry of cluster ``name``."""

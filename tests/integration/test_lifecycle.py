@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,50 +12,11 @@ import pytest
 
 from provisioner.im import IMClient
 from provisioner.state import Phase, Store
+from tests.clihelper import CLI
 from tests.conftest import RunningIM
 from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.im
-
-
-class CLI:
-    """The ``provision`` command with its own home, pointed at one IM URL."""
-
-    def __init__(self, home: Path, im_url: str, auth_file: Path) -> None:
-        self.home = home
-        home.mkdir(parents=True, exist_ok=True)
-        (home / "config.yaml").write_text("{}\n")
-        self.env = {
-            **os.environ,
-            "PROVISION_HOME": str(home),
-            "PROVISION_CONFIG": str(home / "config.yaml"),
-            "PROVISION_IM_URL": im_url,
-            "PROVISION_AUTH_FILE": str(auth_file),
-        }
-
-    def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "provisioner", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**self.env, **(env or {})},
-        )
-
-    def __call__(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "provisioner", *args],
-            capture_output=True,
-            text=True,
-            env={**self.env, **(env or {})},
-            timeout=300,
-            check=False,
-        )
-
-    def json(self, *args: str) -> object:
-        result = self(*args, "-o", "json")
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
 
 
 @pytest.fixture

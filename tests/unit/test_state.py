@@ -514,3 +514,41 @@ def test_odd_cluster_names_stay_inside_the_locks_directory(home: Path, name: str
 def test_empty_cluster_name_is_refused(home: Path) -> None:
     with pytest.raises(ValueError):
         cluster_lock_path(home, "")
+
+
+def test_decision_log_is_append_only_and_secret_free(home: Path) -> None:
+    with Store.open(home) as store:
+        first = store.append_decision("c1", "none", {"rule": "steady", "current": 1})
+        store.append_decision("c2", "scale_up", {"rule": "schedule", "current": 1, "target": 3})
+        store.append_decision("c1", "scale_up", {"rule": "min_workers", "current": 0, "target": 1})
+        assert [d.action for d in store.decisions("c1")] == ["none", "scale_up"]
+        assert [d.seq for d in store.decisions("c1", limit=1)] == [first.seq + 2]
+        with pytest.raises(ValueError, match="secret"):
+            store.append_decision("c1", "none", {"signals": {"token": "x"}})
+    raw = sqlite3.connect(home / "state.db")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        raw.execute("UPDATE decisions SET action = 'x'")
+    raw.close()
+
+
+def test_a_version_1_database_is_migrated(home: Path) -> None:
+    from provisioner.state.store import _MIGRATIONS
+
+    home.mkdir(parents=True, exist_ok=True)
+    raw = sqlite3.connect(home / "state.db")
+    for statement in _MIGRATIONS[1]:
+        raw.execute(statement)
+    raw.execute(
+        "INSERT INTO journal (cluster, phase, ts, detail) "
+        "VALUES ('old', 'configured', '2026-01-01T00:00:00+00:00', '{}')"
+    )
+    raw.execute("PRAGMA user_version = 1")
+    raw.commit()
+    raw.close()
+    with Store.open(home) as store:
+        assert [e.phase for e in store.journal("old")] == [Phase.CONFIGURED]
+        store.append("c", Phase.REGISTERED, {})
+        store.append_decision("c", "none", {})
+    raw = sqlite3.connect(home / "state.db")
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    raw.close()

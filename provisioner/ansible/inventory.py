@@ -1,0 +1,346 @@
+"""Ansible inventories: built from IM's VM info (or a user-written edge inventory), written as standard YAML.
+
+An inventory has two groups, ``front`` (exactly one host: the Kubernetes control plane, or the K3s server) and
+``wn`` (the workers, or the K3s agents). Every host carries ``ansible_host``, ``ansible_port``, ``ansible_user``
+and, when the VM has one, a private key file (0600, kept under ``<home>/keys/<cluster>/``). A worker without a
+public address is reached through the front-end as an SSH jump host (``ProxyCommand ssh -W``).
+
+Host keys are checked explicitly: every SSH connection, ours (paramiko) and Ansible's (OpenSSH), uses the
+cluster's own known-hosts file ``<home>/known_hosts/<cluster>`` with ``StrictHostKeyChecking=yes``. Keys are
+recorded there on first contact by :mod:`provisioner.ansible.ssh`; a changed key is refused.
+
+The written ``hosts.yml`` never holds a secret. A VM that IM gives only a password for gets it in
+``host_vars/<host>.yml`` next to the inventory, written 0600.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from provisioner.credentials import write_secret_file
+from provisioner.errors import InputError
+from provisioner.state.locks import ensure_private_dir
+
+FRONT_GROUP = "front"
+WORKER_GROUP = "wn"
+GROUPS = (FRONT_GROUP, WORKER_GROUP)
+FRONT_HOST = "fe"  # the front-end's host name in generated inventories (not "front": that is the group's name)
+DEFAULT_USER = "root"
+_HOSTNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_ADDRESS_RE = re.compile(r"[A-Za-z0-9:.%-]{1,253}")
+_KNOWN_VARS = frozenset(
+    {
+        "ansible_host",
+        "ansible_port",
+        "ansible_user",
+        "ansible_ssh_private_key_file",
+        "ansible_password",
+        "ansible_python_interpreter",
+        "ansible_become",
+        "ansible_become_password",
+        "provision_jump",
+        "provision_vm_id",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Host:
+    """One node as Ansible and paramiko reach it."""
+
+    name: str
+    group: str
+    address: str
+    port: int = 22
+    user: str = DEFAULT_USER
+    key_file: Path | None = None
+    password: str | None = field(default=None, repr=False)
+    jump: str | None = None  # the name of the host to jump through (the front-end), or None for direct
+    vm_id: str | None = None
+    python: str | None = None  # ansible_python_interpreter, when set
+    extra: Mapping[str, Any] = field(default_factory=dict)  # other vars of a user-written inventory
+
+    @property
+    def endpoint(self) -> str:
+        """``address`` or ``[address]:port``, as known_hosts names a host."""
+        return self.address if self.port == 22 else f"[{self.address}]:{self.port}"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    cluster: str
+    hosts: tuple[Host, ...]
+
+    @property
+    def front(self) -> Host:
+        return next(h for h in self.hosts if h.group == FRONT_GROUP)
+
+    @property
+    def workers(self) -> tuple[Host, ...]:
+        return tuple(h for h in self.hosts if h.group == WORKER_GROUP)
+
+    def host(self, name: str) -> Host:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
+
+    def secrets(self) -> list[str]:
+        return [h.password for h in self.hosts if h.password]
+
+
+def known_hosts_path(home: Path, cluster: str) -> Path:
+    return Path(home) / "known_hosts" / cluster
+
+
+def key_dir(home: Path, cluster: str) -> Path:
+    return Path(home) / "keys" / cluster
+
+
+def write_key(home: Path, cluster: str, name: str, key: str) -> Path:
+    """Write a private key 0600 under ``<home>/keys/<cluster>/`` and return its path."""
+    directory = key_dir(home, cluster)
+    ensure_private_dir(directory)
+    path = directory / f"{name}.pem"
+    write_secret_file(path, key if key.endswith("\n") else key + "\n")
+    return path
+
+
+# --- from IM ----------------------------------------------------------------------------------------------------------
+
+
+def from_vms(cluster: str, vms: Iterable[Any], home: Path) -> Inventory:
+    """The inventory of an IM cluster from its VMs' info (:class:`provisioner.im.VMInfo`); writes the key files.
+
+    The VM named ``front`` is the front-end (host ``fe``); every other VM is a worker named ``wn-<vm id>``.
+    """
+    hosts: list[Host] = []
+    front_name: str | None = None
+    ordered = sorted(vms, key=lambda vm: (vm.name != FRONT_GROUP, _id_key(vm.id)))
+    for vm in ordered:
+        if getattr(vm, "state", None) in ("deleting", "off"):
+            continue
+        is_front = vm.name == FRONT_GROUP and front_name is None
+        name = FRONT_HOST if is_front else f"wn-{vm.id}"
+        address = vm.public_ip or vm.private_ip
+        if not address:
+            continue
+        creds = vm.credentials
+        key_file = write_key(home, cluster, name, creds.private_key) if creds.private_key else None
+        jump = None if is_front or vm.public_ip else front_name
+        hosts.append(
+            Host(
+                name=name,
+                group=FRONT_GROUP if is_front else WORKER_GROUP,
+                address=address,
+                user=creds.username or DEFAULT_USER,
+                key_file=key_file,
+                password=None if key_file else creds.password,
+                jump=jump,
+                vm_id=str(vm.id),
+            )
+        )
+        if is_front:
+            front_name = name
+    if front_name is None:
+        raise InputError(f"IM lists no reachable front-end VM for cluster {cluster!r}", field="NAME")
+    return Inventory(cluster, tuple(hosts))
+
+
+def _id_key(vm_id: str) -> tuple[int, str]:
+    return (int(vm_id), "") if str(vm_id).isdigit() else (1 << 30, str(vm_id))
+
+
+# --- writing ----------------------------------------------------------------------------------------------------------
+
+
+def ssh_args(inv: Inventory, host: Host, known_hosts: Path) -> str:
+    """``ansible_ssh_common_args`` for ``host``: the pinned known-hosts file, and the jump host if any."""
+    args = [
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "IdentitiesOnly=yes" if host.key_file else "PubkeyAuthentication=yes",
+    ]
+    if host.jump:
+        jump = inv.host(host.jump)
+        proxy = ["ssh", "-W", "%h:%p", "-p", str(jump.port)]
+        if jump.key_file:
+            proxy += ["-i", str(jump.key_file), "-o", "IdentitiesOnly=yes"]
+        proxy += [
+            "-o",
+            f"UserKnownHostsFile={known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            f"{jump.user}@{jump.address}",
+        ]
+        args += ["-o", f"ProxyCommand={shlex.join(proxy)}"]
+    return shlex.join(args)
+
+
+def to_document(inv: Inventory, known_hosts: Path) -> dict[str, Any]:
+    """The inventory as Ansible's YAML inventory structure (no secrets)."""
+    groups: dict[str, dict[str, Any]] = {group: {"hosts": {}} for group in GROUPS}
+    for host in inv.hosts:
+        entry: dict[str, Any] = dict(host.extra)
+        entry.update(
+            {
+                "ansible_host": host.address,
+                "ansible_port": host.port,
+                "ansible_user": host.user,
+                "ansible_ssh_common_args": ssh_args(inv, host, known_hosts),
+            }
+        )
+        if host.key_file:
+            entry["ansible_ssh_private_key_file"] = str(host.key_file)
+        if host.python:
+            entry["ansible_python_interpreter"] = host.python
+        if host.vm_id is not None:
+            entry["provision_vm_id"] = host.vm_id
+        if host.jump:
+            entry["provision_jump"] = host.jump
+        groups[host.group]["hosts"][host.name] = entry
+    return {"all": {"vars": {"provision_cluster_name": inv.cluster}, "children": groups}}
+
+
+def write(inv: Inventory, path: Path, known_hosts: Path) -> Path:
+    """Write ``hosts.yml`` (and 0600 ``host_vars/<host>.yml`` for password-only hosts). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "# Written by provision; regenerate with: provision cluster inventory " + inv.cluster + "\n"
+    text += yaml.safe_dump(to_document(inv, known_hosts), sort_keys=False, default_flow_style=False)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    host_vars = path.parent / "host_vars"
+    for host in inv.hosts:
+        target = host_vars / f"{host.name}.yml"
+        if host.password:
+            host_vars.mkdir(exist_ok=True, mode=0o700)
+            write_secret_file(target, yaml.safe_dump({"ansible_password": host.password}))
+        else:
+            target.unlink(missing_ok=True)
+    return path
+
+
+# --- reading a user-written inventory (edge) --------------------------------------------------------------------------
+
+
+def load_user_inventory(path: Path, cluster: str) -> Inventory:
+    """Read an Ansible YAML inventory with groups ``front`` (one host) and ``wn``; refuse anything unclear.
+
+    Accepted shapes: ``all: {children: {front: {hosts: ...}, wn: {hosts: ...}}}`` or ``front:``/``wn:`` at the top.
+    Group ``vars`` apply to the group's hosts. Errors name the inventory field and exit 2.
+    """
+    from provisioner.yamlfile import read_yaml_mapping
+
+    data = read_yaml_mapping(
+        Path(path), label=f"inventory {path}", field="--inventory", expected="a YAML inventory (a mapping)"
+    )
+    root: Mapping[str, Any] = data
+    all_vars: Mapping[str, Any] = {}
+    if "all" in data:
+        top = data["all"]
+        if not isinstance(top, Mapping):
+            raise InputError("must be a mapping", field="--inventory: all")
+        all_vars = _mapping(top.get("vars") or {}, "all.vars")
+        root = _mapping(top.get("children") or {}, "all.children")
+    unknown = sorted(set(root) - set(GROUPS))
+    if unknown:
+        raise InputError(
+            f"unknown group {unknown[0]!r} (the groups are front: the K3s server, and wn: the agents)",
+            field="--inventory",
+        )
+    hosts: list[Host] = []
+    for group in GROUPS:
+        spec = _mapping(root.get(group) or {}, group)
+        group_vars = {**all_vars, **_mapping(spec.get("vars") or {}, f"{group}.vars")}
+        for name, host_vars in _mapping(spec.get("hosts") or {}, f"{group}.hosts").items():
+            where = f"{group}.hosts.{name}"
+            if not isinstance(name, str) or not _HOSTNAME_RE.fullmatch(name):
+                raise InputError(
+                    "a host name must be 1-63 letters, digits, '_', '.' or '-'", field=f"--inventory: {where}"
+                )
+            merged = {**group_vars, **_mapping(host_vars or {}, where)}
+            hosts.append(_host_from_vars(name, group, merged, where, Path(path).parent))
+    names = [h.name for h in hosts]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(f"host {dupes[0]!r} is in both groups", field="--inventory")
+    fronts = [h for h in hosts if h.group == FRONT_GROUP]
+    if len(fronts) != 1:
+        raise InputError(
+            f"group front must have exactly one host (the K3s server), found {len(fronts)}",
+            field="--inventory: front",
+        )
+    for host in hosts:
+        if host.jump is not None and (host.jump not in names or host.jump == host.name):
+            raise InputError(
+                f"provision_jump {host.jump!r} is not another host of this inventory",
+                field=f"--inventory: {host.group}.hosts.{host.name}",
+            )
+    return Inventory(cluster, tuple(hosts))
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InputError("must be a mapping", field=f"--inventory: {where}")
+    return value
+
+
+def _host_from_vars(name: str, group: str, hv: Mapping[str, Any], where: str, base: Path) -> Host:
+    def fail(key: str, rule: str) -> InputError:
+        return InputError(rule, field=f"--inventory: {where}.{key}")
+
+    address = str(hv.get("ansible_host", name))
+    if not _ADDRESS_RE.fullmatch(address):
+        raise fail("ansible_host", "must be a host name or an IP address")
+    port = hv.get("ansible_port", 22)
+    if isinstance(port, bool) or not isinstance(port, int | str) or not str(port).isdigit():
+        raise fail("ansible_port", "must be a port number (1-65535)")
+    if not 1 <= int(port) <= 65535:
+        raise fail("ansible_port", "must be a port number (1-65535)")
+    user = str(hv.get("ansible_user", DEFAULT_USER))
+    if not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", user):
+        raise fail("ansible_user", "must be a user name (lowercase letters, digits, '_', '.', '-')")
+    key_file: Path | None = None
+    if hv.get("ansible_ssh_private_key_file"):
+        key_file = Path(str(hv["ansible_ssh_private_key_file"])).expanduser()
+        if not key_file.is_absolute():
+            key_file = (base / key_file).resolve()
+        if not key_file.is_file():
+            raise fail("ansible_ssh_private_key_file", f"no such file: {key_file}")
+        if key_file.stat().st_mode & 0o077:
+            raise fail("ansible_ssh_private_key_file", f"{key_file} is readable by others; chmod 600 it")
+    password = hv.get("ansible_password")
+    jump = hv.get("provision_jump")
+    extra = {k: v for k, v in hv.items() if k not in _KNOWN_VARS and not k.startswith("ansible_ssh_")}
+    python = hv.get("ansible_python_interpreter")
+    return Host(
+        name=name,
+        group=group,
+        address=address,
+        port=int(port),
+        user=user,
+        key_file=key_file,
+        password=str(password) if password else None,
+        jump=str(jump) if jump else None,
+        python=str(python) if python else None,
+        extra=extra,
+    )
+
+
+def with_pinned(inv: Inventory, **changes: Any) -> Inventory:
+    """A copy of ``inv`` with ``changes`` applied to every host (e.g. python=...)."""
+    return Inventory(inv.cluster, tuple(replace(h, **changes) for h in inv.hosts))

@@ -1,0 +1,184 @@
+"""Inventory, paramiko checks, host-key pinning and ansible-runner against real sshd hosts on loopback."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+
+from provisioner.ansible import inventory as inv_mod
+from provisioner.ansible import runner, ssh
+from provisioner.errors import HostKeyChanged, OperationTimeout
+from provisioner.im.models import VMCredentials, VMInfo
+from tests.conftest import SSHLab
+
+
+def vms_for(lab: SSHLab) -> list[VMInfo]:
+    """IM-shaped VM info for the lab: the front-end and wn1 have a public address, wn2 only a private one."""
+    creds = VMCredentials(username=lab.front.user, private_key=lab.client_key.read_text())
+    return [
+        VMInfo("0", "configured", "front", [lab.front.address], [lab.front.address], {}, creds),
+        VMInfo("1", "configured", "wn", [lab.wn1.address], [lab.wn1.address], {}, creds),
+        VMInfo("2", "configured", "wn", [lab.wn2.address], [], {}, creds),
+    ]
+
+
+@pytest.fixture
+def lab_inventory(ssh_lab: SSHLab, tmp_path: Path) -> tuple[inv_mod.Inventory, Path, Path]:
+    home = tmp_path / "home"
+    # The test hosts' own python (interpreter discovery would find the sandbox's pyenv shims).
+    inventory = inv_mod.with_pinned(inv_mod.from_vms("lab", vms_for(ssh_lab), home), python="/usr/bin/python3")
+    known = inv_mod.known_hosts_path(home, "lab")
+    path = inv_mod.write(inventory, tmp_path / "inventories" / "lab" / "hosts.yml", known)
+    return inventory, path, home
+
+
+def test_generated_inventory_is_standard_and_holds_no_secret(ssh_lab: SSHLab, lab_inventory) -> None:
+    _, path, home = lab_inventory
+    doc = yaml.safe_load(path.read_text())
+    groups = doc["all"]["children"]
+    assert list(groups["front"]["hosts"]) == ["fe"]
+    assert sorted(groups["wn"]["hosts"]) == ["wn-1", "wn-2"]
+    front = groups["front"]["hosts"]["fe"]
+    assert front["ansible_host"] == ssh_lab.front.address
+    assert front["ansible_user"] == ssh_lab.front.user
+    key = Path(front["ansible_ssh_private_key_file"])
+    assert key.is_relative_to(home) and stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert "ProxyCommand" not in groups["wn"]["hosts"]["wn-1"]["ansible_ssh_common_args"]
+    jumped = groups["wn"]["hosts"]["wn-2"]["ansible_ssh_common_args"]
+    assert "ProxyCommand=" in jumped and f"@{ssh_lab.front.address}" in jumped
+    assert "StrictHostKeyChecking=yes" in jumped
+    assert "PRIVATE KEY" not in path.read_text()
+
+
+def test_paramiko_waits_pins_keys_and_jumps_through_the_front(ssh_lab: SSHLab, lab_inventory) -> None:
+    inventory, _, home = lab_inventory
+    pins = ssh.HostKeyPins(home, "lab")
+    front_log = ssh_lab.front.directory / "sshd.log"
+    before = front_log.read_text(errors="replace")
+    results = ssh.wait_ready(inventory, pins, timeout=30)
+    assert [r.ok for r in results] == [True, True, True]
+    assert all(r.new_key for r in results)
+    assert stat.S_IMODE(pins.path.stat().st_mode) == 0o600
+    known = pins.path.read_text()
+    for host in ssh_lab.hosts:
+        assert host.address in known
+    # wn-2 has no public address: the connection went through the front-end's sshd.
+    after = front_log.read_text(errors="replace")[len(before) :]
+    assert f"{ssh_lab.wn2.address} port 22" in after
+    # Second contact: keys match, nothing new recorded.
+    again = ssh.check_all(inventory, pins)
+    assert [r.ok for r in again] == [True, True, True]
+    assert not any(r.new_key for r in again)
+    out = ssh.run_command(inventory, inventory.host("wn-2"), pins, "echo hello-from-$(hostname -I 2>/dev/null || true)")
+    assert out.exit_status == 0 and out.stdout.startswith("hello-from")
+
+
+def test_changed_host_key_is_refused_by_paramiko_and_ansible(ssh_lab: SSHLab, tmp_path: Path) -> None:
+    # A lab of its own: this test changes a host's identity.
+    from tests.sshd import SSHHost, free_port
+
+    host = SSHHost("moved", "127.0.0.9", free_port("127.0.0.9"), tmp_path / "moved", ssh_lab.client_key).start()
+    try:
+        home = tmp_path / "home"
+        inventory = inv_mod.Inventory(
+            "moving",
+            (
+                inv_mod.Host(
+                    "fe",
+                    "front",
+                    host.address,
+                    port=host.port,
+                    user=host.user,
+                    key_file=ssh_lab.client_key,
+                    python="/usr/bin/python3",
+                ),
+            ),
+        )
+        pins = ssh.HostKeyPins(home, "moving")
+        assert ssh.check_all(inventory, pins)[0].ok
+        host.replace_host_key()
+        with pytest.raises(HostKeyChanged) as err:
+            ssh.check_all(inventory, pins)
+        assert "changed" in str(err.value) and "ssh-keygen -R" in (err.value.hint or "")
+        # OpenSSH (Ansible) is pointed at the same pins and refuses too.
+        path = inv_mod.write(inventory, tmp_path / "inv" / "hosts.yml", pins.path)
+        result = runner.run_playbook(
+            str(_ping_playbook(tmp_path)),
+            path,
+            home=home,
+            cluster="moving",
+            public_vars={},
+            secret_vars={},
+        )
+        assert not result.ok
+        assert result.failures and result.failures[0].unreachable
+        assert "host key" in result.failures[0].message.lower()
+    finally:
+        host.stop()
+
+
+def test_wait_ready_times_out_naming_the_silent_node(ssh_lab: SSHLab, tmp_path: Path) -> None:
+    from tests.sshd import free_port
+
+    home = tmp_path / "home"
+    silent = inv_mod.Host("wn-9", "wn", "127.0.0.10", port=free_port("127.0.0.10"), key_file=ssh_lab.client_key)
+    front = inv_mod.Host("fe", "front", ssh_lab.front.address, user=ssh_lab.front.user, key_file=ssh_lab.client_key)
+    inventory = inv_mod.Inventory("silent", (front, silent))
+    with pytest.raises(OperationTimeout) as err:
+        ssh.wait_ready(inventory, ssh.HostKeyPins(home, "silent"), timeout=2, connect_timeout=1)
+    assert "127.0.0.10" in str(err.value) and "refused" in str(err.value)
+
+
+def _ping_playbook(tmp_path: Path) -> Path:
+    book = tmp_path / "ping.yml"
+    book.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Reach every node",
+                    "hosts": "all",
+                    "gather_facts": False,
+                    "tasks": [
+                        {"name": "Ping", "ansible.builtin.ping": {}},
+                        {
+                            "name": "Use a secret",
+                            "ansible.builtin.command": "echo {{ planted_secret | default('none') }}",
+                            "no_log": True,
+                            "changed_when": False,
+                        },
+                    ],
+                }
+            ]
+        )
+    )
+    return book
+
+
+def test_ansible_runner_reaches_every_node_through_the_generated_inventory(ssh_lab: SSHLab, lab_inventory) -> None:
+    inventory, path, home = lab_inventory
+    ssh.wait_ready(inventory, ssh.HostKeyPins(home, "lab"), timeout=30)  # pins the keys first
+    events: list[runner.RunEvent] = []
+    secret = "planted-Secret-7f3c9a1e5b"
+    result = runner.run_playbook(
+        str(_ping_playbook(path.parent)),
+        path,
+        home=home,
+        cluster="lab",
+        public_vars={"provision_cluster_name": "lab"},
+        secret_vars={"planted_secret": secret},
+        on_event=events.append,
+    )
+    assert result.ok, result.failures
+    assert sorted(result.stats) == ["fe", "wn-1", "wn-2"]
+    assert {e.host for e in events if e.kind == "ok"} == {"fe", "wn-1", "wn-2"}
+    assert any(e.kind == "task" and e.task == "Ping" for e in events)
+    # The artifacts are kept under the state directory, and the secret is in none of them.
+    assert result.artifacts.is_relative_to(home / "runs" / "lab")
+    assert (result.artifacts / "stdout").exists()
+    for file in result.artifacts.rglob("*"):
+        if file.is_file():
+            assert secret not in file.read_text(errors="replace"), file
+    assert not list((home / "tmp").glob("*.secrets.yml"))  # the 0600 secrets file is gone after the run
