@@ -550,7 +550,17 @@ class Lifecycle:
         if workers < 0:
             raise InputError(f"must be 0 or more, got {workers}", field="--workers")
         remove = [str(v) for v in (remove or [])]
-        with self._lock(name, "cluster scale"), self._store() as store:
+        with self._lock(name, "cluster scale"):
+            return self.scale_locked(name, workers=workers, remove=remove, wait=wait, timeout=timeout)
+
+    def scale_locked(
+        self, name: str, *, workers: int, remove: list[str] | None = None, wait: bool = True, timeout: float = 1800.0
+    ) -> ClusterView:
+        """:meth:`scale` for a caller that already holds the cluster's lock (the autoscaler)."""
+        if workers < 0:
+            raise InputError(f"must be 0 or more, got {workers}", field="--workers")
+        remove = [str(v) for v in (remove or [])]
+        with self._store() as store:
             rec = self._record(store, name)
             if rec.infra_id is None:
                 raise OperationFailed(f"cluster {name!r} has no infrastructure yet", hint="run create again first")

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from provisioner import __version__
-from provisioner.cli import cluster, edge, infra, localim, template
+from provisioner.cli import autoscale, cluster, edge, infra, localim, template
 from provisioner.cli.common import AppState, message
 from provisioner.errors import EXIT_BAD_INPUT, EXIT_FAILED, ProvisionError
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(edge.app, name="edge")
+app.add_typer(autoscale.app, name="autoscale")
 app.add_typer(template.app, name="template")
 app.add_typer(localim.app, name="local-im")
 app.add_typer(infra.app, name="infra")

@@ -1,0 +1,154 @@
+"""The autoscale job through the real CLI against the real IM (local-sim), checked against IM's own VM list."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from provisioner.im import IMClient
+from provisioner.state import Store
+from tests.clihelper import CLI
+from tests.conftest import RunningIM
+
+pytestmark = pytest.mark.im
+
+
+def policy(path: Path, **entry: object) -> Path:
+    """A schedule-only policy whose one entry fires every minute (so it is in effect now, on the real clock)."""
+    doc = {
+        "version": 1,
+        "min_workers": 1,
+        "max_workers": 5,
+        "cooldown": "10m",
+        "max_step": 3,
+        "schedules": [{"name": entry.pop("name"), "cron": "* * * * *", "timezone": "Europe/Madrid", **entry}],
+    }
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def workers_in_im(client: IMClient, infra_id: str) -> list[str]:
+    return [vm for vm in client.vm_ids(infra_id) if client.vm_info(infra_id, vm).name != "front"]
+
+
+@pytest.fixture
+def cluster(local_im: RunningIM, tmp_path: Path) -> tuple[CLI, str]:
+    cli = CLI(tmp_path / "home", local_im.url, local_im.auth_file)
+    made = cli.json("cluster", "create", "elastic", "-t", "oscar", "-s", "local-sim", "--set", "wn_num=1")
+    return cli, str(made["infra_id"])  # type: ignore[index]
+
+
+def test_scheduled_ticks_raise_then_lower_and_explain_says_why(
+    cluster: tuple[CLI, str], local_im: RunningIM, tmp_path: Path
+) -> None:
+    cli, infra_id = cluster
+    client = local_im.client()
+    office = policy(tmp_path / "office.yaml", name="office-hours", min=3)
+    night = policy(tmp_path / "night.yaml", name="night", max=1)
+    assert cli("autoscale", "enable", "elastic", "--policy", str(office)).returncode == 0
+
+    # Tick 1: the schedule's floor is 3, IM has 1 worker: scale up by 2.
+    first = cli.json("autoscale", "run", "--once")
+    assert [(o["cluster"], o["action"], o["current"], o["target"], o["applied"]) for o in first] == [  # type: ignore[union-attr]
+        ("elastic", "scale_up", 1, 3, True)
+    ]
+    assert len(workers_in_im(client, infra_id)) == 3
+
+    # A tick with nothing to do: IM's live count is already at the floor.
+    steady = cli.json("autoscale", "run", "--once")
+    assert steady[0]["action"] == "none"  # type: ignore[index]
+
+    # Tick 2, later, under the night policy (ceiling 1): scale down by 2, naming the workers it removes.
+    assert cli("autoscale", "enable", "elastic", "--policy", str(night)).returncode == 0
+    second = cli.json("autoscale", "run", "--once")
+    (down,) = second  # type: ignore[misc]
+    assert (down["action"], down["current"], down["target"], down["applied"]) == ("scale_down", 3, 1, True)
+    remaining = workers_in_im(client, infra_id)
+    assert len(remaining) == 1 and not set(down["remove"]) & set(remaining)
+
+    explained = cli.json("autoscale", "explain", "elastic", "--last", "10")
+    actions = [(e["action"], e["rule"], e["applied"]) for e in explained]  # type: ignore[union-attr]
+    assert actions == [
+        ("scale_up", "schedule:office-hours floor", True),
+        ("none", "steady", False),
+        ("scale_down", "schedule:night ceiling", True),
+    ]
+    text = cli("autoscale", "explain", "elastic")
+    assert "office-hours" in text.stdout and "night" in text.stdout and "action taken: yes" in text.stdout
+    assert cli("cluster", "destroy", "elastic", "--yes").returncode == 0
+
+
+def test_two_concurrent_ticks_make_exactly_one_action(
+    cluster: tuple[CLI, str], local_im: RunningIM, tmp_path: Path
+) -> None:
+    cli, infra_id = cluster
+    office = policy(tmp_path / "office.yaml", name="office-hours", min=3)
+    assert cli("autoscale", "enable", "elastic", "--policy", str(office)).returncode == 0
+    procs = [cli.popen("autoscale", "run", "--once", "-o", "json") for _ in range(2)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out)[0])
+    assert sorted(r["action"] for r in results) == ["none", "scale_up"]
+    assert sum(r["applied"] for r in results) == 1
+    assert len(workers_in_im(local_im.client(), infra_id)) == 3
+    with Store.open(cli.home) as store:
+        scaled = [e for e in store.journal("elastic") if e.phase.value == "scaled"]
+    assert len(scaled) == 1
+    assert cli("cluster", "destroy", "elastic", "--yes").returncode == 0
+
+
+def test_unreadable_demand_source_holds_and_never_scales_down(
+    cluster: tuple[CLI, str], local_im: RunningIM, tmp_path: Path
+) -> None:
+    cli, infra_id = cluster
+    # Two workers idle "forever" would be removed -- if the job could read Kubernetes. It cannot (the made-up
+    # addresses of local-sim answer no SSH), so it must hold.
+    assert cli("cluster", "scale", "elastic", "--workers", "2").returncode == 0
+    demand = tmp_path / "demand.yaml"
+    demand.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "min_workers": 0,
+                "max_workers": 5,
+                "cooldown": 0,
+                "demand": {"pending_pods": True, "oscar_jobs": False, "idle_after": "1m"},
+            }
+        )
+    )
+    out = cli.json("autoscale", "run", "--once", "--cluster", "elastic", "--policy", str(demand))
+    (tick,) = out  # type: ignore[misc]
+    assert tick["action"] == "hold" and tick["applied"] is False
+    assert "kubernetes" in tick["reason"]
+    assert len(workers_in_im(local_im.client(), infra_id)) == 2
+    (entry,) = cli.json("autoscale", "explain", "elastic", "--last", "1")  # type: ignore[misc]
+    assert entry["signals"]["errors"] and entry["signals"]["errors"][0].startswith("kubernetes:")
+    assert cli("cluster", "destroy", "elastic", "--yes").returncode == 0
+
+
+def test_bad_policy_is_refused_with_the_field(cluster: tuple[CLI, str], tmp_path: Path) -> None:
+    cli, _ = cluster
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"version": 1, "min_workers": 4, "max_workers": 2}))
+    result = cli("autoscale", "enable", "elastic", "--policy", str(bad))
+    assert result.returncode == 2
+    assert "max_workers" in result.stderr.splitlines()[0]
+    tz = tmp_path / "tz.yaml"
+    tz.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "min_workers": 1,
+                "max_workers": 2,
+                "schedules": [{"name": "x", "cron": "0 8 * * *", "timezone": "Mars/Olympus", "min": 2}],
+            }
+        )
+    )
+    result = cli("autoscale", "run", "--once", "--cluster", "elastic", "--policy", str(tz))
+    assert result.returncode == 2 and "schedules[0].timezone" in result.stderr
+    assert cli("cluster", "destroy", "elastic", "--yes").returncode == 0
