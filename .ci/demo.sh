@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the main job end to end on the embedded default — a local IM 2.0.0 on its simulated (Dummy)
-# cloud, inside a loopback-only network namespace: create an OSCAR cluster, look at it, scale it, destroy it.
+# cloud, inside a loopback-only network namespace: create an OSCAR cluster, look at it, scale it (by hand and
+# with an autoscale policy), write its inventory, destroy it.
 # Uses a throwaway state directory unless PROVISION_HOME is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,27 @@ provision cluster outputs demo
 step "scale to 4 workers, then down to 1 removing worker 2 by name"
 provision cluster scale demo --workers 4
 provision cluster scale demo --workers 1 --remove 2
+
+step "the Ansible inventory the add-on playbooks use (workers reached through the front-end)"
+provision cluster inventory demo --path "$PROVISION_HOME/inventories/demo/hosts.yml"
+
+step "autoscale: a policy with an office-hours floor of 3 workers; one tick scales up, and says why"
+cat > "$PROVISION_HOME/policy.yaml" <<'POLICY'
+version: 1
+min_workers: 1
+max_workers: 5
+cooldown: 5m
+max_step: 3
+schedules:
+  - name: always-busy
+    cron: "* * * * *"
+    timezone: Europe/Madrid
+    min: 3
+POLICY
+provision autoscale enable demo --policy "$PROVISION_HOME/policy.yaml"
+provision autoscale run --once
+provision autoscale explain demo --last 1
+provision autoscale disable demo
 
 step "the registry"
 provision cluster list

@@ -38,7 +38,7 @@ def enable(
         {"cluster": name, "policy": parsed.to_dict(), "path": str(job.policy_path(settings.home, name))},
         output,
         f"{name}: autoscaled between {parsed.min_workers} and {parsed.max_workers} workers "
-        f"({len(parsed.schedules)} schedule entries, demand rules {'on' if parsed.demand else 'off'})",
+        f"(schedule entries: {len(parsed.schedules)}, demand rules: {'on' if parsed.demand else 'off'})",
     )
 
 
