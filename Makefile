@@ -45,7 +45,13 @@ unit: $(BIN)/.installed
 demo: setup
 	$(NETNS) bash .ci/demo.sh
 
-bench: setup
+# im_client (the tool compared against) in a venv of its own, installed before entering the namespace (no PyPI there).
+bench/.venv-imclient/.installed:
+	$(PYTHON) -m venv bench/.venv-imclient
+	bench/.venv-imclient/bin/pip install $(PIP_QUIET) "IM-client==1.8.4"
+	touch $@
+
+bench: setup bench/.venv-imclient/.installed
 	$(NETNS) $(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

@@ -1,0 +1,246 @@
+"""Figure 4 (N clusters created at once, then destroyed) and figure 5 (one autoscale tick over N clusters)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bench.common import PROVISION, Context, destroy_all
+from bench.report import FAIL, Row, verdict
+from provisioner.autoscale import job as autoscale_job
+from provisioner.credentials import AuthData
+from provisioner.im import IMClient, Timeouts
+from provisioner.lifecycle import Lifecycle
+from provisioner.settings import load_settings
+from provisioner.state import Store
+
+# --- figure 4 ----------------------------------------------------------------------------------------------------
+
+
+def _spawn_all(cmds: list[list[str]], env: dict[str, str], timeout: float) -> tuple[float, list[tuple[int, str, str]]]:
+    start = time.perf_counter()
+    procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in cmds]
+    results = []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=max(1.0, timeout - (time.perf_counter() - start)))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        results.append((proc.returncode, out, err))
+    return time.perf_counter() - start, results
+
+
+def load(ctx: Context) -> list[Row]:
+    n = ctx.args.load
+    home = ctx.home("fig4-load")
+    env = ctx.env(home)
+    names = [f"load-{i:03d}" for i in range(n)]
+    ctx.say(f"figure 4: {n} concurrent `provision cluster create --wait` processes")
+    ctx.proxy.reset()
+    create = [
+        [
+            str(PROVISION),
+            "cluster",
+            "create",
+            name,
+            "-t",
+            "oscar",
+            "-s",
+            "local-sim",
+            "--wait",
+            "--timeout",
+            "600",
+            "-o",
+            "json",
+        ]
+        for name in names
+    ]
+    wall_create, results = _spawn_all(create, env, 900)
+    requests = ctx.proxy.count
+    states, errors, ids = [], [], []
+    for name, (rc, out, err) in zip(names, results, strict=True):
+        try:
+            doc = json.loads(out)
+            states.append(doc["state"])
+            ids.append(doc["infra_id"])
+        except (ValueError, KeyError):
+            states.append(f"exit {rc}")
+            errors.append(f"{name}: exit {rc}: {(err.strip().splitlines() or ['?'])[-1][:200]}")
+    configured = sum(1 for s in states if s == "configured")
+    client = ctx.direct_client()
+    listed = len(client.list_infrastructures())
+
+    ctx.say(f"figure 4: {n} concurrent `provision cluster destroy` processes")
+    ctx.proxy.reset()
+    destroy = [[str(PROVISION), "cluster", "destroy", name, "--yes"] for name in names]
+    wall_destroy, dresults = _spawn_all(destroy, env, 900)
+    destroyed = sum(1 for rc, _, _ in dresults if rc == 0)
+    derrors = [
+        f"{name}: exit {rc}: {(err.strip().splitlines() or ['?'])[-1][:200]}"
+        for name, (rc, _, err) in zip(names, dresults, strict=True)
+        if rc != 0
+    ]
+    left = client.list_infrastructures()
+    client.close()
+    rows = [
+        Row(
+            "4",
+            f"{n} concurrent `provision cluster create --wait` (processes), wall until all returned",
+            f"{wall_create:.1f} s, {requests} req",
+            f"all {n} configured",
+            verdict(configured == n and listed >= n),
+            f"{configured}/{n} configured; IM listed {listed}" + (f"; {'; '.join(errors[:3])}" if errors else ""),
+        ),
+        Row(
+            "4",
+            f"{n} concurrent `provision cluster destroy --yes` (processes), wall",
+            f"{wall_destroy:.1f} s",
+            "IM lists none afterwards",
+            verdict(destroyed == n and not left),
+            f"{destroyed}/{n} exited 0; IM lists {len(left)} afterwards "
+            "(destroys against one IM endpoint are serialized by design)"
+            + (f"; {'; '.join(derrors[:3])}" if derrors else ""),
+        ),
+    ]
+    if left:
+        destroy_all(ctx, left)
+    return rows
+
+
+# --- figure 5 ----------------------------------------------------------------------------------------------------
+
+POLICY = """\
+version: 1
+min_workers: 1
+max_workers: 3
+cooldown: 5m
+schedules:
+  - {name: always, cron: "0 * * * *", timezone: UTC, max: 3}
+"""
+
+
+def _lifecycle(ctx: Context, home: Path) -> Lifecycle:
+    config = ctx.tmp / "empty-config.yaml"
+    config.touch()
+    settings = load_settings(
+        {"home": str(home), "im_url": ctx.proxy.url, "auth_file": str(ctx.auth_file), "config": str(config)}, env={}
+    )
+    return Lifecycle(
+        settings,
+        client_factory=lambda url: IMClient(url, AuthData.load(ctx.auth_file), timeouts=Timeouts(connect=5, read=300)),
+    )
+
+
+def _tick(env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str], list[dict[str, object]]]:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [str(PROVISION), "autoscale", "run", "--once", "-o", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    wall = time.perf_counter() - start
+    try:
+        outcomes = json.loads(proc.stdout)
+    except ValueError:
+        outcomes = []
+    return wall, proc, outcomes if isinstance(outcomes, list) else []
+
+
+def _actions(outcomes: list[dict[str, object]]) -> dict[str, int]:
+    actions: dict[str, int] = {}
+    for o in outcomes:
+        key = str(o.get("action", "?"))
+        actions[key] = actions.get(key, 0) + 1
+    return actions
+
+
+def autoscale(ctx: Context) -> list[Row]:
+    n = ctx.args.autoscale
+    home = ctx.home("fig5-autoscale")
+    names = [f"as-{i:03d}" for i in range(n)]
+    policy = ctx.tmp / "policy.yaml"
+    policy.write_text(POLICY)
+    ctx.say(f"figure 5: set-up, {n} real IM clusters (oscar, 1 worker) created and configured up front")
+
+    def create(name: str) -> str:
+        lc = _lifecycle(ctx, home)
+        try:
+            view = lc.create(name, template="oscar", site="local-sim", inputs={"wn_num": "1"}, wait=True, timeout=600)
+        finally:
+            lc.close()
+        autoscale_job.enable(home, name, policy)
+        return view.state
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        states = list(pool.map(create, names))
+    setup = time.perf_counter() - start
+    configured = sum(1 for s in states if s == "configured")
+
+    ctx.say(f"figure 5: provision autoscale run --once over {n} clusters (through the counting proxy)")
+    ctx.proxy.reset()
+    wall, proc, outcomes = _tick(ctx.env(home))
+    polls = ctx.proxy.polls()
+    requests = ctx.proxy.count
+    ok = proc.returncode == 0 and len(outcomes) == n and polls >= n and not _actions(outcomes).get("error")
+
+    # The same tick straight to IM: point every registry record at IM itself (the proxy costs a little per request).
+    with Store.open(home) as store:
+        for name in names:
+            store.update_cluster(name, im_url=ctx.im_url)
+    ctx.say(f"figure 5: provision autoscale run --once over {n} clusters (straight to IM, not counted)")
+    direct_env = {**ctx.env(home), "PROVISION_IM_URL": ctx.im_url}
+    wall_direct, proc_direct, outcomes_direct = _tick(direct_env)
+    ok_direct = proc_direct.returncode == 0 and len(outcomes_direct) == n and not _actions(outcomes_direct).get("error")
+
+    ctx.say(f"figure 5: destroying the {n} clusters")
+    start = time.perf_counter()
+
+    def destroy(name: str) -> None:
+        lc = _lifecycle(ctx, home)
+        try:
+            lc.destroy(name)
+        finally:
+            lc.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(destroy, names))
+    teardown = time.perf_counter() - start
+    client = ctx.direct_client()
+    left = client.list_infrastructures()
+    client.close()
+    setup_note = (
+        f"the {configured}/{n} clusters were created up front ({setup:.0f} s, not timed) as real IM infrastructures "
+        f"of 1 worker, destroyed after ({teardown:.0f} s); default --concurrency 8"
+    )
+    rows = [
+        Row(
+            "5",
+            f"provision autoscale run --once over {n} clusters (schedule-only policies), through the counting proxy",
+            f"{wall:.2f} s, {requests} req ({polls} state reads)",
+            "≤ 5 s",
+            verdict(wall <= 5.0 and ok),
+            f"exit {proc.returncode}; decisions {json.dumps(_actions(outcomes))}; {setup_note}"
+            + ("" if ok else f"; stderr: {(proc.stderr.strip().splitlines() or ['?'])[-1][:200]}"),
+        ),
+        Row(
+            "5",
+            f"the same tick over {n} clusters, straight to IM (no proxy, not counted)",
+            f"{wall_direct:.2f} s",
+            "≤ 5 s",
+            verdict(wall_direct <= 5.0 and ok_direct),
+            f"exit {proc_direct.returncode}; decisions {json.dumps(_actions(outcomes_direct))}"
+            + ("" if ok_direct else f"; stderr: {(proc_direct.stderr.strip().splitlines() or ['?'])[-1][:200]}"),
+        ),
+    ]
+    if left:
+        rows.append(Row("5", "infrastructures left after figure 5", str(len(left)), "0", FAIL))
+        destroy_all(ctx, left)
+    return rows
