@@ -92,7 +92,8 @@ def imclient_bin(ctx: Context) -> tuple[Path | None, str]:
         last = (pip.stderr or pip.stdout).strip().splitlines()[-1:] or ["?"]
         return None, (
             f"pip install IM-client failed ({last[0][:160]}); inside .ci/netns PyPI is unreachable: install it once "
-            "outside: python3 -m venv bench/.venv-imclient && bench/.venv-imclient/bin/pip install IM-client==1.8.4 (or: make bench)"
+            "outside with: make bench (or python3 -m venv bench/.venv-imclient && "
+            "bench/.venv-imclient/bin/pip install IM-client==1.8.4)"
         )
     return exe, ""
 
