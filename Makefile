@@ -30,8 +30,8 @@ system-deps:
 setup: system-deps $(BIN)/.installed $(IM_VENV)/.installed
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check provisioner tests
-	$(BIN)/ruff format --check provisioner tests
+	$(BIN)/ruff check provisioner tests bench
+	$(BIN)/ruff format --check provisioner tests bench
 	$(BIN)/mypy
 
 # The whole suite runs inside a network namespace with only loopback.

@@ -65,6 +65,19 @@ def default_components(inputs: Mapping[str, Any], template: str) -> list[str]:
     return [c for c in COMPONENTS if c in wanted]
 
 
+def with_dependencies(components: Sequence[str], inputs: Mapping[str, Any]) -> list[str]:
+    """OSCAR is configured with MinIO, and with Knative and YuniKorn when the inputs ask for them: selecting it
+    selects those too (the roles are idempotent, so re-running an installed one changes nothing)."""
+    chosen = set(components)
+    if "oscar" in chosen:
+        chosen.add("minio")
+        if inputs.get("knative", True):
+            chosen.add("knative")
+        if inputs.get("kube_install_yunikorn"):
+            chosen.add("yunikorn")
+    return [c for c in COMPONENTS if c in chosen]
+
+
 def check_components(components: Sequence[str], inputs: Mapping[str, Any]) -> None:
     """Refuse combinations the playbooks cannot satisfy, before anything runs (exit 2)."""
     chosen = set(components)
@@ -88,8 +101,8 @@ def playbook_vars(
         "cluster_name": inputs.get("cluster_name") or cluster,
         "domain_name": inputs.get("domain_name") or "",
         "cert_user_email": inputs.get("cert_user_email") or "",
-        "oscar_serverless_backend": "knative" if "knative" in components or inputs.get("knative", True) else "",
-        "oscar_yunikorn_enabled": "yunikorn" in components or bool(inputs.get("kube_install_yunikorn")),
+        "oscar_serverless_backend": "knative" if "knative" in components else "",
+        "oscar_yunikorn_enabled": "yunikorn" in components,
         "onedata_host": inputs.get("onedata_host") or "",
         "onedata_space": inputs.get("onedata_space") or "",
         "registry_server": inputs.get("registry_server") or "",
@@ -224,6 +237,7 @@ class Stack:
         rec = self.lc.record(name)
         edge = rec.im_url == EDGE_IM_URL
         chosen = list(components) if components is not None else default_components(rec.inputs, rec.template)
+        chosen = with_dependencies(chosen, rec.inputs)
         if not chosen and not edge:
             raise InputError(
                 f"nothing to install for template {rec.template!r}; name the components", field="--components"
@@ -311,6 +325,7 @@ class Stack:
         if "k3s_token" not in secrets:
             store_secrets.update({"k3s_token": tosca.generate_secret()})
         chosen = list(components) if components is not None else default_components(public, "oscar")
+        chosen = with_dependencies(chosen, public)
         check_components(chosen, public)
         with self.lc.lock(name, "edge create"), Store.open(self.home) as store:
             existing = store.get_cluster(name)

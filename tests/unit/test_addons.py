@@ -45,6 +45,16 @@ def test_default_components_follow_the_inputs(inputs: dict[str, object], templat
     assert addons.default_components(inputs, template) == expected
 
 
+def test_oscar_brings_what_it_is_configured_with() -> None:
+    assert addons.with_dependencies(["oscar"], {}) == ["knative", "minio", "oscar"]
+    assert addons.with_dependencies(["oscar"], {"knative": False, "kube_install_yunikorn": True}) == [
+        "yunikorn",
+        "minio",
+        "oscar",
+    ]
+    assert addons.with_dependencies(["registry"], {}) == ["registry"]
+
+
 def test_components_needing_inputs_are_refused() -> None:
     with pytest.raises(InputError, match="onedata needs"):
         addons.check_components(["onedata"], {})
