@@ -135,6 +135,12 @@ def vm_view(vm: VMInfo) -> VMView:
     return VMView(id=vm.id, role=role_of(vm), state=vm.state, private_ip=vm.private_ip, public_ip=vm.public_ip)
 
 
+def _scale_args(workers: int, remove: list[str] | None) -> list[str]:
+    if workers < 0:
+        raise InputError(f"must be 0 or more, got {workers}", field="--workers")
+    return [str(v) for v in (remove or [])]
+
+
 _TASK_RE = re.compile(r"^TASK \[(?P<task>[^\]]*)\]", re.MULTILINE)
 _FATAL_RE = re.compile(r"^fatal: \[(?P<host>[^\]]+)\]: (?P<what>[A-Z]+)!? =>(?P<rest>.*)$", re.MULTILINE)
 _MSG_RE = re.compile(r'"msg":\s*"(?P<msg>(?:[^"\\]|\\.)*)"')
@@ -453,14 +459,17 @@ class Lifecycle:
     # -- reading --
 
     def _live(self, rec: Any) -> tuple[InfraState, list[VMInfo]]:
+        st = self.client(rec.im_url).state(rec.infra_id)
+        return st, self._vms(rec)
+
+    def _vms(self, rec: Any) -> list[VMInfo]:
         client = self.client(rec.im_url)
-        st = client.state(rec.infra_id)
         vms = []
         for vm_id in client.vm_ids(rec.infra_id):
             # While IM is still launching (async create), a listed VM can vanish or not be readable yet.
             with contextlib.suppress(IMNotFound):
                 vms.append(client.vm_info(rec.infra_id, vm_id))
-        return st, vms
+        return vms
 
     def _view(self, store: Store, rec: Any, live: tuple[InfraState, list[VMInfo]] | None = None) -> ClusterView:
         st, vms = live or self._live(rec)
@@ -547,9 +556,7 @@ class Lifecycle:
     def scale(
         self, name: str, *, workers: int, remove: list[str] | None = None, wait: bool = True, timeout: float = 1800.0
     ) -> ClusterView:
-        if workers < 0:
-            raise InputError(f"must be 0 or more, got {workers}", field="--workers")
-        remove = [str(v) for v in (remove or [])]
+        remove = _scale_args(workers, remove)  # bad input is refused before waiting for the lock
         with self._lock(name, "cluster scale"):
             return self.scale_locked(name, workers=workers, remove=remove, wait=wait, timeout=timeout)
 
@@ -557,9 +564,7 @@ class Lifecycle:
         self, name: str, *, workers: int, remove: list[str] | None = None, wait: bool = True, timeout: float = 1800.0
     ) -> ClusterView:
         """:meth:`scale` for a caller that already holds the cluster's lock (the autoscaler)."""
-        if workers < 0:
-            raise InputError(f"must be 0 or more, got {workers}", field="--workers")
-        remove = [str(v) for v in (remove or [])]
+        remove = _scale_args(workers, remove)
         with self._store() as store:
             rec = self._record(store, name)
             if rec.infra_id is None:
@@ -677,8 +682,7 @@ class Lifecycle:
         rec = self.record(name)
         if rec.infra_id is None:
             raise OperationFailed(f"cluster {name!r} has no infrastructure yet", hint="run create again first")
-        _, vms = self._live(rec)
-        return [vm for vm in vms if vm.state not in GONE_VM_STATES]
+        return [vm for vm in self._vms(rec) if vm.state not in GONE_VM_STATES]
 
     # -- sync --
 
