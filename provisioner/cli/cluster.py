@@ -137,6 +137,7 @@ def create(
     dry_run: bool = typer.Option(False, "--dry-run", help="Render, validate and ask IM for a plan; create nothing."),
     install: bool = typer.Option(False, "--install", help="Once configured, install the add-ons (cluster install)."),
     components: str | None = ComponentsOption,
+    ssh_timeout: float = SSHTimeoutOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Create a cluster (or resume the one of the same name and inputs)."""
@@ -163,7 +164,7 @@ def create(
     if not install:
         emit_view(view, output)
         return
-    with stack_service(ctx, output) as stack:
+    with stack_service(ctx, output, ssh_timeout) as stack:
         report = stack.install(name, chosen)
     emit(
         {"cluster": view.as_dict(), "install": report.as_dict()},

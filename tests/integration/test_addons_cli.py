@@ -99,6 +99,20 @@ def test_inventory_of_an_im_cluster(local_im: RunningIM, tmp_path: Path) -> None
 
 
 @pytest.mark.im
+def test_create_with_install_chains_the_install_after_configured(local_im: RunningIM, tmp_path: Path) -> None:
+    cli = CLI(tmp_path / "home", local_im.url, local_im.auth_file)
+    result = cli("cluster", "create", "chain", "-t", "oscar", "-s", "local-sim", "--install", "--ssh-timeout", "2")
+    # The cluster reached configured in IM; the install then waited for SSH on the made-up addresses.
+    assert result.returncode == 4, result.stderr
+    assert "waiting for SSH" in result.stderr
+    with Store.open(cli.home) as store:
+        phases = [e.phase.value for e in store.journal("chain")]
+    assert "configured" in phases
+    assert cli("cluster", "create", "x", "-t", "oscar", "-s", "local-sim", "--install", "--no-wait").returncode == 2
+    assert cli("cluster", "destroy", "chain", "--yes").returncode == 0
+
+
+@pytest.mark.im
 def test_install_refuses_bad_components_before_anything_runs(local_im: RunningIM, tmp_path: Path) -> None:
     cli = CLI(tmp_path / "home", local_im.url, local_im.auth_file)
     before = local_im.client().list_infrastructures()

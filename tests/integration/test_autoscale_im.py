@@ -50,6 +50,11 @@ def test_scheduled_ticks_raise_then_lower_and_explain_says_why(
     night = policy(tmp_path / "night.yaml", name="night", max=1)
     assert cli("autoscale", "enable", "elastic", "--policy", str(office)).returncode == 0
 
+    # A dry run decides and logs, and changes nothing in IM.
+    dry = cli.json("autoscale", "run", "--once", "--dry-run")
+    assert (dry[0]["action"], dry[0]["dry_run"], dry[0]["applied"]) == ("scale_up", True, False)  # type: ignore[index]
+    assert len(workers_in_im(client, infra_id)) == 1
+
     # Tick 1: the schedule's floor is 3, IM has 1 worker: scale up by 2.
     first = cli.json("autoscale", "run", "--once")
     assert [(o["cluster"], o["action"], o["current"], o["target"], o["applied"]) for o in first] == [  # type: ignore[union-attr]
@@ -72,6 +77,7 @@ def test_scheduled_ticks_raise_then_lower_and_explain_says_why(
     explained = cli.json("autoscale", "explain", "elastic", "--last", "10")
     actions = [(e["action"], e["rule"], e["applied"]) for e in explained]  # type: ignore[union-attr]
     assert actions == [
+        ("scale_up", "schedule:office-hours floor", False),  # the dry run
         ("scale_up", "schedule:office-hours floor", True),
         ("none", "steady", False),
         ("scale_down", "schedule:night ceiling", True),
