@@ -34,6 +34,13 @@ DEFAULT_INVENTORY_DIR = Path("inventories")
 # --- pure helpers -----------------------------------------------------------------------------------------------------
 
 
+KNATIVE_MIN_KUBE = (1, 31)  # Knative Serving 1.18 (the pinned release) supports Kubernetes 1.31 and later
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
+
+
 def parse_components(text: str | Sequence[str] | None) -> list[str] | None:
     """``knative,minio`` -> ["knative", "minio"] (in install order); None when not given."""
     if text is None:
@@ -83,6 +90,13 @@ def check_components(components: Sequence[str], inputs: Mapping[str, Any]) -> No
     chosen = set(components)
     if "onedata" in chosen and not inputs.get("onedata_host"):
         raise InputError("onedata needs the onedata_host, onedata_space and onedata_token inputs", field="--components")
+    version = str(inputs.get("kube_version") or "")
+    if "knative" in chosen and version and _version_tuple(version) < KNATIVE_MIN_KUBE:
+        raise InputError(
+            f"knative (pinned in playbooks/vars/versions.yml) needs Kubernetes >= "
+            f"{'.'.join(map(str, KNATIVE_MIN_KUBE))}; the cluster's kube_version is {version}",
+            field="--components",
+        )
     if "registry" in chosen and not inputs.get("registry_server"):
         raise InputError(
             "registry needs the registry_server, registry_user and registry_password inputs", field="--components"

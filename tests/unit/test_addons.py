@@ -61,6 +61,9 @@ def test_components_needing_inputs_are_refused() -> None:
     with pytest.raises(InputError, match="registry needs"):
         addons.check_components(["registry"], {"registry_server": ""})
     addons.check_components(["onedata"], {"onedata_host": "op.example.org"})
+    with pytest.raises(InputError, match=r"knative .* needs Kubernetes >= 1.31; the cluster's kube_version is 1.29.4"):
+        addons.check_components(["knative"], {"kube_version": "1.29.4"})
+    addons.check_components(["knative"], {"kube_version": "1.31.0"})
 
 
 def test_playbook_vars_carry_no_secret_and_secret_vars_only_known_names() -> None:
