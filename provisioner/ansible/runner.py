@@ -77,11 +77,16 @@ class RunResult:
             return
         first = self.failures[0] if self.failures else None
         if first is not None:
+            # Hosts run a task in parallel, so which one reports first is chance: name every host
+            # that failed the same task, in a stable order.
+            hosts = sorted(
+                {f.host for f in self.failures if f.task == first.task and f.unreachable == first.unreachable}
+            )
             verb = "could not reach" if first.unreachable else "failed on"
             raise PlaybookFailed(
-                f"{what}: task '{first.task}' {verb} {first.host}: {first.message}",
+                f"{what}: task '{first.task}' {verb} {', '.join(hosts)}: {first.message}",
                 task=first.task,
-                host=first.host,
+                host=", ".join(hosts),
                 hint=f"the whole run is in {self.artifacts}/stdout",
             )
         raise PlaybookFailed(

@@ -166,9 +166,11 @@ def test_edge_route_preflight_install_failure_and_verify(ssh_lab: SSHLab, edge_c
     full = edge_cli("edge", "create", name, "--inventory", str(inventory))
     assert full.returncode == 1, full.stderr
     first = full.stderr.strip().splitlines()[0]
-    assert "task '" in first and "edge-server" in first
+    # Every host downloads K3s in parallel; the message names all that failed, in a stable order.
+    assert "task 'Download K3s" in first
+    assert "edge-agent-1, edge-agent-2, edge-server" in first or "edge-server:" in first
     failed = [d for p, d in journal(edge_cli.home, name) if p == Phase.INSTALL_FAILED.value]
-    assert failed and failed[-1]["host"] == "edge-server" and failed[-1]["task"]
+    assert failed and "edge-server" in failed[-1]["host"] and failed[-1]["task"]
 
     # 3. verify: SSH is fine on every node; Kubernetes and OSCAR are not there: one report, exit 1.
     checked = edge_cli("cluster", "verify", name, "-o", "json", "--timeout", "5")
