@@ -23,6 +23,7 @@ Every secret value read here is registered with the masking registry (:func:`reg
 from __future__ import annotations
 
 import base64
+import difflib
 import hashlib
 import json
 import logging
@@ -40,8 +41,10 @@ from pathlib import Path
 from provisioner.errors import CredentialsError
 
 __all__ = [
+    "CLOUD_TYPES",
     "COMMAND_TIMEOUT",
     "IM_TYPE",
+    "KNOWN_TYPES",
     "MASK",
     "NON_CLOUD_TYPES",
     "SECRET_KEYS",
@@ -62,6 +65,32 @@ IM_TYPE = "InfrastructureManager"
 
 # Auth-line types that are not clouds (IM's CloudInfo skips the first three; Vault holds other credentials).
 NON_CLOUD_TYPES = frozenset({IM_TYPE, "VMRC", "EGIIS", "Vault"})
+
+# Cloud types IM 2.0.0 has a connector for (IM/connectors/<type>.py): any other type makes an infrastructure that
+# can never launch a VM, so it is refused before anything is sent.
+CLOUD_TYPES = frozenset(
+    {
+        "Azure",
+        "CloudStack",
+        "Docker",
+        "Dummy",
+        "EC2",
+        "EGI",
+        "GCE",
+        "KubeVirt",
+        "Kubernetes",
+        "Lambda",
+        "LibCloud",
+        "Linode",
+        "OSCAR",
+        "OpenNebula",
+        "OpenStack",
+        "Orange",
+        "UpCloud",
+        "vSphere",
+    }
+)
+KNOWN_TYPES = CLOUD_TYPES | NON_CLOUD_TYPES
 
 # Keys whose values are secret (compared case-insensitively). Not secret: username (for EC2 it is the access key
 # id, which identifies but does not authenticate), public_key, client_id, tenant, host, ... Besides these, every
@@ -531,6 +560,12 @@ class AuthData:
             raw[key] = value.replace("\\n", "\n")
         if "type" not in raw:
             raise CredentialsError(f"{where}: no 'type' (every line needs type = ...)")
+        if raw["type"] not in KNOWN_TYPES:
+            close = difflib.get_close_matches(raw["type"], sorted(KNOWN_TYPES), n=1, cutoff=0.6)
+            raise CredentialsError(
+                f"{where}: unknown type {raw['type']!r} (IM knows: {', '.join(sorted(KNOWN_TYPES, key=str.lower))})",
+                hint=f"did you mean type = {close[0]}?" if close else None,
+            )
         fields = {key: _resolve(value, f"{where}: {key}") for key, value in raw.items()}
         return Credential(fields=fields, raw=raw, line=number)
 

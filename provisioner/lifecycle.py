@@ -286,10 +286,11 @@ class Lifecycle:
         timeout: float = 1800.0,
     ) -> ClusterView:
         check_name(name)
+        # Credentials first: a refused auth file must not leave generated secrets behind for a cluster never made.
+        client = self.client()
         site_obj, resolved = self._prepare(name, template, site, inputs, keep_secrets=True)
         public = dict(resolved.public)
         fingerprint = self._fingerprint(template, site, public)
-        client = self.client()
         with self._lock(name, "cluster create"), self._store() as store:
             rec = store.get_cluster(name)
             if rec is not None and rec.inputs_hash != fingerprint:
@@ -572,6 +573,11 @@ class Lifecycle:
             st, vms = self._live(rec)
             live = [vm for vm in vms if role_of(vm) == WORKER and vm.state not in GONE_VM_STATES]
             live_ids = [vm.id for vm in live]
+            pending = _unfinished_scale(store, name)
+            if pending is not None:
+                # A scale whose answer was lost (or whose CLI was killed): IM may have removed these already.
+                already_gone = set(pending.get("remove") or []) - set(live_ids)
+                remove = [v for v in remove if v not in already_gone]
             unknown = [v for v in remove if v not in live_ids]
             if unknown:
                 raise InputError(
@@ -581,6 +587,14 @@ class Lifecycle:
                 )
             current = len(live)
             if workers == current and not remove:
+                if pending is not None or rec.inputs.get("wn_num") != workers:
+                    # IM already has the asked count: finish the bookkeeping an interrupted scale left undone.
+                    store.update_cluster(name, inputs={**rec.inputs, "wn_num": workers}, inputs_hash=rec.inputs_hash)
+                    if pending is not None:
+                        store.append(name, Phase.SCALED, {"workers": workers, "removed": [], "completed": True})
+                    rec = self._record(store, name)
+                    if pending is not None and wait:
+                        return self._wait(store, rec, timeout)
                 return self._view(store, rec, (st, vms))
             store.append(name, Phase.SCALING, {"from": current, "to": workers, "remove": remove})
             client = self.client(rec.im_url)
@@ -590,11 +604,21 @@ class Lifecycle:
                 failed = [vm.id for vm in live if vm.state in FAILED_STATES and vm.id not in going]
                 rest = sorted((v for v in live_ids if v not in going and v not in failed), key=int, reverse=True)
                 going += (failed + rest)[: current - len(going) - workers]
-            if going:
-                # Shrink to the survivors first (this is also how a named worker is replaced at the same count).
-                client.add_resources(rec.infra_id, self._render_for(rec, wn_count=current - len(going), removal=going))
-            if workers > current - len(going):
-                client.add_resources(rec.infra_id, self._render_for(rec, wn_count=workers, removal=[]))
+            try:
+                if going:
+                    # Shrink to the survivors first (this is also how a named worker is replaced at the same count).
+                    client.add_resources(
+                        rec.infra_id, self._render_for(rec, wn_count=current - len(going), removal=going)
+                    )
+                if workers > current - len(going):
+                    client.add_resources(rec.infra_id, self._render_for(rec, wn_count=workers, removal=[]))
+            except (IMUnreachable, IMTimeout, IMServerError) as exc:
+                # The answer to a non-idempotent POST is lost: IM may or may not have applied it.
+                exc.hint = (
+                    "IM may have applied the scale before the answer was lost: run the same command again "
+                    f"(it recounts the workers in IM and finishes the job), or see: provision cluster status {name}"
+                )
+                raise
             # The create fingerprint is kept: re-running the original create still resumes this cluster.
             store.update_cluster(name, inputs={**rec.inputs, "wn_num": workers}, inputs_hash=rec.inputs_hash)
             store.append(name, Phase.SCALED, {"workers": workers, "removed": going})
@@ -758,3 +782,13 @@ class Lifecycle:
         clouds = self.client().dry_run(tosca.dump(doc))
         shown = tosca.dump(tosca.masked(doc, resolved.secret_values))
         return DryRunPlan(name, template, site, [asdict(c) for c in clouds], shown)
+
+
+def _unfinished_scale(store: Store, name: str) -> dict[str, Any] | None:
+    """The detail of the cluster's latest ``scaling`` entry when no ``scaled`` followed it, else None."""
+    for entry in reversed(store.journal(name, limit=50)):
+        if entry.phase == Phase.SCALED:
+            return None
+        if entry.phase == Phase.SCALING:
+            return dict(entry.detail or {})
+    return None

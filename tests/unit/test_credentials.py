@@ -16,6 +16,8 @@ import pytest
 
 from provisioner import credentials
 from provisioner.credentials import (
+    IM_TYPE,
+    KNOWN_TYPES,
     SECRET_KEYS,
     AuthData,
     SecretFilter,
@@ -112,6 +114,20 @@ def test_unbalanced_quote_is_an_error() -> None:
 def test_line_without_type_is_an_error() -> None:
     with pytest.raises(CredentialsError, match=r"line 2: no 'type'"):
         AuthData.from_lines([IM_LINE, "id = x; host = h"])
+
+
+def test_unknown_type_is_refused_with_a_suggestion() -> None:
+    with pytest.raises(CredentialsError, match=r"line 2: unknown type 'OpenStak' \(IM knows: Azure, ") as caught:
+        AuthData.from_lines([IM_LINE, "id = o; type = OpenStak; host = h"])
+    assert caught.value.hint == "did you mean type = OpenStack?"
+    with pytest.raises(CredentialsError, match="unknown type 'NoSuchCloud'") as caught:
+        AuthData.from_lines([IM_LINE, "id = o; type = NoSuchCloud"])
+    assert caught.value.hint is None
+
+
+def test_every_connector_type_of_im_is_accepted() -> None:
+    lines = [IM_LINE, *(f"id = c{i}; type = {kind}" for i, kind in enumerate(sorted(KNOWN_TYPES - {IM_TYPE})))]
+    assert len(AuthData.from_lines(lines).credentials) == len(KNOWN_TYPES)
 
 
 def test_duplicate_key_is_an_error() -> None:
