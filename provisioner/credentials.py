@@ -72,6 +72,7 @@ CLOUD_TYPES = frozenset(
     {
         "Azure",
         "CloudStack",
+        "DeployedNode",
         "Docker",
         "Dummy",
         "EC2",

@@ -20,6 +20,8 @@ class ProvisionError(Exception):
     """Base of every error the tool reports to a user."""
 
     exit_code: int = EXIT_FAILED
+    # IM's own text behind the error (a contextualization log, a VM's error message), for failure triage.
+    evidence: str | None = None
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)

@@ -9,6 +9,7 @@ progress goes to an optional callback, results are returned as data, failures ar
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import re
 import time
@@ -19,10 +20,13 @@ from typing import Any
 
 import yaml
 
-from provisioner import tosca
+from provisioner import tosca, triage
+from provisioner.credentials import AuthData
 from provisioner.errors import (
+    IMAuthError,
     IMBadRequest,
     IMError,
+    IMForbidden,
     IMNotFound,
     IMServerError,
     IMTimeout,
@@ -36,6 +40,7 @@ from provisioner.im import IMClient, InfraState, VMInfo
 from provisioner.polling import wait_until
 from provisioner.settings import Settings
 from provisioner.state import Phase, Store, cluster_lock, endpoint_lock, inputs_hash, new_deployment_id
+from provisioner.triage import analyse_contmsg
 
 FRONT = "front"
 WORKER = "wn"
@@ -73,6 +78,7 @@ class ClusterView:
     vms: list[VMView] = field(default_factory=list)
     deployment_id: str | None = None
     note: str | None = None
+    cause: dict[str, str] | None = None  # failure triage, when the cluster ended failed or unconfigured
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +113,7 @@ class LogReport:
     failed_task: str | None
     failed_host: str | None
     reason: str | None
+    cause: triage.Triage | None = None
 
 
 @dataclass(frozen=True)
@@ -139,28 +146,6 @@ def _scale_args(workers: int, remove: list[str] | None) -> list[str]:
     if workers < 0:
         raise InputError(f"must be 0 or more, got {workers}", field="--workers")
     return [str(v) for v in (remove or [])]
-
-
-_TASK_RE = re.compile(r"^TASK \[(?P<task>[^\]]*)\]", re.MULTILINE)
-_FATAL_RE = re.compile(r"^fatal: \[(?P<host>[^\]]+)\]: (?P<what>[A-Z]+)!? =>(?P<rest>.*)$", re.MULTILINE)
-_MSG_RE = re.compile(r'"msg":\s*"(?P<msg>(?:[^"\\]|\\.)*)"')
-
-
-def analyse_contmsg(log: str) -> tuple[str | None, str | None, str | None]:
-    """Pick the failing Ansible task and host, and a one-line reason, out of IM's contextualization log."""
-    fatals = list(_FATAL_RE.finditer(log))
-    fatal = fatals[-1] if fatals else None
-    if fatal is not None:
-        tasks = [m for m in _TASK_RE.finditer(log) if m.start() < fatal.start()]
-        task = tasks[-1].group("task") if tasks else None
-        msg = _MSG_RE.search(fatal.group("rest"))
-        reason = msg.group("msg") if msg else fatal.group("what")
-        return task, fatal.group("host"), f"task '{task}' failed on {fatal.group('host')}: {reason}"
-    for line in reversed([raw.strip() for raw in log.splitlines() if raw.strip()]):
-        lowered = line.lower()
-        if any(word in lowered for word in ("error", "fail", "timeout", "no correct master")):
-            return None, None, line[:300]
-    return None, None, None
 
 
 # --- the service ------------------------------------------------------------------------------------------------------
@@ -349,9 +334,11 @@ class Lifecycle:
                     raise
                 infra_id = found
                 store.append(rec.name, Phase.ADOPTED, {"infra_id": infra_id, "deployment_id": rec.deployment_id})
-            except IMBadRequest as exc:
+            except (IMBadRequest, IMAuthError, IMForbidden) as exc:
+                # IM refused the POST itself: nothing was created. Forget the cluster and the secrets made for it.
                 store.append(rec.name, Phase.FAILED, {"reason": str(exc)[:500]})
                 store.delete_cluster(rec.name)
+                tosca.SecretStore(self.home, rec.name).delete()
                 raise
         else:
             infra_id = found
@@ -443,19 +430,34 @@ class Lifecycle:
     def _fail(self, store: Store, rec: Any, final: InfraState) -> None:
         client = self.client(rec.im_url)
         try:
-            _, _, reason = analyse_contmsg(client.contmsg(rec.infra_id))
+            log = client.contmsg(rec.infra_id)
         except IMError:
-            reason = None
+            log = ""
+        task, _, reason = analyse_contmsg(log)
+        found = triage.classify_text(log)
+        if task is None and found is not None:
+            reason = found.evidence  # the line that tells why beats the last line that says "error"
         failed_vms = sorted(vm for vm, st in final.vm_states.items() if st in FAILED_STATES)
         phase = Phase.UNCONFIGURED if final.state == "unconfigured" else Phase.FAILED
-        store.append(rec.name, phase, {"state": final.state, "vms": failed_vms, "reason": (reason or "")[:500]})
+        store.append(
+            rec.name,
+            phase,
+            {
+                "state": final.state,
+                "vms": failed_vms,
+                "reason": (reason or "")[:500],
+                "cause": found.cause.value if found else None,
+            },
+        )
         store.update_cluster(rec.name, state=final.state)
         vms = f" (VMs {', '.join(failed_vms)})" if failed_vms else ""
-        raise OperationFailed(
+        error = OperationFailed(
             f"cluster {rec.name!r} ended {final.state}{vms}: {reason or 'IM gave no reason'}",
             hint=f"details: provision cluster logs {rec.name}; healthy VMs are kept, "
             f"replace a failed worker with: provision cluster scale {rec.name} --workers N --remove VMID",
         )
+        error.evidence = log
+        raise error
 
     # -- reading --
 
@@ -526,10 +528,16 @@ class Lifecycle:
             if wait:
                 return self._wait(store, rec, timeout)
             try:
-                return self._view(store, rec)
+                view = self._view(store, rec)
             except IMNotFound:
                 rec = store.update_cluster(name, state="gone")
                 return self._from_record(rec, [], note="the infrastructure no longer exists in IM")
+        if view.state in FAILED_STATES and rec.infra_id is not None:
+            with contextlib.suppress(IMError):
+                cause = triage.classify_text(self.client(rec.im_url).contmsg(rec.infra_id))
+                if cause is not None:
+                    view = dataclasses.replace(view, cause=cause.as_dict())
+        return view
 
     def outputs(self, name: str) -> dict[str, Any]:
         with self._store() as store:
@@ -550,7 +558,7 @@ class Lifecycle:
         client = self.client(rec.im_url)
         log = client.vm_contmsg(rec.infra_id, vm) if vm is not None else client.contmsg(rec.infra_id)
         task, host, reason = analyse_contmsg(log)
-        return LogReport(name, rec.infra_id, vm, log, task, host, reason)
+        return LogReport(name, rec.infra_id, vm, log, task, host, reason, triage.classify_text(log))
 
     # -- scale --
 
@@ -637,6 +645,33 @@ class Lifecycle:
             if wait:
                 return self._wait(store, rec, timeout)
             return self._view(store, rec)
+
+    # -- credentials --
+
+    def push_auth(self, name: str, new_client: IMClient, *, keep_old: bool = False) -> list[str]:
+        """Make ``new_client``'s IM credential own the cluster's infrastructure (IM's authorization call).
+
+        The request is made with the current credentials (which must still be accepted); then the new client must
+        read the infrastructure. Returns IM's owners afterwards. For a refreshed token of the same identity
+        (EGI Check-in), both clients usually carry the same fresh token.
+        """
+        with self._lock(name, "cluster auth"), self._store() as store:
+            rec = self._record(store, name)
+            if rec.infra_id is None:
+                raise OperationFailed(f"cluster {name!r} has no infrastructure yet")
+            new_auth = new_client.auth
+            if not isinstance(new_auth, AuthData):
+                raise InputError("the new credentials must come from an auth file", field="--new-auth")
+            credential = {k: v for k, v in new_auth.im_credential.fields.items() if k not in ("id", "type")}
+            self.client(rec.im_url).replace_authorization(rec.infra_id, credential, overwrite=not keep_old)
+            try:
+                new_client.state(rec.infra_id)
+                owners = new_client.authorization(rec.infra_id)
+            except IMError as exc:
+                exc.hint = "IM took the call but the new credentials cannot read the infrastructure; check them"
+                raise
+            store.append(name, Phase.AUTH_PUSHED, {"keep_old": keep_old, "owners": len(owners)})
+            return owners
 
     # -- destroy --
 

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -112,7 +112,7 @@ def free_port() -> int:
         return port
 
 
-def _config_text(run_dir: Path, port: int, db_file: Path) -> str:
+def _config_text(run_dir: Path, port: int, db_file: Path, options: Mapping[str, str] | None = None) -> str:
     lines = {
         "ACTIVATE_REST": "True",
         "REST_ADDRESS": HOST,
@@ -127,6 +127,10 @@ def _config_text(run_dir: Path, port: int, db_file: Path) -> str:
         "VM_INFO_UPDATE_FREQUENCY": "5",
         "REST_MAX_BLOCKING_CALLS": "32",
     }
+    for key, value in (options or {}).items():
+        if not key or any(ch in f"{key}{value}" for ch in "\r\n"):
+            raise InputError(f"invalid IM option {key!r}", field="options")
+        lines[key] = str(value)
     body = "\n".join(f"{key} = {value}" for key, value in lines.items())
     return f"# Written by provision local-im start. IM reads nothing else.\n[im]\n{body}\n"
 
@@ -190,8 +194,12 @@ def start(
     port: int | None = None,
     fresh: bool = False,
     wait_seconds: float = 60.0,
+    options: Mapping[str, str] | None = None,
 ) -> LocalIM:
-    """Start IM on 127.0.0.1 and wait until ``GET /version`` answers. Returns what is running."""
+    """Start IM on 127.0.0.1 and wait until ``GET /version`` answers. Returns what is running.
+
+    ``options`` are ``[im]`` settings merged over the defaults (e.g. ``{"MAX_VM_FAILS": "1"}``).
+    """
     run_dir, venv = run_dir.absolute(), venv.absolute()
     if not is_installed(venv):
         raise LocalIMError(f"IM {IM_VERSION} is not installed in {venv}", hint="run: provision local-im install")
@@ -211,7 +219,7 @@ def start(
             stale.unlink(missing_ok=True)
     chosen = port or free_port()
     config = run_dir / "im.cfg"
-    config.write_text(_config_text(run_dir, chosen, db_file), encoding="utf-8")
+    config.write_text(_config_text(run_dir, chosen, db_file, options), encoding="utf-8")
     auth_file = ensure_auth_file(run_dir)
     work = run_dir / "work"
     work.mkdir(exist_ok=True)

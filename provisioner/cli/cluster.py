@@ -117,6 +117,11 @@ def view_text(view: ClusterView) -> str:
     ]
     if view.note:
         lines.append(f"  note: {view.note}")
+    if view.cause:
+        from provisioner.credentials import mask
+
+        lines.append(f"  cause: {view.cause['cause']}: {view.cause['summary']} ({mask(view.cause['evidence'])})")
+        lines.append(f"  see {view.cause['runbook']}")
     return "\n".join(lines)
 
 
@@ -246,9 +251,12 @@ def logs(
     with service(ctx, output) as lc:
         report = lc.logs(name, vm)
     data = {**asdict(report), "log": mask(report.log)}
+    data["cause"] = {k: mask(v) for k, v in report.cause.as_dict().items()} if report.cause else None
 
     def text() -> str:
-        head = f"failed: {report.reason}\n" if report.reason else ""
+        head = f"failed: {mask(report.reason)}\n" if report.reason else ""
+        if report.cause is not None:
+            head += f"cause: {mask(report.cause.line)}\nsee {report.cause.runbook}\n"
         return head + str(data["log"])
 
     emit(data, output, text)
@@ -282,6 +290,31 @@ def reconfigure(
     with service(ctx, output) as lc:
         view = lc.reconfigure(name, wait=wait, timeout=timeout)
     emit_view(view, output)
+
+
+@app.command()
+def auth(
+    ctx: typer.Context,
+    name: str,
+    new_auth: Path | None = typer.Option(
+        None, "--new-auth", help="Auth file with the new IM credential (default: the current one, read afresh)."
+    ),
+    keep_old: bool = typer.Option(False, "--keep-old", help="Add the new owner instead of replacing the old one."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Push a fresh token or a rotated IM credential to the cluster's infrastructure (IM's authorization call)."""
+    from provisioner.cli.common import client_for_auth_file
+
+    with service(ctx, output) as lc:
+        rec = lc.record(name)
+        new_client = client_for_auth_file(ctx, rec.im_url, new_auth)
+        try:
+            owners = lc.push_auth(name, new_client, keep_old=keep_old)
+        finally:
+            new_client.close()
+    data = {"name": name, "infra_id": rec.infra_id, "owners": owners, "replaced": not keep_old}
+    hint = f"\nnow use {new_auth} as your auth file (PROVISION_AUTH or --auth)" if new_auth else ""
+    emit(data, output, f"cluster {name}: IM credential pushed; owners now: {', '.join(owners)}{hint}")
 
 
 @app.command()

@@ -112,6 +112,14 @@ def _client_for(settings: Settings, url: str, auth_file: Path) -> IMClient:
     )
 
 
+def client_for_auth_file(ctx: typer.Context, url: str, auth_file: Path | None) -> IMClient:
+    """A client for ``url`` with the credentials of ``auth_file`` (default: the configured one, read afresh)."""
+    settings = state(ctx).settings
+    if auth_file is None:
+        _, auth_file = im_endpoint(settings)
+    return _client_for(settings, url, auth_file)
+
+
 def im_client(ctx: typer.Context) -> IMClient:
     settings = state(ctx).settings
     url, auth_file = im_endpoint(settings)

@@ -10,7 +10,9 @@ import typer
 from provisioner.cli.common import OutputFormat, OutputOption, emit, im_client, message
 from provisioner.errors import InputError
 
-app = typer.Typer(help="Low-level IM calls on infrastructures by id.", no_args_is_help=True)
+app = typer.Typer(
+    help="Low-level IM calls: infrastructures by id, and a cloud's images and quotas.", no_args_is_help=True
+)
 
 
 @app.command("version")
@@ -117,3 +119,29 @@ def destroy(
     with im_client(ctx) as client:
         client.destroy(infra_id, force=force)
     message(f"destroyed {infra_id}")
+
+
+@app.command("images")
+def images(ctx: typer.Context, cloud_id: str, output: OutputFormat = OutputOption) -> None:
+    """The images a cloud of the auth file offers (its id = the auth line's id, e.g. the site's cloud)."""
+    with im_client(ctx) as client:
+        found = client.cloud_images(cloud_id)
+    data = [{"uri": image.uri, "name": image.name} for image in found]
+    emit(data, output, "\n".join(f"{image.uri}  {image.name or ''}".rstrip() for image in found) or "no images")
+
+
+@app.command("quotas")
+def quotas(ctx: typer.Context, cloud_id: str, output: OutputFormat = OutputOption) -> None:
+    """A cloud's quotas as IM reads them: used and limit per resource (cores, ram, instances, ...)."""
+    with im_client(ctx) as client:
+        found = client.cloud_quotas(cloud_id)
+    data = {name: {"used": q.used, "limit": q.limit} for name, q in found.items()}
+
+    def text() -> str:
+        def number(value: float | None) -> str:
+            return "-" if value is None else f"{value:g}"
+
+        rows = [f"{name:<16} used {number(q.used):>8}  limit {number(q.limit):>8}" for name, q in sorted(found.items())]
+        return "\n".join(rows) or "IM reports no quotas for this cloud"
+
+    emit(data, output, text)

@@ -85,10 +85,16 @@ def _configure_logging(verbose: int) -> None:
 
 def _show_error(exc: ProvisionError) -> None:
     from provisioner.credentials import mask
+    from provisioner.triage import classify_error
 
     message(f"error: {mask(str(exc))}")
     if exc.hint:
         message(f"hint: {mask(exc.hint)}")
+    found = classify_error(exc)
+    if found is not None:
+        # The evidence is left out when the error line above already says it.
+        message(f"cause: {mask(found.short if found.evidence in str(exc) else found.line)}")
+        message(f"see {found.runbook}")
 
 
 def _usage_error(exc: typer.TyperException) -> int:

@@ -71,6 +71,7 @@ class Phase(StrEnum):
     INSTALLING = "installing"  # the add-on playbooks started (components, run id)
     INSTALLED = "installed"
     INSTALL_FAILED = "install_failed"  # with the failing task and host
+    AUTH_PUSHED = "auth_pushed"  # a fresh IM credential was pushed to the infrastructure (no secret recorded)
 
 
 @dataclass(frozen=True)

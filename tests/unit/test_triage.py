@@ -1,0 +1,153 @@
+"""Failure triage (pure): IM's real messages, collected from the local IM, and the tool's own errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from provisioner.errors import (
+    CredentialsError,
+    HostKeyChanged,
+    IMAuthError,
+    IMForbidden,
+    IMServerError,
+    IMTimeout,
+    IMUnreachable,
+    InputError,
+    OperationFailed,
+    OperationTimeout,
+    PlaybookFailed,
+)
+from provisioner.triage import RUNBOOKS, Cause, Triage, analyse_contmsg, classify_error, classify_text, failed_task
+
+SAMPLES = sorted((Path(__file__).resolve().parent.parent / "data" / "im-messages").glob("*.json"))
+
+
+def test_there_are_real_samples_for_every_class() -> None:
+    expected = {json.loads(p.read_text())["expected"] for p in SAMPLES}
+    assert expected == {cause.value for cause in Cause}
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.stem)
+def test_real_im_message_is_classified(sample: Path) -> None:
+    data = json.loads(sample.read_text())
+    found = classify_text(data["text"])
+    assert found is not None, data["text"]
+    assert found.cause.value == data["expected"], found
+    assert "\n" not in found.line and len(found.evidence) <= 220
+    assert found.runbook == f"docs/runbooks/{RUNBOOKS[found.cause]}"
+
+
+def sample_text(name: str) -> str:
+    return str(json.loads((SAMPLES[0].parent / f"{name}.json").read_text())["text"])
+
+
+def test_ansible_evidence_is_the_task_that_ended_the_run_not_an_ignored_one() -> None:
+    log = sample_text("ansible-task-failed")
+    assert "...ignoring" in log
+    failed = failed_task(log)
+    assert failed is not None and failed.what == "FAILED"
+    assert failed.task is not None and "Get Facts" in failed.task
+    found = classify_text(log)
+    assert found is not None and found.evidence.startswith(f"task '{failed.task}' failed on ")
+
+
+def test_unreachable_fatal_is_ssh_even_after_ignored_failures() -> None:
+    log = (
+        'TASK [a] ***\nfatal: [fe]: FAILED! => {"msg": "sudo: command not found"}\n...ignoring\n'
+        'TASK [b] ***\nfatal: [fe]: UNREACHABLE! => {"msg": "Failed to connect to the host via ssh"}\n'
+    )
+    found = classify_text(log)
+    assert found == Triage(Cause.SSH_UNREACHABLE, "task 'b' failed on fe: Failed to connect to the host via ssh")
+
+
+def test_quota_wins_over_the_generic_words_around_it() -> None:
+    # The Kubernetes Status says Forbidden and 403; the launch says Error: quota decides.
+    found = classify_text(sample_text("quota-create"))
+    assert found is not None and found.cause is Cause.QUOTA
+    assert "exceeded quota" in found.evidence
+
+
+def test_ssh_wait_timeout_is_ssh_not_timeout() -> None:
+    found = classify_text(sample_text("ssh-unreachable-timeout"))
+    assert found is not None and found.cause is Cause.SSH_UNREACHABLE
+
+
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        (
+            "Error launching the VMs of type wn to cloud ID ost of type OpenStack. Attempt 1: Quota exceeded for "
+            "instances: Requested 1, but already used 10 of 10 instances",
+            Cause.QUOTA,
+        ),
+        ("An error occurred (InstanceLimitExceeded) when calling the RunInstances operation", Cause.QUOTA),
+        (
+            "Error launching the VMs of type front to cloud ID ost of type OpenStack. Attempt 1: Image "
+            "7d4e1c3a could not be found.",
+            Cause.IMAGE_NOT_FOUND,
+        ),
+        ("An error occurred (InvalidAMIID.NotFound) when calling the RunInstances operation", Cause.IMAGE_NOT_FOUND),
+        ("ERROR: Max contextualization time passed.", Cause.TIMEOUT),
+        ("Contextualization disabled by the RADL/TOSCA template.", None),
+        ("", None),
+    ],
+)
+def test_cloud_message_shapes(text: str, cause: Cause | None) -> None:
+    found = classify_text(text)
+    assert (found.cause if found else None) == cause
+
+
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        (IMUnreachable("cannot connect to IM at http://127.0.0.1:1: Connection refused"), Cause.IM_UNREACHABLE),
+        (IMUnreachable("IM at https://im.example: TLS certificate verify failed, timed out"), Cause.IM_UNREACHABLE),
+        (IMAuthError("Invalid InfrastructureManager credentials", status=401), Cause.AUTH),
+        (IMForbidden("Access to this infrastructure not granted.", status=403), Cause.AUTH),
+        (IMTimeout("IM at http://127.0.0.1:1 did not answer POST /infrastructures within 1 s"), Cause.TIMEOUT),
+        (OperationTimeout("cluster 'a' was not configured within 60 s"), Cause.TIMEOUT),
+        (
+            OperationTimeout("timed out after 600 s waiting for SSH; not answering: fe (10.0.0.1)"),
+            Cause.SSH_UNREACHABLE,
+        ),
+        (
+            PlaybookFailed("install: task 'Install Knative' failed on fe: helm exited 1", task="x", host="fe"),
+            Cause.ANSIBLE_TASK_FAILED,
+        ),
+        (
+            PlaybookFailed("install: task 'Gathering Facts' could not reach wn-1: ssh: connect to host", host="wn-1"),
+            Cause.SSH_UNREACHABLE,
+        ),
+        (IMServerError("IM failed: internal error", status=500), None),
+        (OperationFailed("cluster 'a' ended failed: IM gave no reason"), None),
+    ],
+)
+def test_errors_of_the_tool(error: Exception, cause: Cause | None) -> None:
+    found = classify_error(error)
+    assert (found.cause if found else None) == cause
+
+
+def test_bad_input_and_security_stops_are_not_triaged() -> None:
+    assert classify_error(InputError("must be 0 or more", field="--workers")) is None
+    assert classify_error(CredentialsError("auth.dat: line 2: unknown type 'X'")) is None
+    assert classify_error(HostKeyChanged("host key of fe changed; refused")) is None
+    assert classify_error(ValueError("not ours")) is None
+
+
+def test_im_log_behind_a_failed_cluster_decides() -> None:
+    error = OperationFailed("cluster 'a' ended failed (VMs 1): Error launching the VMs of type wn")
+    error.evidence = sample_text("quota-contmsg")
+    found = classify_error(error)
+    assert found is not None and found.cause is Cause.QUOTA
+
+
+def test_analyse_contmsg_skips_ignored_failures() -> None:
+    log = (
+        'TASK [probe] ***\nfatal: [fe]: FAILED! => {"msg": "no"}\n...ignoring\n'
+        'TASK [real] ***\nfatal: [wn-1]: FAILED! => {"msg": "disk full"}\n'
+    )
+    assert analyse_contmsg(log) == ("real", "wn-1", "task 'real' failed on wn-1: disk full")
+    assert analyse_contmsg("TASK [probe] ***\nfatal: [fe]: FAILED! => {}\n...ignoring\nok\n") == (None, None, None)
