@@ -173,7 +173,6 @@ _PATTERNS: list[tuple[Cause, re.Pattern[str]]] = [
     (
         Cause.SSH_UNREACHABLE,
         _rx(
-            r"^fatal: \[[^\]]+\]: UNREACHABLE!",
             r"could not reach .* over ssh|did not answer ssh|not reachable over ssh|waiting (?:for )?ssh",
             r"error waiting .{0,40}ssh",
             r"host key verification failed",
@@ -338,7 +337,7 @@ def classify_error(exc: BaseException, evidence: str | None = None) -> Triage | 
     if isinstance(exc, HostKeyChanged):
         return None  # not an outage: a security stop with its own hint
     # Then IM's text, more specific than our exception's kind (a failed launch ended by a quota is "quota").
-    for text in (evidence or getattr(exc, "evidence", None), message):
+    for text in (evidence or exc.evidence, message):
         found = classify_text(text)
         if found is not None:
             return found

@@ -19,7 +19,6 @@ import http.client
 import json
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,7 +33,8 @@ from provisioner import localim
 from provisioner.state import Phase, Store
 from tests.clihelper import CLI
 from tests.integration import test_triage_im as triage_lab
-from tests.integration.test_triage_im import TriageIM, b64url, k8s_line, wait_for
+from tests.integration.test_triage_im import TriageIM, k8s_line, wait_for
+from tests.jwt import expired_jwt
 from tests.stubk8s import StubK8s
 
 pytestmark = [pytest.mark.im, pytest.mark.slow]
@@ -170,17 +170,6 @@ def state_of(cli: CLI, name: str) -> Any:
     return view.get("state")
 
 
-def expired_jwt() -> str:
-    now = int(time.time())
-    claims = {
-        "iss": "https://aai.egi.eu/auth/realms/egi",
-        "sub": "0123abcd@egi.eu",
-        "iat": now - 7200,
-        "exp": now - 3600,
-    }
-    return ".".join([b64url({"alg": "RS256", "typ": "JWT", "kid": "k1"}), b64url(claims), b64url({"not": "signed"})])
-
-
 # --- quota: IM's Kubernetes connector refused by the stub's ResourceQuota --------------------------------------------
 
 
@@ -244,10 +233,8 @@ def test_auth_expired_token(lab: Lab, tmp_path: Path) -> None:
 
 def test_im_unreachable(lab: Lab) -> None:
     env = {"PROVISION_IM_URL": f"http://127.0.0.1:{localim.free_port()}"}
-    started = time.monotonic()
     result = lab.cli("infra", "version", env=env)
     assert_triaged(result, 3, "im-unreachable", "im-down.md")
-    assert time.monotonic() - started < 30
 
 
 # --- timeout: IM keeps launching (the cloud holds the Deployment POST) -----------------------------------------------
@@ -259,10 +246,8 @@ def test_timeout_waiting(lab: Lab, gated: GatedK8s) -> None:
     assert created.returncode == 0, created.stderr
     try:
         wait_for(lambda: gated.held > 0, 20, "IM to POST a Deployment to the held cloud")
-        started = time.monotonic()
         result = cli("cluster", "status", "t1", "--wait", "--timeout", "1")
         assert_triaged(result, 4, "timeout", "stuck-or-unconfigured.md")
-        assert time.monotonic() - started < 20
         with Store.open(lab.home) as store:
             assert any(e.phase == Phase.TIMED_OUT for e in store.journal("t1"))
     finally:

@@ -21,7 +21,6 @@ re-made in every run: IM then runs its own bootstrap playbook on that host, whic
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -43,6 +42,7 @@ from provisioner.credentials import AuthData
 from provisioner.errors import IMAuthError, IMForbidden, IMUnreachable
 from provisioner.im import IMClient, RetryPolicy, Timeouts
 from tests.conftest import im_venv, only_loopback
+from tests.jwt import expired_jwt
 from tests.stubk8s import StubK8s
 
 pytestmark = [pytest.mark.im, pytest.mark.slow]
@@ -413,10 +413,6 @@ system {name} (
 """
 
 
-def b64url(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
-
 # --- auth ------------------------------------------------------------------------------------------------------------
 
 
@@ -431,11 +427,7 @@ def test_auth_wrong_password(triage_im: TriageIM) -> None:
 
 
 def test_auth_token_expired(triage_im: TriageIM) -> None:
-    now = int(time.time())
-    claims = {"iss": "https://aai.egi.eu/auth/realms/egi", "sub": "0123abcd@egi.eu", "iat": now - 7200}
-    header, payload = b64url({"alg": "RS256", "typ": "JWT", "kid": "k1"}), b64url({**claims, "exp": now - 3600})
-    jwt = f"{header}.{payload}.{b64url({'not': 'a signature'})}"  # IM reads the claims without checking it
-    expired = f"id = im; type = InfrastructureManager; token = {jwt}"
+    expired = f"id = im; type = InfrastructureManager; token = {expired_jwt()}"  # IM checks exp, not the signature
     status, body = triage_im.call("GET", "/infrastructures", DUMMY, im_line=expired)
     assert status == 401
     check("auth-token-expired", body["message"], status)

@@ -8,12 +8,9 @@ the registry lost); see :data:`STAGES`.
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +20,7 @@ import pytest
 from provisioner import localim
 from provisioner.credentials import write_secret_file
 from tests.conftest import REPO, RunningIM, SSHLab
+from tests.jwt import expired_jwt
 from tests.runbooks.mdblocks import Block, runnable_blocks
 
 pytestmark = [pytest.mark.im, pytest.mark.slow]
@@ -43,15 +41,6 @@ class Desk:
     @property
     def home(self) -> Path:
         return Path(self.env["PROVISION_HOME"])
-
-
-def expired_jwt() -> str:
-    def part(data: dict[str, object]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
-    now = int(time.time())
-    claims = {"iss": "https://aai.egi.eu/auth/realms/egi", "sub": "ops@egi.eu", "iat": now - 7200, "exp": now - 3600}
-    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
 
 
 def _im_down(desk: Desk) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import io
-import json
 import logging
 import os
 import stat
@@ -28,6 +26,7 @@ from provisioner.credentials import (
     write_secret_file,
 )
 from provisioner.errors import EXIT_BAD_INPUT, CredentialsError
+from tests.jwt import unsigned_jwt
 
 IM_LINE = "id = im; type = InfrastructureManager; username = user; password = pass1234"
 
@@ -368,21 +367,18 @@ def test_bearer_among_other_lines_is_an_error() -> None:
 # --- identity, ids, secrets, repr ---------------------------------------------------------------------------------
 
 
-def _jwt(claims: dict[str, object]) -> str:
-    def part(data: dict[str, object]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-
-    return f"{part({'alg': 'RS256'})}.{part(claims)}.c2ln"
-
-
 def test_im_identity() -> None:
     assert AuthData.from_lines([IM_LINE]).im_identity() == "user"
     odd = AuthData.from_lines(["type = InfrastructureManager; username = a b/c; password = pw"]).im_identity()
     assert odd.startswith("user-")
     assert "/" not in odd
-    first = AuthData.from_lines([f"Bearer {_jwt({'iss': 'https://aai/', 'sub': 'u1', 'exp': 1})}"]).im_identity()
-    renewed = AuthData.from_lines([f"Bearer {_jwt({'iss': 'https://aai', 'sub': 'u1', 'exp': 2})}"]).im_identity()
-    other = AuthData.from_lines([f"Bearer {_jwt({'iss': 'https://aai', 'sub': 'u2', 'exp': 1})}"]).im_identity()
+    first = AuthData.from_lines(
+        [f"Bearer {unsigned_jwt({'iss': 'https://aai/', 'sub': 'u1', 'exp': 1})}"]
+    ).im_identity()
+    renewed = AuthData.from_lines(
+        [f"Bearer {unsigned_jwt({'iss': 'https://aai', 'sub': 'u1', 'exp': 2})}"]
+    ).im_identity()
+    other = AuthData.from_lines([f"Bearer {unsigned_jwt({'iss': 'https://aai', 'sub': 'u2', 'exp': 1})}"]).im_identity()
     assert first == renewed
     assert first.startswith("oidc-")
     assert other != first
