@@ -93,7 +93,12 @@ def render(
 
     topology = doc["topology_template"]
     topology["inputs"] = {
-        name: {"type": spec.tosca_type, "description": spec.description, "default": values[name]}
+        name: {
+            "type": spec.tosca_type,
+            **({"entry_schema": {"type": "string"}} if spec.type == "list" else {}),
+            "description": spec.description,
+            "default": values[name],
+        }
         for name, spec in schema.inputs.items()
     }
     # Keep a readable order: inputs first.

@@ -28,7 +28,7 @@ SCHEMA_FILE = "inputs.yaml"
 STUB_TYPES_FILE = "stub_types.yaml"
 _NOT_TEMPLATES = {SCHEMA_FILE, STUB_TYPES_FILE}
 
-TYPES = ("integer", "float", "boolean", "string", "version", "size")
+TYPES = ("integer", "float", "boolean", "string", "version", "size", "list")
 TOSCA_TYPES = {
     "integer": "integer",
     "float": "float",
@@ -36,6 +36,7 @@ TOSCA_TYPES = {
     "string": "string",
     "version": "string",
     "size": "scalar-unit.size",
+    "list": "list",  # of strings (entry_schema: string)
 }
 _SPEC_KEYS = {
     "type", "default", "description", "group", "constraints", "rule", "secret", "generate", "empty_ok", "requires",
@@ -124,6 +125,8 @@ class InputSpec:
             return value
         if isinstance(value, str):
             return value != ""
+        if isinstance(value, list | tuple):
+            return len(value) > 0
         return True
 
     def parse(self, value: Any) -> Any:
@@ -182,7 +185,28 @@ class InputSpec:
             return value.strip()
         if kind == "size":
             return f"{self._gib(value)} GiB"
+        if kind == "list":
+            return self._list(value)
         raise SchemaFileError(f"input {self.name}: unknown type {kind!r}")  # pragma: no cover - load() checks
+
+    def _list(self, value: Any) -> list[str]:
+        """A list of strings: a YAML list, or text with the items separated by commas (``--set a,b``)."""
+        if isinstance(value, str):
+            items: list[Any] = [part.strip() for part in value.split(",")]
+            items = [item for item in items if item]
+        elif isinstance(value, list | tuple):
+            items = list(value)
+        else:
+            raise self._fail(
+                f"must be a list of strings, or comma-separated text, got a {_yaml_kind(value)}", show_value=False
+            )
+        for index, item in enumerate(items):
+            if not isinstance(item, str):
+                raise self._fail(
+                    f"item {index + 1} must be a string (quote it in YAML), got a {_yaml_kind(item)}", show_value=False
+                )
+            check_text(self.name, item, secret=self.secret)
+        return list(items)
 
     def _gib(self, value: Any) -> int:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -200,6 +224,9 @@ class InputSpec:
         """Check an already typed value against the constraints."""
         if self.empty_ok and value == "":
             return
+        if self.type == "list":
+            self._check_items(value)
+            return
         c = self.constraints
         comparable = self._comparable(value)
         if c.valid_values is not None and comparable not in [self._comparable(v) for v in c.valid_values]:
@@ -216,6 +243,26 @@ class InputSpec:
                 raise self._fail(f"must be at most {c.max_length} characters long (got {len(value)})", value)
             if c.pattern is not None and not re.fullmatch(c.pattern, value):
                 raise self._fail(f"must be {self.rule}" if self.rule else f"must match {c.pattern}", value)
+
+    def _check_items(self, items: list[str]) -> None:
+        """A list's constraints apply to each item (valid_values, lengths, pattern); items are distinct."""
+        c = self.constraints
+        seen: set[str] = set()
+        for number, item in enumerate(items, 1):
+            shown = f"{number}" if self.secret else brief(item)
+            if c.valid_values is not None and item not in c.valid_values:
+                allowed = ", ".join(str(v) for v in c.valid_values)
+                raise self._fail(f"item {shown} must be one of {allowed}", show_value=False)
+            if c.min_length is not None and len(item) < c.min_length:
+                raise self._fail(f"item {shown} must be at least {c.min_length} characters long", show_value=False)
+            if c.max_length is not None and len(item) > c.max_length:
+                raise self._fail(f"item {shown} must be at most {c.max_length} characters long", show_value=False)
+            if c.pattern is not None and not re.fullmatch(c.pattern, item):
+                rule = f"must be {self.rule}" if self.rule else f"must match {c.pattern}"
+                raise self._fail(f"item {shown} {rule}", show_value=False)
+            if item in seen:
+                raise self._fail(f"lists {shown} twice", show_value=False)
+            seen.add(item)
 
     def _comparable(self, value: Any) -> Any:
         if self.type == "version":

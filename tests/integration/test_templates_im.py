@@ -34,7 +34,12 @@ pytestmark = pytest.mark.im
 
 TRICKY_PASSWORD = "pa: {ss} 'q' \"dq\" # no comment\nsecond line ünï ☃"
 CASES = {
-    "oscar": {"wn_num": "2", "oscar_password": TRICKY_PASSWORD, "minio_password": "*alias &anchor !tag"},
+    "oscar": {
+        "wn_num": "2",
+        "oscar_password": TRICKY_PASSWORD,
+        "minio_password": "*alias &anchor !tag",
+        "minio_buckets": "inputs,outputs.v2",  # a TOSCA list input: IM keeps it as given
+    },
     "kubernetes": {"wn_num": "2", "kube_install_yunikorn": "true"},
     "oscar-with-domain": {"domain_name": "example.org", "cert_user_email": "me@example.org"},
 }
@@ -97,6 +102,7 @@ def test_local_sim_render_is_accepted_configured_and_returns_outputs(
                 assert declared[name]["default"] == doc["topology_template"]["inputs"][name]["default"], name
         if template == "oscar":
             assert declared["oscar_password"]["default"] == inputs["oscar_password"]
+            assert declared["minio_buckets"]["default"] == (["inputs", "outputs.v2"] if case == "oscar" else [])
         assert stored["metadata"]["provisioner_cluster"] == cluster
         assert stored["metadata"]["provisioner_template"] == template
         assert stored["metadata"]["provisioner_site"] == LOCAL_SIM

@@ -19,7 +19,15 @@ from provisioner.tosca.schema import Constraints, SchemaFileError, load_input_sp
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "tosca"
 SECRETS = {"admin_token", "oscar_password", "minio_password", "onedata_token", "registry_password"}
-OSCAR_ONLY = {"oscar_password", "minio_password", "knative", "onedata_host", "onedata_space", "onedata_token"}
+OSCAR_ONLY = {
+    "oscar_password",
+    "minio_password",
+    "minio_buckets",
+    "knative",
+    "onedata_host",
+    "onedata_space",
+    "onedata_token",
+}
 
 
 def bad(template: str, raw: dict[str, object]) -> InputError:
