@@ -29,6 +29,9 @@ EDGE_SITE = "edge"
 KUBECONFIG_KUBEADM = "/etc/kubernetes/admin.conf"
 KUBECONFIG_K3S = "/etc/rancher/k3s/k3s.yaml"
 DEFAULT_INVENTORY_DIR = Path("inventories")
+# Where our roles put things that verify checks (playbooks/roles/*/defaults/main.yml; a test keeps them in step).
+OSCAR_NODE_PORT = 30301  # oscar_node_port
+MINIO_IN_CLUSTER_ENDPOINT = "http://minio.minio:9000"  # oscar_minio_endpoint: Service minio in namespace minio
 
 
 # --- pure helpers -----------------------------------------------------------------------------------------------------
@@ -85,6 +88,25 @@ def with_dependencies(components: Sequence[str], inputs: Mapping[str, Any]) -> l
     return [c for c in COMPONENTS if c in chosen]
 
 
+def merge_components(installed: Sequence[str] | None, chosen: Sequence[str]) -> list[str]:
+    """What a cluster has after installing ``chosen`` on top of ``installed`` (a partial install adds, never
+    removes: the roles of earlier installs stay in place)."""
+    have = set(installed or ()) | set(chosen)
+    return [c for c in COMPONENTS if c in have]
+
+
+def k3s_disable_traefik(extra: Mapping[str, Any], chosen: Sequence[str]) -> bool:
+    """Whether K3s runs without Traefik: Knative's Kourier takes ports 80/443 once Knative is (or was) installed.
+
+    Decided from the cluster's record (an earlier decision, the installed components) and this run's selection,
+    never from the selection alone: ``install --components registry`` must not turn Traefik back on (and rewrite
+    K3s's config, restarting it) on a cluster that has Knative.
+    """
+    if extra.get("k3s_disable_traefik"):
+        return True
+    return "knative" in merge_components(extra.get("components"), chosen)
+
+
 def check_components(components: Sequence[str], inputs: Mapping[str, Any]) -> None:
     """Refuse combinations the playbooks cannot satisfy, before anything runs (exit 2)."""
     chosen = set(components)
@@ -121,6 +143,7 @@ def playbook_vars(
         "onedata_space": inputs.get("onedata_space") or "",
         "registry_server": inputs.get("registry_server") or "",
         "registry_user": inputs.get("registry_user") or "",
+        "minio_buckets": [str(b) for b in inputs.get("minio_buckets") or []],
     }
 
 
@@ -146,20 +169,88 @@ def nodes_ready(doc: Mapping[str, Any]) -> tuple[bool, str]:
     return True, f"{len(items)}/{len(items)} nodes Ready"
 
 
-def oscar_config_problems(config: Mapping[str, Any], components: Sequence[str]) -> list[str]:
-    """Does OSCAR's ``/system/config`` show Knative, YuniKorn and MinIO wired as asked?"""
+def oscar_wiring(components: Sequence[str]) -> dict[str, Any]:
+    """How OSCAR is configured for ``components`` (as playbook_vars passes it): what /system/config must show."""
+    return {
+        "serverless_backend": "knative" if "knative" in components else "",
+        "yunikorn_enable": "yunikorn" in components,
+    }
+
+
+def oscar_config_problems(
+    config: Mapping[str, Any], components: Sequence[str], wiring: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Does OSCAR's ``/system/config`` show Knative, YuniKorn and MinIO wired as asked?
+
+    ``wiring`` is what OSCAR was installed with (recorded by install); without it, what ``components`` imply.
+    MinIO must be the in-cluster endpoint of the minio role's Service.
+    """
+    wanted = {**oscar_wiring(components), **(wiring or {})}
     problems = []
     backend = str(config.get("serverless_backend") or "")
-    if "knative" in components and backend != "knative":
-        problems.append(f"serverless_backend is {backend or 'empty'!r}, expected 'knative'")
+    expected_backend = str(wanted["serverless_backend"] or "")
+    if backend != expected_backend:
+        expected = repr(expected_backend) if expected_backend else "empty (Knative was not asked for)"
+        problems.append(f"serverless_backend is {backend or 'empty'!r}, expected {expected}")
     yunikorn = bool(config.get("yunikorn_enable"))
-    if yunikorn != ("yunikorn" in components):
-        problems.append(f"yunikorn_enable is {str(yunikorn).lower()}, expected {str('yunikorn' in components).lower()}")
+    expected_yunikorn = bool(wanted["yunikorn_enable"])
+    if yunikorn != expected_yunikorn:
+        problems.append(f"yunikorn_enable is {str(yunikorn).lower()}, expected {str(expected_yunikorn).lower()}")
     if "minio" in components:
         minio = config.get("minio_provider") or {}
-        if not isinstance(minio, Mapping) or not minio.get("endpoint"):
+        endpoint = str(minio.get("endpoint") or "") if isinstance(minio, Mapping) else ""
+        if not endpoint:
             problems.append("minio_provider has no endpoint")
+        elif endpoint.rstrip("/") != MINIO_IN_CLUSTER_ENDPOINT:
+            problems.append(
+                f"minio_provider.endpoint is {endpoint!r}, expected {MINIO_IN_CLUSTER_ENDPOINT!r} (our MinIO's Service)"
+            )
     return problems
+
+
+def kubectl_script(kubeconfig: str, args: Sequence[str], *, sudo_password: bool = False) -> str:
+    """A POSIX shell command running ``kubectl ARGS`` with ``KUBECONFIG`` on a node, as whoever can read it.
+
+    The admin kubeconfig is root-only (kubeadm's admin.conf; K3s's k3s.yaml, written 0600 by our k3s role), and
+    IM's users are not root: when the SSH user is not root and cannot read it, kubectl runs through ``sudo -n``
+    (or ``sudo -S`` reading the become password from standard input). Without sudo, it says so on stderr.
+    """
+    kubectl = 'env "KUBECONFIG=$kc" ' + shlex.join(["kubectl", *args])
+    sudo = "sudo -S -p ''" if sudo_password else "sudo -n"
+    return (
+        f"kc={shlex.quote(kubeconfig)}; "
+        'if [ "$(id -u)" != 0 ] && ! [ -r "$kc" ]; then '
+        "if ! command -v sudo >/dev/null 2>&1; then "
+        'echo "$kc is not readable by $(id -un) and sudo is not installed" >&2; exit 126; fi; '
+        f"exec {sudo} {kubectl}; fi; "
+        f"exec {kubectl}"
+    )
+
+
+def kubectl_failure(exit_status: int, stderr: str, *, kubeconfig: str, user: str) -> str:
+    """One line: why ``kubectl`` run by :func:`kubectl_script` failed."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip() and line.strip() != "Sorry, try again."]
+    sudo = next((line for line in lines if line.startswith("sudo:")), None)
+    if sudo is not None:
+        return (
+            f"{kubeconfig} is not readable by {user} and sudo refused: {sudo} "
+            "(give the SSH user passwordless sudo, or ansible_become_password in the edge inventory)"
+        )
+    if exit_status == 126 and lines and "sudo is not installed" in lines[-1]:
+        return lines[-1]
+    if exit_status == 127:
+        return "kubectl is not installed on the front-end"
+    return (lines or [f"exit {exit_status}"])[-1]
+
+
+def installed_extra(extra: Mapping[str, Any], chosen: Sequence[str], run_id: str) -> dict[str, Any]:
+    """The cluster record's ``extra`` after a successful install of ``chosen``: the union of the installed
+    components (a partial install converges, it does not shrink what verify checks), and, when OSCAR was
+    (re)installed, the wiring it was given."""
+    out = {**extra, "components": merge_components(extra.get("components"), chosen), "last_install": run_id}
+    if "oscar" in chosen:
+        out["oscar_wiring"] = oscar_wiring(chosen)
+    return out
 
 
 # --- results ----------------------------------------------------------------------------------------------------------
@@ -257,8 +348,29 @@ class Stack:
                 f"nothing to install for template {rec.template!r}; name the components", field="--components"
             )
         check_components(chosen, rec.inputs)
+        if not edge:
+            self._check_configured(name)
         with self.lc.lock(name, "cluster install"):
+            rec = self.lc.record(name)  # afresh, under the lock
             return self._run(name, rec, chosen, edge=edge, preflight_only=preflight_only, path=inventory_path)
+
+    def _check_configured(self, name: str) -> None:
+        """The add-ons go on a cluster IM has configured: refuse any other state now, instead of waiting for SSH
+        on VMs that are stopped, off, failed or still being configured until the SSH timeout."""
+        view = self.lc.status(name)
+        if view.state == "configured":
+            return
+        state = view.state or "unknown"
+        if state in ("stopped", "off"):
+            hint = f"start it first (in IM or its cloud), then check with: provision cluster status {name}"
+        elif state in ("unconfigured", "failed"):
+            hint = (
+                f"see why with: provision cluster logs {name}; then: provision cluster reconfigure {name} "
+                "(or destroy and create it again)"
+            )
+        else:
+            hint = f"wait until it is configured: provision cluster status {name} --wait"
+        raise OperationFailed(f"cluster {name!r} is {state} in IM, not configured: nothing was installed", hint=hint)
 
     def _run(
         self, name: str, rec: Any, chosen: list[str], *, edge: bool, preflight_only: bool, path: Path | None
@@ -273,14 +385,23 @@ class Stack:
             insecure=self.lc.settings.insecure,
             kubeconfig=KUBECONFIG_K3S if edge else KUBECONFIG_KUBEADM,
         )
+        extra = dict(rec.extra)
+        if edge:
+            # From the record too, not only this run's selection (see k3s_disable_traefik).
+            public["k3s_disable_traefik"] = k3s_disable_traefik(rec.extra, chosen)
+            extra["k3s_disable_traefik"] = public["k3s_disable_traefik"]
         tags = ["preflight"] if preflight_only else []
         # In a preflight-only run on an edge cluster K3s (and so kubectl) is not there yet: skip the tool checks.
         skip = ["kube_tools"] if preflight_only and edge else []
         playbook = "edge.yml" if edge else "site.yml"
         with Store.open(self.home) as store:
-            store.append(
-                name, Phase.INSTALLING, {"components": chosen, "playbook": playbook, "preflight_only": preflight_only}
-            )
+            detail = {"components": chosen, "playbook": playbook, "preflight_only": preflight_only}
+            if edge:
+                detail["k3s_disable_traefik"] = public["k3s_disable_traefik"]
+            store.append(name, Phase.INSTALLING, detail)
+            if edge and not preflight_only:
+                # Recorded before the run: K3s may be configured with it even if a later role fails.
+                store.update_cluster(name, extra=extra)
             result = runner.run_playbook(
                 playbook,
                 written,
@@ -291,6 +412,7 @@ class Stack:
                 tags=tags,
                 skip_tags=skip,
                 on_event=self.on_event,
+                scan_secrets=inventory.secrets(),
             )
             what = f"{'preflight of' if preflight_only else 'install of'} {', '.join(chosen) or 'k3s'} on {name}"
             try:
@@ -304,7 +426,7 @@ class Stack:
                 raise
             store.append(name, Phase.INSTALLED, {"run_id": result.ident, "preflight_only": preflight_only})
             if not preflight_only:
-                store.update_cluster(name, extra={**rec.extra, "components": chosen, "last_install": result.ident})
+                store.update_cluster(name, extra=installed_extra(extra, chosen, result.ident))
         return InstallReport(
             cluster=name,
             components=chosen,
@@ -391,15 +513,16 @@ class Stack:
         return VerifyReport(name, checks)
 
     def _nodes_check(self, inventory: inv.Inventory, pins: ssh.HostKeyPins, kubeconfig: str, timeout: float) -> Check:
-        command = f"KUBECONFIG={shlex.quote(kubeconfig)} kubectl get nodes -o json --request-timeout={int(timeout)}s"
+        front = inventory.front
+        args = ["get", "nodes", "-o", "json", f"--request-timeout={int(timeout)}s"]
+        command = kubectl_script(kubeconfig, args, sudo_password=bool(front.become_password))
+        stdin = f"{front.become_password}\n" if front.become_password else None
         try:
-            out = ssh.run_command(inventory, inventory.front, pins, command, timeout=timeout + 5)
+            out = ssh.run_command(inventory, front, pins, command, timeout=timeout + 5, stdin=stdin)
         except (OSError, EOFError) as exc:
             return Check("kubernetes nodes", "failed", f"could not run kubectl on the front-end: {exc}")
         if out.exit_status != 0:
-            reason = (out.stderr.strip().splitlines() or [f"exit {out.exit_status}"])[-1]
-            if out.exit_status == 127:
-                reason = "kubectl is not installed on the front-end"
+            reason = kubectl_failure(out.exit_status, out.stderr, kubeconfig=kubeconfig, user=front.user)
             return Check("kubernetes nodes", "failed", f"kubectl get nodes: {reason[:300]}")
         try:
             ok, detail = nodes_ready(json.loads(out.stdout))
@@ -419,45 +542,73 @@ class Stack:
     ) -> list[Check]:
         if "oscar" not in components:
             return [Check("oscar", "skipped", "OSCAR is not among the installed components")]
-        url = oscar_url
-        if url is None and not edge:
+        front = inventory.front.address
+        node_port = f"http://{f'[{front}]' if ':' in front else front}:{OSCAR_NODE_PORT}/"
+        url, fallback = oscar_url, None
+        if url is None and edge:
+            # K3s runs without Traefik when Knative is there (and the Ingress has no controller then): OSCAR's
+            # NodePort is the one URL that always answers on an edge cluster.
+            url = node_port
+        elif url is None:
             try:
                 url = str(self.lc.outputs(name).get("oscar_endpoint") or "") or None
             except ProvisionError as exc:
                 return [Check("oscar health", "failed", f"cannot read the OSCAR endpoint from IM: {exc}")]
-        if url is None:
-            url = f"https://{inventory.front.address}/"
+            url = url or f"https://{front}/"
+            fallback = node_port
         return check_oscar(
             url,
             password=tosca.SecretStore(self.home, name).load().get("oscar_password"),
             components=components,
             verify=self.lc.settings.verify,
             timeout=timeout,
+            fallback=fallback,
+            wiring=rec.extra.get("oscar_wiring"),
         )
 
 
 def check_oscar(
-    url: str, *, password: str | None, components: Sequence[str], verify: bool | str, timeout: float
+    url: str,
+    *,
+    password: str | None,
+    components: Sequence[str],
+    verify: bool | str,
+    timeout: float,
+    fallback: str | None = None,
+    wiring: Mapping[str, Any] | None = None,
 ) -> list[Check]:
-    """OSCAR's ``/health`` (no auth) and ``/system/config`` (basic auth ``oscar``), from this machine."""
+    """OSCAR's ``/health`` (no auth) and ``/system/config`` (basic auth ``oscar``), from this machine.
+
+    ``fallback`` (OSCAR's NodePort) is tried when ``url`` (the Ingress) cannot be connected to at all; the
+    report says so.
+    """
     import requests
 
     base = url.rstrip("/")
     checks: list[Check] = []
     session = requests.Session()
     session.verify = verify
+    note = ""
     try:
         health = session.get(f"{base}/health", timeout=(min(5.0, timeout), timeout))
     except requests.RequestException as exc:
-        detail = _short(exc)
-        return [
-            Check("oscar health", "failed", f"{base}/health: {detail}"),
-            Check("oscar config", "skipped", "OSCAR does not answer"),
-        ]
+        detail = f"{base}/health: {_short(exc)}"
+        connect_failed = isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.exceptions.SSLError)
+        if fallback is None or not connect_failed:
+            return [Check("oscar health", "failed", detail), Check("oscar config", "skipped", "OSCAR does not answer")]
+        base = fallback.rstrip("/")
+        try:
+            health = session.get(f"{base}/health", timeout=(min(5.0, timeout), timeout))
+        except requests.RequestException as again:
+            return [
+                Check("oscar health", "failed", f"{detail}; NodePort {base}/health: {_short(again)}"),
+                Check("oscar config", "skipped", "OSCAR does not answer"),
+            ]
+        note = f" (the Ingress did not connect: {detail})"
     if health.status_code != 200:
-        checks.append(Check("oscar health", "failed", f"{base}/health answered {health.status_code}"))
+        checks.append(Check("oscar health", "failed", f"{base}/health answered {health.status_code}{note}"))
     else:
-        checks.append(Check("oscar health", "ok", f"{base}/health answered 200 {health.text.strip()[:40]}"))
+        checks.append(Check("oscar health", "ok", f"{base}/health answered 200 {health.text.strip()[:40]}{note}"))
     if not password:
         checks.append(Check("oscar config", "skipped", "no oscar_password kept for this cluster"))
         return checks
@@ -468,11 +619,15 @@ def check_oscar(
         return [*checks, Check("oscar config", "failed", f"{base}/system/config: {_short(exc)}")]
     if config is None or not isinstance(config, dict):
         return [*checks, Check("oscar config", "failed", f"{base}/system/config answered {resp.status_code}")]
-    problems = oscar_config_problems(config, components)
+    problems = oscar_config_problems(config, components, wiring)
     if problems:
         return [*checks, Check("oscar config", "failed", "; ".join(problems))]
-    wired = ", ".join(c for c in ("knative", "yunikorn", "minio") if c in components) or "nothing to check"
-    return [*checks, Check("oscar config", "ok", f"wired as asked: {wired}")]
+    wanted = {**oscar_wiring(components), **(wiring or {})}
+    wired = [f"serverless backend {wanted['serverless_backend'] or 'none'}"]
+    wired.append(f"yunikorn {'on' if wanted['yunikorn_enable'] else 'off'}")
+    if "minio" in components:
+        wired.append(f"minio {MINIO_IN_CLUSTER_ENDPOINT}")
+    return [*checks, Check("oscar config", "ok", f"wired as asked: {', '.join(wired)}")]
 
 
 def _short(exc: BaseException) -> str:

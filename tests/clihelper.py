@@ -10,10 +10,15 @@ from pathlib import Path
 
 
 class CLI:
-    """The ``provision`` command with its own home, pointed at one IM URL."""
+    """The ``provision`` command with its own home, pointed at one IM URL.
 
-    def __init__(self, home: Path, im_url: str, auth_file: Path) -> None:
+    It runs in ``cwd`` (default: the home's parent, a test's tmp_path), never in the repository: commands write
+    relative paths there (``inventories/NAME/hosts.yml``, with 0600 host_vars holding passwords).
+    """
+
+    def __init__(self, home: Path, im_url: str, auth_file: Path, cwd: Path | None = None) -> None:
         self.home = home
+        self.cwd = cwd if cwd is not None else home.parent
         home.mkdir(parents=True, exist_ok=True)
         (home / "config.yaml").write_text("{}\n")
         self.env = {
@@ -31,6 +36,7 @@ class CLI:
             stderr=subprocess.PIPE,
             text=True,
             env={**self.env, **(env or {})},
+            cwd=self.cwd,
         )
 
     def __call__(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -39,6 +45,7 @@ class CLI:
             capture_output=True,
             text=True,
             env={**self.env, **(env or {})},
+            cwd=self.cwd,
             timeout=300,
             check=False,
         )

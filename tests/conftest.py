@@ -18,7 +18,8 @@ from provisioner import localim
 from provisioner.credentials import AuthData
 from provisioner.im import IMClient, RetryPolicy, Timeouts
 from provisioner.settings import ENV_IM_VENV
-from tests.sshd import SSHHost, keygen, sshd_available, start_hosts
+from tests import stubkube
+from tests.sshd import SSHHost, keygen, sshd_available
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -91,16 +92,28 @@ def im_client(local_im: RunningIM) -> Iterator[IMClient]:
 
 @dataclass(frozen=True)
 class SSHLab:
-    """Three sshd hosts on loopback: a front-end and two workers; ``jumped`` is reached through the front."""
+    """Three sshd hosts on loopback: a front-end (127.0.0.2) and two workers.
+
+    ``wn1`` (127.0.0.3) is reachable directly; ``wn2`` (127.0.0.4) has no public address: it lives in a network
+    namespace of its own, so from here its address refuses connections, and only sessions of the front-end (whose
+    sshd serves them inside that namespace) reach it, as an SSH jump does. The front-end's sessions have stand-in
+    ``kubectl`` and ``helm`` first on PATH (:mod:`tests.stubkube`, state in ``kube_state``).
+    """
 
     front: SSHHost
     wn1: SSHHost
     wn2: SSHHost
     client_key: Path
+    kube_state: Path
+    stub_bin: Path
 
     @property
     def hosts(self) -> list[SSHHost]:
         return [self.front, self.wn1, self.wn2]
+
+
+# sshd's own default PATH for sessions, after the stand-ins.
+SESSION_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @pytest.fixture(scope="session")
@@ -111,9 +124,29 @@ def ssh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHLab]:
         pytest.fail("Debian's openssh-server is needed (as root): run .ci/system-deps", pytrace=False)
     base = tmp_path_factory.mktemp("sshd")
     key = keygen(base / "client_key")
-    # The front-end logs forwarded connections (DEBUG1), so tests can prove a jump went through it.
-    hosts = start_hosts(base, ["front", "wn1", "wn2"], key, log_levels={"front": "DEBUG1"})
-    lab = SSHLab(front=hosts[0], wn1=hosts[1], wn2=hosts[2], client_key=key)
-    yield lab
-    for host in lab.hosts:
-        host.stop()
+    kube_state = base / "kube-state"
+    kube_state.mkdir()
+    stub_bin = stubkube.install(base / "stub-bin")
+    started: list[SSHHost] = []
+    try:
+        wn2 = SSHHost("wn2", "127.0.0.4", 22, base / "wn2", key, private=True)
+        started.append(wn2.start())
+        wn1 = SSHHost("wn1", "127.0.0.3", 22, base / "wn1", key)
+        started.append(wn1.start())
+        # The front-end logs forwarded connections (DEBUG1), so tests can prove a jump went through it.
+        front = SSHHost(
+            "front",
+            "127.0.0.2",
+            22,
+            base / "front",
+            key,
+            log_level="DEBUG1",
+            env={"PATH": f"{stub_bin}:{SESSION_PATH}", stubkube.STATE_ENV: str(kube_state)},
+            sessions_in=wn2,
+        )
+        started.append(front.start())
+        lab = SSHLab(front=front, wn1=wn1, wn2=wn2, client_key=key, kube_state=kube_state, stub_bin=stub_bin)
+        yield lab
+    finally:
+        for host in reversed(started):
+            host.stop()

@@ -9,8 +9,14 @@ Host keys are checked explicitly: every SSH connection, ours (paramiko) and Ansi
 cluster's own known-hosts file ``<home>/known_hosts/<cluster>`` with ``StrictHostKeyChecking=yes``. Keys are
 recorded there on first contact by :mod:`provisioner.ansible.ssh`; a changed key is refused.
 
-The written ``hosts.yml`` never holds a secret. A VM that IM gives only a password for gets it in
-``host_vars/<host>.yml`` next to the inventory, written 0600.
+The written ``hosts.yml`` never holds a secret. A login password (a VM that IM gives only a password for) and
+an edge host's ``ansible_become_password`` go to ``host_vars/<host>.yml`` next to the inventory, written 0600.
+
+A user-written (edge) inventory keeps its hosts' ``ansible_become``/``ansible_become_user``, other variables,
+and its own ``ansible_ssh_common_args`` (appended after ours) and ``ansible_ssh_extra_args``/``ansible_ssh_args``,
+unless they set an option this module controls (host-key checking, the jump host): that is refused (exit 2), as
+are the old alias names (``ansible_ssh_pass``, ``ansible_become_pass``...), which are named with their
+replacement.
 """
 
 from __future__ import annotations
@@ -44,11 +50,44 @@ _KNOWN_VARS = frozenset(
         "ansible_password",
         "ansible_python_interpreter",
         "ansible_become",
+        "ansible_become_user",
         "ansible_become_password",
         "provision_jump",
         "provision_vm_id",
+        "ansible_ssh_common_args",  # merged with ours
+        "ansible_ssh_extra_args",  # kept (checked)
+        "ansible_ssh_args",  # kept (checked)
     }
 )
+# Old or alternative names of variables read above: refused with the name to use (a password under an alias would
+# otherwise be written into hosts.yml, or silently not used).
+_ALIASES = {
+    "ansible_ssh_pass": "ansible_password",
+    "ansible_ssh_password": "ansible_password",
+    "ansible_ssh_user": "ansible_user",
+    "ansible_ssh_host": "ansible_host",
+    "ansible_ssh_port": "ansible_port",
+    "ansible_become_pass": "ansible_become_password",
+    "ansible_sudo_pass": "ansible_become_password",
+    "ansible_private_key_file": "ansible_ssh_private_key_file",
+    "ansible_sudo": "ansible_become",
+    "ansible_sudo_user": "ansible_become_user",
+}
+# SSH options that carry the host-key pinning and the jump host: a user's own SSH arguments may not set them.
+_CONTROLLED_SSH_OPTIONS = {
+    name.lower(): name
+    for name in (
+        "UserKnownHostsFile",
+        "GlobalKnownHostsFile",
+        "StrictHostKeyChecking",
+        "KnownHostsCommand",
+        "HostKeyAlias",
+        "ProxyCommand",
+        "ProxyJump",
+    )
+}
+_USER_SSH_ARGS = ("ansible_ssh_args", "ansible_ssh_extra_args")
+_USER_RE = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 
 
 @dataclass(frozen=True)
@@ -66,6 +105,10 @@ class Host:
     vm_id: str | None = None
     python: str | None = None  # ansible_python_interpreter, when set
     extra: Mapping[str, Any] = field(default_factory=dict)  # other vars of a user-written inventory
+    become: bool | None = None  # ansible_become of a user-written inventory (None: the playbooks' own choice)
+    become_user: str | None = None
+    become_password: str | None = field(default=None, repr=False)  # ansible_become_password (host_vars, 0600)
+    ssh_common_args: str | None = None  # the user's own ansible_ssh_common_args (appended after ours)
 
     @property
     def endpoint(self) -> str:
@@ -93,7 +136,8 @@ class Inventory:
         raise KeyError(name)
 
     def secrets(self) -> list[str]:
-        return [h.password for h in self.hosts if h.password]
+        """Every login and become password of the inventory (never in hosts.yml; scanned for in artifacts)."""
+        return [value for h in self.hosts for value in (h.password, h.become_password) if value]
 
 
 def known_hosts_path(home: Path, cluster: str) -> Path:
@@ -186,6 +230,9 @@ def ssh_args(inv: Inventory, host: Host, known_hosts: Path) -> str:
             f"{jump.user}@{jump.address}",
         ]
         args += ["-o", f"ProxyCommand={shlex.join(proxy)}"]
+    if host.ssh_common_args:
+        # After ours: OpenSSH keeps the first value of an option, and the user's cannot set ours (checked on load).
+        args += shlex.split(host.ssh_common_args)
     return shlex.join(args)
 
 
@@ -210,12 +257,16 @@ def to_document(inv: Inventory, known_hosts: Path) -> dict[str, Any]:
             entry["provision_vm_id"] = host.vm_id
         if host.jump:
             entry["provision_jump"] = host.jump
+        if host.become is not None:
+            entry["ansible_become"] = host.become
+        if host.become_user:
+            entry["ansible_become_user"] = host.become_user
         groups[host.group]["hosts"][host.name] = entry
     return {"all": {"vars": {"provision_cluster_name": inv.cluster}, "children": groups}}
 
 
 def write(inv: Inventory, path: Path, known_hosts: Path) -> Path:
-    """Write ``hosts.yml`` (and 0600 ``host_vars/<host>.yml`` for password-only hosts). Returns the path."""
+    """Write ``hosts.yml`` (and 0600 ``host_vars/<host>.yml`` for hosts with a login or become password)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "# Written by provision; regenerate with: provision cluster inventory " + inv.cluster + "\n"
@@ -226,9 +277,14 @@ def write(inv: Inventory, path: Path, known_hosts: Path) -> Path:
     host_vars = path.parent / "host_vars"
     for host in inv.hosts:
         target = host_vars / f"{host.name}.yml"
-        if host.password:
+        secret = {
+            key: value
+            for key, value in (("ansible_password", host.password), ("ansible_become_password", host.become_password))
+            if value
+        }
+        if secret:
             host_vars.mkdir(exist_ok=True, mode=0o700)
-            write_secret_file(target, yaml.safe_dump({"ansible_password": host.password}))
+            write_secret_file(target, yaml.safe_dump(secret))
         else:
             target.unlink(missing_ok=True)
     return path
@@ -303,6 +359,9 @@ def _host_from_vars(name: str, group: str, hv: Mapping[str, Any], where: str, ba
     def fail(key: str, rule: str) -> InputError:
         return InputError(rule, field=f"--inventory: {where}.{key}")
 
+    for alias, replacement in _ALIASES.items():
+        if alias in hv:
+            raise fail(alias, f"write it as {replacement} (provision reads only that name)")
     address = str(hv.get("ansible_host", name))
     if not _ADDRESS_RE.fullmatch(address):
         raise fail("ansible_host", "must be a host name or an IP address")
@@ -312,7 +371,7 @@ def _host_from_vars(name: str, group: str, hv: Mapping[str, Any], where: str, ba
     if not 1 <= int(port) <= 65535:
         raise fail("ansible_port", "must be a port number (1-65535)")
     user = str(hv.get("ansible_user", DEFAULT_USER))
-    if not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", user):
+    if not _USER_RE.fullmatch(user):
         raise fail("ansible_user", "must be a user name (lowercase letters, digits, '_', '.', '-')")
     key_file: Path | None = None
     if hv.get("ansible_ssh_private_key_file"):
@@ -324,8 +383,22 @@ def _host_from_vars(name: str, group: str, hv: Mapping[str, Any], where: str, ba
         if key_file.stat().st_mode & 0o077:
             raise fail("ansible_ssh_private_key_file", f"{key_file} is readable by others; chmod 600 it")
     password = hv.get("ansible_password")
+    become_password = hv.get("ansible_become_password")
     jump = hv.get("provision_jump")
-    extra = {k: v for k, v in hv.items() if k not in _KNOWN_VARS and not k.startswith("ansible_ssh_")}
+    become: bool | None = None
+    if hv.get("ansible_become") is not None:
+        become = _boolean(hv["ansible_become"])
+        if become is None:
+            raise fail("ansible_become", "must be true or false")
+    become_user = hv.get("ansible_become_user")
+    if become_user is not None and not _USER_RE.fullmatch(str(become_user)):
+        raise fail("ansible_become_user", "must be a user name (lowercase letters, digits, '_', '.', '-')")
+    for key in ("ansible_ssh_common_args", *_USER_SSH_ARGS):
+        if key in hv:
+            _check_ssh_args(hv[key], f"--inventory: {where}.{key}")
+    common = hv.get("ansible_ssh_common_args")
+    extra = {k: v for k, v in hv.items() if k not in _KNOWN_VARS}
+    extra.update({k: str(hv[k]) for k in _USER_SSH_ARGS if hv.get(k)})
     python = hv.get("ansible_python_interpreter")
     return Host(
         name=name,
@@ -338,7 +411,52 @@ def _host_from_vars(name: str, group: str, hv: Mapping[str, Any], where: str, ba
         jump=str(jump) if jump else None,
         python=str(python) if python else None,
         extra=extra,
+        become=become,
+        become_user=str(become_user) if become_user else None,
+        become_password=str(become_password) if become_password else None,
+        ssh_common_args=str(common) if common else None,
     )
+
+
+def _boolean(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    return None
+
+
+def _check_ssh_args(value: Any, where: str) -> None:
+    """A user's own SSH arguments: a string of ssh options that leaves host-key checking and the jump to us."""
+    if not isinstance(value, str):
+        raise InputError("must be a string of ssh options", field=where)
+    try:
+        words = shlex.split(value)
+    except ValueError as exc:
+        raise InputError(f"cannot be split into ssh arguments ({exc})", field=where) from None
+    options: list[str] = []
+    for index, word in enumerate(words):
+        if word in ("-J", "-F") or (word[:2] in ("-J", "-F") and len(word) > 2):
+            raise InputError(
+                f"uses {word[:2]}, which provision does not allow here (it pins host keys and builds the jump "
+                "itself: use provision_jump for a jump host)",
+                field=where,
+            )
+        if word == "-o" and index + 1 < len(words):
+            options.append(words[index + 1])
+        elif word.startswith("-o") and len(word) > 2:
+            options.append(word[2:])
+    for option in options:
+        key = re.split(r"[\s=]", option.strip(), maxsplit=1)[0].lower()
+        if key in _CONTROLLED_SSH_OPTIONS:
+            raise InputError(
+                f"sets {_CONTROLLED_SSH_OPTIONS[key]}, which provision controls (host keys are pinned per cluster "
+                "and checked strictly; use provision_jump for a jump host): drop it",
+                field=where,
+            )
 
 
 def with_pinned(inv: Inventory, **changes: Any) -> Inventory:

@@ -6,8 +6,9 @@ Each run gets an artifacts directory ``<home>/runs/<cluster>/<ident>/`` (ansible
 Secrets never reach the artifacts: they are passed to ``ansible-playbook`` as ``-e @FILE`` where FILE is a 0600
 file outside the artifacts directory, deleted when the run ends (the artifacts record only its path); the tasks
 that use them are ``no_log`` (checked by the playbook tests); and nothing secret goes into the environment, which
-ansible-runner writes into ``command``. After the run, the artifacts are scanned for the secret values; a hit is
-scrubbed and reported as an error, so a leak is caught loudly, not shipped.
+ansible-runner writes into ``command``. After the run, the artifacts are scanned for the secret values (the secret
+variables and the inventory's login and become passwords); a hit is scrubbed and reported as an error, so a leak
+is caught loudly, not shipped.
 """
 
 from __future__ import annotations
@@ -168,8 +169,12 @@ def run_playbook(
     on_event: Callable[[RunEvent], None] | None = None,
     extra_env: Mapping[str, str] | None = None,
     verbosity: int = 0,
+    scan_secrets: Sequence[str] = (),
 ) -> RunResult:
-    """Run ``playbooks/<playbook>`` (or an absolute path) on ``inventory``; never raises for a failed task."""
+    """Run ``playbooks/<playbook>`` (or an absolute path) on ``inventory``; never raises for a failed task.
+
+    ``scan_secrets``: more values the artifacts must not hold (the inventory's passwords, kept in its 0600
+    host_vars), scanned for with the secret variables after the run."""
     import ansible_runner
 
     book = Path(playbook) if Path(playbook).is_absolute() else playbook_dir() / playbook
@@ -178,6 +183,8 @@ def run_playbook(
     root = Path(home) / "runs" / cluster
     ensure_private_dir(root)
     ident = _new_ident()
+    for value in scan_secrets:
+        register_secret(value)  # masked wherever this process shows text
     artifacts = root / ident
     work = root / f".work-{ident}"
     ensure_private_dir(work)
@@ -264,7 +271,7 @@ def run_playbook(
         finally:
             shutil.rmtree(work, ignore_errors=True)
             shutil.rmtree(control_dir, ignore_errors=True)
-    leaked = scrub_artifacts(artifacts, list(secret_vars.values()))
+    leaked = scrub_artifacts(artifacts, [*secret_vars.values(), *scan_secrets])
     _rotate(root, KEEP_RUNS)
     if leaked:
         raise OperationFailed(

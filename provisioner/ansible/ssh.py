@@ -265,10 +265,17 @@ def wait_ready(
         ) from None
 
 
-def run_command(inv: Inventory, host: Host, pins: HostKeyPins, command: str, *, timeout: float = 60.0) -> CommandResult:
-    """Run ``command`` on ``host`` and collect its output (for verify: kubectl, curl)."""
+def run_command(
+    inv: Inventory, host: Host, pins: HostKeyPins, command: str, *, timeout: float = 60.0, stdin: str | None = None
+) -> CommandResult:
+    """Run ``command`` on ``host`` and collect its output (for verify: kubectl). ``stdin`` is written to the
+    command's standard input, which is then closed (e.g. a password for ``sudo -S``: never on a command line)."""
     with session(inv, host, pins, min(timeout, DEFAULT_CONNECT_TIMEOUT)) as client:
-        _, stdout, stderr = client.exec_command(command, timeout=timeout)
+        stdin_file, stdout, stderr = client.exec_command(command, timeout=timeout)
+        if stdin is not None:
+            stdin_file.write(stdin)
+            stdin_file.flush()
+        stdin_file.channel.shutdown_write()
         out = stdout.read().decode("utf-8", "replace")
         err = stderr.read().decode("utf-8", "replace")
         status = stdout.channel.recv_exit_status()

@@ -428,7 +428,10 @@ def install_cmd(
     ssh_timeout: float = SSHTimeoutOption,
     output: OutputFormat = OutputOption,
 ) -> None:
-    """Install the add-ons (Knative, YuniKorn, MinIO, OneData, OSCAR, registry) with our playbooks."""
+    """Install the add-ons (Knative, YuniKorn, MinIO, OneData, OSCAR, registry) with our playbooks.
+
+    An IM cluster must be configured (see: provision cluster status NAME); a partial install adds to what the
+    cluster has."""
     from provisioner.addons import parse_components
 
     chosen = parse_components(components)
@@ -441,7 +444,12 @@ def install_cmd(
 def verify(
     ctx: typer.Context,
     name: str,
-    oscar_url: str | None = typer.Option(None, "--oscar-url", help="OSCAR's URL (default: the cluster's output)."),
+    oscar_url: str | None = typer.Option(
+        None,
+        "--oscar-url",
+        help="OSCAR's URL (default: the cluster's oscar_endpoint output, falling back to NodePort 30301 on the "
+        "front-end when it does not connect; on edge clusters http://FRONT:30301/).",
+    ),
     timeout: float = typer.Option(20.0, "--timeout", help="Seconds each check may take."),
     output: OutputFormat = OutputOption,
 ) -> None:

@@ -75,6 +75,8 @@ CASES: list[Case] = [
     Case("set-registry-needs-user", (*CREATE, *setv("registry_server=reg.example.org:5000")), "registry_"),
     Case("set-image-braces", (*CREATE, *setv("image=ost://host/{id}")), "image"),
     Case("set-flavor-space", (*CREATE, *setv("fe_instance_type=big one")), "fe_instance_type"),
+    Case("set-bucket-s3-rules", (*CREATE, *setv("minio_buckets=data,Bad_Bucket")), "minio_buckets"),
+    Case("set-bucket-twice", (*CREATE, *setv("minio_buckets=data,data")), "minio_buckets"),
     Case("set-control-char-bell", (*CREATE, *setv("oscar_password=abc\x07defghij")), "oscar_password"),
     Case("set-control-char-newline", (*CREATE, *setv("cluster_name=ab\ncd")), "cluster_name"),
     Case("set-control-char-tab", (*CREATE, *setv("onedata_space=sp\tace")), "onedata_space"),
@@ -166,6 +168,17 @@ CASES: list[Case] = [
     Case("edge-key-open", ("edge", "create", "edge-bad", "--inventory", "{d}/inv-keyopen.yaml"), "private_key_file"),
     Case("edge-host-in-both", ("edge", "create", "edge-bad", "--inventory", "{d}/inv-both.yaml"), "both groups"),
     Case("edge-bad-set", ("edge", "create", "edge-bad", "--inventory", "{d}/inv-ok.yaml", *setv("wn_num=x")), "wn_num"),
+    Case(
+        "edge-bad-bucket",
+        ("edge", "create", "edge-bad", "--inventory", "{d}/inv-ok.yaml", *setv("minio_buckets=192.168.0.1")),
+        "minio_buckets",
+    ),
+    Case(
+        "edge-ssh-args",
+        ("edge", "create", "edge-bad", "--inventory", "{d}/inv-sshargs.yaml"),
+        "ansible_ssh_common_args",
+    ),
+    Case("edge-alias-pass", ("edge", "create", "edge-bad", "--inventory", "{d}/inv-alias.yaml"), "ansible_ssh_pass"),
 ]
 
 
@@ -247,6 +260,10 @@ def write_corpus(d: Path, good_auth: Path) -> None:
     inv({"front": {"hosts": {"server": {"ansible_ssh_private_key_file": str(open_key)}}}}, "inv-keyopen.yaml")
     inv({**front, "wn": {"hosts": {"server": {}}}}, "inv-both.yaml")
     inv({"front": {"hosts": {"server": {"ansible_ssh_private_key_file": str(key)}}}}, "inv-ok.yaml")
+    inv(
+        {"front": {"hosts": {"server": {"ansible_ssh_common_args": "-o StrictHostKeyChecking=no"}}}}, "inv-sshargs.yaml"
+    )
+    inv({"front": {"hosts": {"server": {"ansible_ssh_pass": "x"}}}}, "inv-alias.yaml")
 
 
 @dataclass

@@ -2,34 +2,65 @@
 
 Against the real IM (local-sim: made-up addresses, unreachable in the namespace) and against real sshd hosts on
 loopback (the edge route, whose inventory the user writes). No Kubernetes API server exists here: the runs stop
-where the playbooks need one (or the network), and the tests check that they stop there, clearly.
+where the playbooks need one (or the network), and the tests check that they stop there, clearly. verify's own
+checks run for real against stand-ins: ``kubectl`` on the front-end's PATH (tests/stubkube.py) and an OSCAR
+answering on the front-end's NodePort (tests/fakeoscar.py).
+
+The CLI runs in the test's tmp_path (tests/clihelper.py): the inventories it writes go there.
 """
 
 from __future__ import annotations
 
 import json
 import stat
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from provisioner.state import Phase, Store
+from tests import stubkube
 from tests.clihelper import CLI
 from tests.conftest import RunningIM, SSHLab
+from tests.fakeoscar import fake_oscar
 
 PLANTED = "Planted-Oscar-Pass-4b1d9e"
+PLANTED_TOKEN = "Planted-OneData-Token-7c21f0a9"
+PLANTED_REGISTRY = "Planted-Registry-Pass-55e1"
+PLANTED_BECOME = "Planted-Become-Pass-3f0d"
+ALL_COMPONENTS = "knative,yunikorn,minio,onedata,oscar,registry"
+# The inputs OneData and the registry need (their preflights check them; nothing here contacts those hosts).
+EDGE_SETS = (
+    "--set",
+    f"oscar_password={PLANTED}",
+    "--set",
+    "onedata_host=oneprovider.example.org",
+    "--set",
+    "onedata_space=lab-space",
+    "--set",
+    f"onedata_token={PLANTED_TOKEN}",
+    "--set",
+    "registry_server=registry.example.org:5000",
+    "--set",
+    "registry_user=robot",
+    "--set",
+    f"registry_password={PLANTED_REGISTRY}",
+)
 
 
-def edge_inventory(lab: SSHLab, path: Path, *, jump_wn2: bool = True) -> Path:
+def edge_inventory(lab: SSHLab, path: Path, *, become_password: str | None = None) -> Path:
     common = {
         "ansible_user": lab.front.user,
         "ansible_ssh_private_key_file": str(lab.client_key),
         "ansible_python_interpreter": "/usr/bin/python3",
     }
-    wn2: dict[str, object] = {"ansible_host": lab.wn2.address}
-    if jump_wn2:
-        wn2["provision_jump"] = "edge-server"
+    if become_password is not None:
+        common["ansible_become_password"] = become_password
+    # wn2 has no public address: only the front-end reaches it (tests/conftest.py).
+    wn2: dict[str, object] = {"ansible_host": lab.wn2.address, "provision_jump": "edge-server"}
     doc = {
         "all": {
             "vars": common,
@@ -47,6 +78,18 @@ def edge_inventory(lab: SSHLab, path: Path, *, jump_wn2: bool = True) -> Path:
 def edge_cli(tmp_path: Path) -> CLI:
     # Edge clusters never talk to IM: the endpoint below is never contacted.
     return CLI(tmp_path / "home", "http://127.0.0.1:9", tmp_path / "no-auth-file")
+
+
+@pytest.fixture
+def kube(ssh_lab: SSHLab) -> Iterator[Path]:
+    """The front-end's stand-in kubectl: down (no nodes.json) before and after the test."""
+    stubkube.set_nodes(ssh_lab.kube_state, None)
+    yield ssh_lab.kube_state
+    stubkube.set_nodes(ssh_lab.kube_state, None)
+
+
+def job_events(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted((run / "job_events").glob("*.json"))]
 
 
 def journal(home: Path, name: str) -> list[tuple[str, dict[str, object]]]:
@@ -113,6 +156,35 @@ def test_create_with_install_chains_the_install_after_configured(local_im: Runni
 
 
 @pytest.mark.im
+def test_install_refuses_a_cluster_that_is_not_configured(local_im: RunningIM, tmp_path: Path) -> None:
+    cli = CLI(tmp_path / "home", local_im.url, local_im.auth_file)
+    created = cli.json("cluster", "create", "halted", "-t", "oscar", "-s", "local-sim")
+    assert created["state"] == "configured"  # type: ignore[index]
+    client = local_im.client()
+    try:
+        infra = created["infra_id"]  # type: ignore[index]
+        client.stop(infra)
+        while client.state(infra).state != "stopped":  # IM stops the Dummy VMs at once; no timing asserted
+            time.sleep(0.2)
+        result = cli("cluster", "install", "halted", "--ssh-timeout", "600")
+        # Refused at once (exit 1), naming the state and what to run; no SSH wait, no inventory, no Ansible run.
+        assert result.returncode == 1, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert lines[0] == "error: cluster 'halted' is stopped in IM, not configured: nothing was installed"
+        assert "provision cluster status halted" in result.stderr
+        assert "waiting for SSH" not in result.stderr and "Traceback" not in result.stderr
+        phases = [p for p, _ in journal(cli.home, "halted")]
+        assert Phase.INSTALLING.value not in phases
+        assert not (tmp_path / "inventories" / "halted").exists()
+        assert not (cli.home / "runs" / "halted").exists()
+        with_install = cli("cluster", "create", "halted", "-t", "oscar", "-s", "local-sim", "--install")
+        assert with_install.returncode == 1 and "is stopped in IM" in with_install.stderr
+    finally:
+        client.close()
+        assert cli("cluster", "destroy", "halted", "--yes").returncode == 0
+
+
+@pytest.mark.im
 def test_install_refuses_bad_components_before_anything_runs(local_im: RunningIM, tmp_path: Path) -> None:
     cli = CLI(tmp_path / "home", local_im.url, local_im.auth_file)
     before = local_im.client().list_infrastructures()
@@ -136,31 +208,43 @@ def test_edge_bad_inventory_is_refused_with_one_line(edge_cli: CLI, tmp_path: Pa
         assert store.get_cluster("edge-bad") is None
 
 
-def test_edge_route_preflight_install_failure_and_verify(ssh_lab: SSHLab, edge_cli: CLI, tmp_path: Path) -> None:
-    inventory = edge_inventory(ssh_lab, tmp_path / "edge-hosts.yml")
+def test_edge_route_preflight_install_failure_and_verify(
+    ssh_lab: SSHLab, edge_cli: CLI, tmp_path: Path, kube: Path
+) -> None:
+    inventory = edge_inventory(ssh_lab, tmp_path / "edge-hosts.yml", become_password=PLANTED_BECOME)
     name = "edge1"
-    # 1. Preflight: K3s and every add-on role check the hosts and their inputs, for real, over SSH.
+    # 1. Preflight of every component: K3s and each add-on role check the hosts and their inputs, for real, over SSH.
     pre = edge_cli(
-        "edge",
-        "create",
-        name,
-        "--inventory",
-        str(inventory),
-        "--preflight",
-        "--set",
-        f"oscar_password={PLANTED}",
-        "-o",
-        "json",
-    )
+        "edge", "create", name, "--inventory", str(inventory), "--preflight", "--components", ALL_COMPONENTS,
+        *EDGE_SETS, "-o", "json",
+    )  # fmt: skip
     assert pre.returncode == 0, pre.stderr
     report = json.loads(pre.stdout)
     assert report["preflight_only"] is True
+    assert report["components"] == ALL_COMPONENTS.split(",")
     assert set(report["stats"]) == {"edge-server", "edge-agent-1", "edge-agent-2"}
     assert all(host["ok"] for host in report["ssh"])
     known = (edge_cli.home / "known_hosts" / name).read_text()
     assert all(h.address in known for h in ssh_lab.hosts)
     phases = [p for p, _ in journal(edge_cli.home, name)]
     assert phases[:3] == [Phase.REGISTERED.value, Phase.INSTALLING.value, Phase.INSTALLED.value]
+    # Each role's preflight tasks ran through ansible-runner and passed (ok events in the run's job_events).
+    (run,) = sorted((edge_cli.home / "runs" / name).iterdir())
+    events = job_events(run)
+    ok_roles = {e["event_data"].get("role") for e in events if e["event"] == "runner_on_ok"}
+    assert {"k3s", "kube_common", *ALL_COMPONENTS.split(",")} <= ok_roles, ok_roles
+    assert not [e for e in events if e["event"] in ("runner_on_failed", "runner_on_unreachable")]
+    tasks = {e["event_data"].get("task") for e in events if e["event"] == "runner_on_ok"}
+    for task in ("Check the OneData variables", "Check registry_password", "Check the YuniKorn queues"):
+        assert task in tasks
+    assert "Run kubectl version --client" not in tasks  # kube_tools: K3s is not there yet
+    # The inventory (written under the working directory, not the repository) keeps the become password 0600.
+    host_vars = tmp_path / "inventories" / name / "host_vars"
+    for host in ("edge-server", "edge-agent-1", "edge-agent-2"):
+        file = host_vars / f"{host}.yml"
+        assert yaml.safe_load(file.read_text()) == {"ansible_become_password": PLANTED_BECOME}
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600
+    assert PLANTED_BECOME not in (tmp_path / "inventories" / name / "hosts.yml").read_text()
 
     # 2. The real install stops where the network is needed (K3s download): exit 1 naming the task and host.
     full = edge_cli("edge", "create", name, "--inventory", str(inventory))
@@ -172,7 +256,7 @@ def test_edge_route_preflight_install_failure_and_verify(ssh_lab: SSHLab, edge_c
     failed = [d for p, d in journal(edge_cli.home, name) if p == Phase.INSTALL_FAILED.value]
     assert failed and "edge-server" in failed[-1]["host"] and failed[-1]["task"]
 
-    # 3. verify: SSH is fine on every node; Kubernetes and OSCAR are not there: one report, exit 1.
+    # 3. verify: SSH is fine on every node; Kubernetes (the API server is down) and OSCAR are not: exit 1.
     checked = edge_cli("cluster", "verify", name, "-o", "json", "--timeout", "5")
     assert checked.returncode == 1
     doc = json.loads(checked.stdout)
@@ -181,14 +265,48 @@ def test_edge_route_preflight_install_failure_and_verify(ssh_lab: SSHLab, edge_c
     for host in ("edge-server", "edge-agent-1", "edge-agent-2"):
         assert by_name[f"ssh {host}"]["status"] == "ok"
     assert by_name["kubernetes nodes"]["status"] == "failed"
+    assert by_name["kubernetes nodes"]["detail"] == f"kubectl get nodes: {stubkube.DOWN}"
     assert by_name["oscar health"]["status"] == "failed"
+    assert by_name["oscar health"]["detail"].startswith(f"http://{ssh_lab.front.address}:30301/health: ")
 
-    # Secrets: the planted password and the generated K3s token are nowhere but the secrets file.
+    # 4. With the nodes Ready and OSCAR on the server's NodePort 30301 (K3s has no Traefik with Knative): all green.
+    nodes = [stubkube.node("edge-server"), stubkube.node("edge-agent-1"), stubkube.node("edge-agent-2")]
+    stubkube.set_nodes(kube, nodes)
+    with fake_oscar(ssh_lab.front.address, 30301, password=PLANTED):
+        green = edge_cli("cluster", "verify", name, "-o", "json", "--timeout", "5")
+        assert green.returncode == 0, green.stdout + green.stderr
+        checks = {c["name"]: c for c in json.loads(green.stdout)["checks"]}
+        assert {c["status"] for c in checks.values()} == {"ok"}, checks
+        assert checks["kubernetes nodes"]["detail"] == "3/3 nodes Ready"
+        assert checks["oscar health"]["detail"].startswith(f"http://{ssh_lab.front.address}:30301/health answered 200")
+        assert (
+            "serverless backend knative, yunikorn off, minio http://minio.minio:9000"
+            in checks["oscar config"]["detail"]
+        )
+        # One node NotReady: that check fails, naming it; exit 1.
+        stubkube.set_nodes(kube, [*nodes[:2], stubkube.node("edge-agent-2", ready=False, reason="KubeletNotReady")])
+        sick = edge_cli("cluster", "verify", name, "-o", "json", "--timeout", "5")
+    assert sick.returncode == 1
+    checks = {c["name"]: c for c in json.loads(sick.stdout)["checks"]}
+    assert checks["kubernetes nodes"] == {
+        "name": "kubernetes nodes",
+        "status": "failed",
+        "detail": "2/3 Ready; not ready: edge-agent-2 (KubeletNotReady)",
+    }
+    assert checks["oscar health"]["status"] == "ok" and checks["oscar config"]["status"] == "ok"
+    assert "not ready: edge-agent-2" in sick.stderr
+    # kubectl ran on the server with K3s's kubeconfig (directly: the SSH user is root here).
+    gets = [c for c in stubkube.calls(kube) if c["argv"][:2] == ["get", "nodes"]]
+    assert gets and {c["kubeconfig"] for c in gets} == {"/etc/rancher/k3s/k3s.yaml"}
+
+    # Secrets: the planted ones and the generated K3s token are nowhere but the secrets file (the become password
+    # only in the inventory's 0600 host_vars, outside the home).
     secrets = yaml.safe_load((edge_cli.home / "secrets" / f"{name}.yaml").read_text())
     assert secrets["oscar_password"] == PLANTED and secrets.get("k3s_token")
-    for value in (PLANTED, secrets["k3s_token"]):
+    outputs = [pre, full, checked, green, sick]
+    for value in (PLANTED, PLANTED_TOKEN, PLANTED_REGISTRY, PLANTED_BECOME, secrets["k3s_token"]):
         assert grep_home(edge_cli.home, value) == []
-        assert value not in pre.stdout + pre.stderr + full.stdout + full.stderr + checked.stdout
+        assert not [r for r in outputs if value in r.stdout + r.stderr]
     runs = sorted((edge_cli.home / "runs" / name).iterdir())
     assert len(runs) == 2 and all((run / "stdout").exists() for run in runs)
 
@@ -198,3 +316,34 @@ def test_edge_route_preflight_install_failure_and_verify(ssh_lab: SSHLab, edge_c
     gone = edge_cli("cluster", "destroy", name, "--yes")
     assert gone.returncode == 0, gone.stderr
     assert not (edge_cli.home / "secrets" / f"{name}.yaml").exists()
+
+
+def test_partial_install_keeps_what_the_cluster_has(ssh_lab: SSHLab, edge_cli: CLI, tmp_path: Path, kube: Path) -> None:
+    inventory = edge_inventory(ssh_lab, tmp_path / "edge-hosts.yml")
+    name = "edge-part"
+    created = edge_cli("edge", "create", name, "--inventory", str(inventory), "--preflight", *EDGE_SETS)
+    assert created.returncode == 0, created.stderr
+    # As a successful install of the default components leaves the record (no K3s can be installed here).
+    with Store.open(edge_cli.home) as store:
+        rec = store.get_cluster(name)
+        assert rec is not None
+        store.update_cluster(name, extra={**rec.extra, "components": ["knative", "minio", "oscar"]})
+    # Only the registry now: K3s keeps Traefik off (Knative is installed), whatever this selection says.
+    partial = edge_cli("cluster", "install", name, "--components", "registry", "--preflight", "-o", "json")
+    assert partial.returncode == 0, partial.stderr
+    assert json.loads(partial.stdout)["components"] == ["registry"]
+    installing = [d for p, d in journal(edge_cli.home, name) if p == Phase.INSTALLING.value]
+    assert installing[0]["k3s_disable_traefik"] is True  # the edge create: Knative selected
+    assert installing[-1] == {
+        "components": ["registry"],
+        "playbook": "edge.yml",
+        "preflight_only": True,
+        "k3s_disable_traefik": True,
+    }
+    # verify still checks what the cluster has: OSCAR included.
+    stubkube.set_nodes(kube, [stubkube.node("edge-server")])
+    with fake_oscar(ssh_lab.front.address, 30301, password=PLANTED):
+        checked = edge_cli("cluster", "verify", name, "-o", "json", "--timeout", "5")
+    checks = {c["name"]: c for c in json.loads(checked.stdout)["checks"]}
+    assert checks["oscar config"]["status"] == "ok", checks
+    assert edge_cli("cluster", "destroy", name, "--yes").returncode == 0

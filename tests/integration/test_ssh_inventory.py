@@ -1,8 +1,14 @@
-"""Inventory, paramiko checks, host-key pinning and ansible-runner against real sshd hosts on loopback."""
+"""Inventory, paramiko checks, host-key pinning and ansible-runner against real sshd hosts on loopback.
+
+wn2 has no public address: it is in a network namespace of its own, so a direct connection to it is refused and
+only a jump through the front-end reaches it (tests/conftest.py) -- for paramiko and for Ansible alike.
+"""
 
 from __future__ import annotations
 
+import json
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,9 +16,11 @@ import yaml
 
 from provisioner.ansible import inventory as inv_mod
 from provisioner.ansible import runner, ssh
-from provisioner.errors import HostKeyChanged, OperationTimeout
+from provisioner.errors import HostKeyChanged, OperationFailed, OperationTimeout
 from provisioner.im.models import VMCredentials, VMInfo
+from tests import stubkube
 from tests.conftest import SSHLab
+from tests.playbooks.conftest import SCENARIOS, SECRETS
 
 
 def vms_for(lab: SSHLab) -> list[VMInfo]:
@@ -74,6 +82,9 @@ def test_paramiko_waits_pins_keys_and_jumps_through_the_front(ssh_lab: SSHLab, l
     assert not any(r.new_key for r in again)
     out = ssh.run_command(inventory, inventory.host("wn-2"), pins, "echo hello-from-$(hostname -I 2>/dev/null || true)")
     assert out.exit_status == 0 and out.stdout.startswith("hello-from")
+    # Without the jump, wn-2 cannot be reached at all: the jump is the only way in.
+    direct = ssh.check_host(inventory, replace(inventory.host("wn-2"), jump=None), pins, timeout=5)
+    assert not direct.ok and direct.detail.endswith("connection refused")
 
 
 def test_changed_host_key_is_refused_by_paramiko_and_ansible(ssh_lab: SSHLab, tmp_path: Path) -> None:
@@ -162,6 +173,8 @@ def test_ansible_runner_reaches_every_node_through_the_generated_inventory(ssh_l
     ssh.wait_ready(inventory, ssh.HostKeyPins(home, "lab"), timeout=30)  # pins the keys first
     events: list[runner.RunEvent] = []
     secret = "planted-Secret-7f3c9a1e5b"
+    front_log = ssh_lab.front.log
+    before = front_log.read_text(errors="replace")
     result = runner.run_playbook(
         str(_ping_playbook(path.parent)),
         path,
@@ -182,3 +195,73 @@ def test_ansible_runner_reaches_every_node_through_the_generated_inventory(ssh_l
         if file.is_file():
             assert secret not in file.read_text(errors="replace"), file
     assert not list((home / "tmp").glob("*.secrets.yml"))  # the 0600 secrets file is gone after the run
+    # Ansible (OpenSSH with the inventory's ProxyCommand) reached wn-2 through the front-end's sshd: its log shows
+    # the forwarded connection, and there is no other way to wn-2 (see the paramiko test).
+    assert f"{ssh_lab.wn2.address} port 22" in front_log.read_text(errors="replace")[len(before) :]
+
+
+def test_inventory_passwords_are_scanned_for_in_the_artifacts(ssh_lab: SSHLab, lab_inventory) -> None:
+    inventory, path, home = lab_inventory
+    ssh.wait_ready(inventory, ssh.HostKeyPins(home, "lab"), timeout=30)
+    book = path.parent / "leak.yml"
+    book.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Show a value that should have been hidden",
+                    "hosts": "front",
+                    "gather_facts": False,
+                    "tasks": [{"name": "Print it", "ansible.builtin.debug": {"msg": "{{ shown }}"}}],
+                }
+            ]
+        )
+    )
+    become = "Become-Password-Not-A-Var-81c2"
+    with pytest.raises(OperationFailed, match="a secret reached the ansible artifacts"):
+        runner.run_playbook(
+            str(book),
+            path,
+            home=home,
+            cluster="lab",
+            public_vars={"shown": f"the become password is {become}"},
+            secret_vars={},
+            scan_secrets=[become],
+        )
+    for file in (home / "runs" / "lab").rglob("*"):
+        if file.is_file():
+            assert become not in file.read_text(errors="replace"), file
+
+
+def test_site_preflight_with_the_kube_tools_checks_over_ssh(ssh_lab: SSHLab, lab_inventory, tmp_path: Path) -> None:
+    """kube_common's kube_tools checks (kubectl, the kubeconfig, the API server's /readyz, Helm) over SSH through
+    ansible-runner, against the front-end's stand-in kubectl and helm, with every role's preflight."""
+    inventory, path, home = lab_inventory
+    ssh.wait_ready(inventory, ssh.HostKeyPins(home, "lab"), timeout=30)
+    kubeconfig = tmp_path / "admin.conf"  # the front-end is this machine: the file is there for it
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    components = ["knative", "yunikorn", "minio", "onedata", "oscar", "registry"]
+    public = {
+        **SCENARIOS["full"],
+        "provision_components": components,
+        "provision_kubeconfig": str(kubeconfig),
+        "kube_common_helm_bin": str(ssh_lab.stub_bin / "helm"),
+        "minio_disk_check_path": str(tmp_path),
+    }
+    calls_before = len(stubkube.calls(ssh_lab.kube_state))
+    result = runner.run_playbook(
+        "site.yml", path, home=home, cluster="lab", public_vars=public, secret_vars=SECRETS, tags=["preflight"]
+    )
+    assert result.ok, result.failures
+    events = [json.loads(p.read_text()) for p in (result.artifacts / "job_events").glob("*.json")]
+    ok = {(e["event_data"].get("role"), e["event_data"].get("task")) for e in events if e["event"] == "runner_on_ok"}
+    for task in (
+        "Check that kubectl runs",
+        "Check the kubeconfig",
+        "Check that the API server is ready",
+        "Report the Helm version",
+    ):
+        assert ("kube_common", task) in ok, task
+    assert {role for role, _ in ok} >= {"kube_common", *components}
+    calls = stubkube.calls(ssh_lab.kube_state)[calls_before:]
+    assert [c["argv"] for c in calls] == [["version", "--client"], ["get", "--raw", "/readyz"], ["version", "--short"]]
+    assert {c["kubeconfig"] for c in calls} == {str(kubeconfig)}  # the play's KUBECONFIG reached the tools

@@ -4,7 +4,9 @@ Installed as `kubectl` and `helm` (small scripts running this file with the tool
 put first on PATH. They keep their
 state as JSON files under $FAKEKUBE_STATE, log every command line to $FAKEKUBE_STATE/calls.log, and answer
 just the commands the roles use, the way the real tools do (apply prints created / configured / unchanged;
-helm list/get values/upgrade --install keep the release).
+helm list/get values/upgrade --install keep the release). With ``FAKEKUBE_FAIL=helm-upgrade`` a ``helm upgrade``
+fails, and with ``FAKEKUBE_FAIL=apply-secret`` a ``kubectl apply`` of a Secret fails, each quoting the file it was
+given in its error, as validation errors can (the roles must not show it).
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ def kubectl(argv: list[str]) -> int:
             for doc in yaml.safe_load_all(Path(file).read_text()):
                 if not doc:
                     continue
+                if os.environ.get("FAKEKUBE_FAIL") == "apply-secret" and doc.get("kind") == "Secret":
+                    print(f'The Secret "{doc["metadata"]["name"]}" is invalid: {json.dumps(doc)}', file=sys.stderr)
+                    return 1
                 digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
                 previous = objects.get(key(doc), {}).get("digest")
                 verb = "created" if previous is None else "unchanged" if previous == digest else "configured"
@@ -103,6 +108,10 @@ def helm(argv: list[str]) -> int:
         return 0
     if argv[:2] == ["upgrade", "--install"]:
         name, chart = argv[2], argv[3]
+        if os.environ.get("FAKEKUBE_FAIL") == "helm-upgrade":
+            values_text = Path(option(argv, "--values") or "").read_text()
+            print(f"Error: values don't meet the specifications of the schema(s): {values_text}", file=sys.stderr)
+            return 1
         values = yaml.safe_load(Path(option(argv, "--values") or "").read_text())
         old = releases.get(f"{namespace}/{name}")
         revision = int(old["info"]["revision"]) + 1 if old else 1

@@ -9,6 +9,7 @@ this runs as root only.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -101,14 +102,14 @@ class FakeCluster:
             **changes,
         }
 
-    def run(self, variables: dict[str, Any]) -> tuple[int, str, tuple[int, ...]]:
+    def run(self, variables: dict[str, Any], fail: str | None = None) -> tuple[int, str, tuple[int, ...]]:
         inventory = local_inventory(self.base / "hosts.yml")
         vars_file = write_yaml(self.base / "vars.yml", variables)
         vars_file.chmod(0o600)
         result = ansible_playbook(
             ["-i", str(inventory), str(PLAYBOOKS / "site.yml"), "-e", f"@{vars_file}"],
             self.base,
-            env=self.env,
+            env={**self.env, **({"FAKEKUBE_FAIL": fail} if fail else {})},
             timeout=300,
         )
         match = RECAP.search(result.stdout)
@@ -190,6 +191,20 @@ def test_site_against_stand_in_tools(ansible_base: Path) -> None:
         "oscar/oscar": "1",
     }
     assert cluster.json("objects")["configmap/yunikorn-configs@yunikorn"]["digest"] == "changed by OSCAR"
+
+    # Failures whose tool output quotes a secret-bearing file: the run fails naming the step, with the tool's
+    # message, and every secret value in it replaced by ***.
+    rc, output, (_, _, _, failed) = cluster.run(cluster.variables(minio_buckets=["other"]), fail="helm-upgrade")
+    assert rc != 0 and failed == 1, output
+    assert "helm upgrade --install minio failed (rc 1): Error: values don't meet" in output
+    assert "rootPassword: '***'" in output or 'rootPassword: "***"' in output, output
+    rc, output, (_, _, _, failed) = cluster.run(cluster.variables(registry_user="robot2"), fail="apply-secret")
+    assert rc != 0 and failed == 1, output
+    assert "kubectl apply of the registry pull Secrets failed: The Secret" in output
+    assert "***" in output
+    auth = base64.b64encode(f"robot2:{SECRETS['registry_password']}".encode()).decode()
+    for secret in [*SECRETS.values(), auth]:
+        assert secret not in output
 
 
 def changed_tasks(output: str) -> list[str]:
