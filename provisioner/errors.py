@@ -77,6 +77,11 @@ class PlaybookFailed(OperationFailed):
         self.host = host
 
 
+class SourceError(OperationFailed):
+    """An autoscale signal source (Kubernetes, OSCAR) could not be read; one line naming the source and the cause.
+    The autoscale job turns it into a ``hold`` for that cluster and logs it in the decision log."""
+
+
 class NotFound(ProvisionError):
     """Something named by the user does not exist (locally or in IM)."""
 

@@ -686,6 +686,7 @@ class Lifecycle:
                 store.append(name, Phase.DESTROYED, {"edge": True, "note": "forgotten; K3s stays on the hosts"})
                 store.delete_cluster(name)
                 tosca.SecretStore(self.home, name).delete()
+                _forget_autoscale(self.home, name)
                 return
             client = self.client(rec.im_url)
             store.append(name, Phase.DESTROYING, {"infra_id": rec.infra_id, "force": force})
@@ -708,6 +709,7 @@ class Lifecycle:
                         )
             store.append(name, Phase.DESTROYED, {"infra_id": infra_id})
             store.delete_cluster(name)
+            _forget_autoscale(self.home, name)
         with contextlib.suppress(OSError):
             tosca.SecretStore(self.home, name).path.unlink()
 
@@ -817,6 +819,15 @@ class Lifecycle:
         clouds = self.client().dry_run(tosca.dump(doc))
         shown = tosca.dump(tosca.masked(doc, resolved.secret_values))
         return DryRunPlan(name, template, site, [asdict(c) for c in clouds], shown)
+
+
+def _forget_autoscale(home: Path, name: str) -> None:
+    """A destroyed cluster's autoscale policy and cached kubeconfig go with it (a new cluster of the same name must
+    not inherit them); its decision log stays, like its journal."""
+    from provisioner.autoscale.job import forget  # the autoscaler builds on this module: imported when needed
+
+    with contextlib.suppress(OSError):
+        forget(home, name)
 
 
 def _unfinished_scale(store: Store, name: str) -> dict[str, Any] | None:

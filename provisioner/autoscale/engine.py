@@ -10,21 +10,25 @@ Inputs:
   repeated while its VMs boot).
 - ``signals.workers``: the cluster's worker VMs in the caller's order (e.g. oldest first), each with how long it has
   been idle (``None`` = busy or not known). The VM ids are needed for any scale-down, since scale-down names the VMs
-  to remove. ``signals.pending_pods`` / ``signals.waiting_jobs``: ``None`` when not read. ``signals.errors``: one
-  line per signal source that failed this tick.
+  to remove. ``signals.pending_pods`` (pods no node can take) / ``signals.waiting_jobs`` (OSCAR jobs waiting):
+  ``None`` when not read. ``signals.oscar_job_pods``: of the pending pods, those that are OSCAR jobs' pods.
+  ``signals.errors``: one line per signal source that failed this tick.
 - ``last_action_at``: when the last scaling action (of any kind) was applied; ``None`` if never.
 
 Rules, first match wins (``floor``/``ceiling`` are the effective bounds, see ``policy.effective_bounds``):
 
-a. Bounds. ``current < floor``: scale up toward the floor; ``current > ceiling``: scale down toward the ceiling,
+a. Missing data. A signal source failed (``signals.errors``), or a signal the policy uses was not read: hold, with
+   the failed sources named. Nothing at all happens on missing data -- not even a bound (a ceiling would have to
+   pick workers to remove without knowing which are idle); the next tick that reads its sources catches up.
+b. Bounds. ``current < floor``: scale up toward the floor; ``current > ceiling``: scale down toward the ceiling,
    removing idle workers first (most idle first), then the workers listed last. Bounds are promises: not blocked by
-   the cooldown nor by failed signal sources (raising to a floor and lowering to a ceiling need no demand data; only
-   the choice of VMs uses idle times, when known). Limited by ``max_step`` like every action; the rest follows on
-   the next ticks. Without any worker ids to name, a needed scale-down holds (rule ``unknown-workers``).
-b. Missing data. A signal source failed (``signals.errors``), or a signal the policy uses was not read: hold.
-   Demand never scales on missing data, and never down. A worker whose idle time is unknown (``None``) counts as
-   busy: it is never removed for being idle.
+   the cooldown. Limited by ``max_step`` like every action; the rest follows on the next ticks. Without any worker
+   ids to name, a needed scale-down holds (rule ``unknown-workers``). A worker whose idle time is unknown (``None``)
+   counts as busy: it is never removed for being idle.
 c. Demand. ``pending`` = pending pods (if ``demand.pending_pods``) + waiting OSCAR jobs (if ``demand.oscar_jobs``).
+   A waiting OSCAR job whose pod the scheduler cannot place is both a pending pod and a waiting job: with both
+   rules on, the pending pods that are OSCAR jobs' pods (``signals.oscar_job_pods``, at most as many as there are
+   waiting jobs) are left out of the pod count, so each is counted once (as an OSCAR job).
    If ``pending > 0``: add ``ceil(pending / pods_per_worker)`` workers, capped at the ceiling and ``max_step``;
    during the cooldown: hold (rule ``cooldown``); already at the ceiling: none. No idle removal while there is
    demand.
@@ -65,10 +69,12 @@ class Signals:
     waiting_jobs: int | None = None
     workers: tuple[Worker, ...] = ()
     errors: tuple[str, ...] = ()
+    oscar_job_pods: int | None = None  # of pending_pods, OSCAR jobs' pods (counted once, as waiting_jobs)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "pending_pods": self.pending_pods,
+            "oscar_job_pods": self.oscar_job_pods,
             "waiting_jobs": self.waiting_jobs,
             "workers": [worker.to_dict() for worker in self.workers],
             "errors": list(self.errors),
@@ -147,9 +153,16 @@ def _check(current: int, signals: Signals, last_action_at: datetime | None, now:
             raise ValueError(f"{name} must be an aware datetime")
     if current < 0:
         raise ValueError(f"current_workers must be >= 0, got {current}")
-    for name, count in (("pending_pods", signals.pending_pods), ("waiting_jobs", signals.waiting_jobs)):
+    counts = (
+        ("pending_pods", signals.pending_pods),
+        ("waiting_jobs", signals.waiting_jobs),
+        ("oscar_job_pods", signals.oscar_job_pods),
+    )
+    for name, count in counts:
         if count is not None and count < 0:
             raise ValueError(f"signals.{name} must be >= 0, got {count}")
+    if signals.oscar_job_pods and signals.oscar_job_pods > (signals.pending_pods or 0):
+        raise ValueError("signals.oscar_job_pods must not exceed signals.pending_pods")
     ids = [worker.vm_id for worker in signals.workers]
     if len(set(ids)) != len(ids):
         raise ValueError("signals.workers lists a VM id twice")
@@ -212,9 +225,9 @@ class _Tick:
         return ""
 
     def decide(self) -> Decision:
-        return self.bounds_rule() or self.missing_data_rule() or self.demand_rule() or self.idle_rule() or self.steady()
+        return self.missing_data_rule() or self.bounds_rule() or self.demand_rule() or self.idle_rule() or self.steady()
 
-    # a. bounds ------------------------------------------------------------------------------------------------------
+    # b. bounds ------------------------------------------------------------------------------------------------------
 
     def bounds_rule(self) -> Decision | None:
         floor, ceiling, current, step = self.bounds.floor, self.bounds.ceiling, self.current, self.policy.max_step
@@ -263,7 +276,7 @@ class _Tick:
         busy = [worker for worker in reversed(self.signals.workers) if worker.idle_seconds is None]
         return tuple(worker.vm_id for worker in [*idle, *busy][:count])
 
-    # b. missing data -----------------------------------------------------------------------------------------------
+    # a. missing data -----------------------------------------------------------------------------------------------
 
     def missing_data_rule(self) -> Decision | None:
         needed = needed_signals(self.policy)
@@ -275,11 +288,15 @@ class _Tick:
             problem = "waiting OSCAR jobs were not read"
         else:
             return None
+        floor, ceiling, current = self.bounds.floor, self.bounds.ceiling, self.current
+        if current < floor or current > ceiling:
+            bounds = f"bounds [{floor}, {ceiling}] wait for a tick that reads its sources"
+        else:
+            bounds = f"bounds [{floor}, {ceiling}] are met"
         return self.decision(
             "hold",
             "missing-data",
-            f"{problem} → holding at {self.current} workers "
-            f"(no scaling on missing data; bounds [{self.bounds.floor}, {self.bounds.ceiling}] are met)",
+            f"{problem} → holding at {current} workers (no scaling on missing data; {bounds})",
         )
 
     # c. demand -----------------------------------------------------------------------------------------------------
@@ -290,6 +307,9 @@ class _Tick:
             return None
         pods = (self.signals.pending_pods or 0) if demand.pending_pods else 0
         jobs = (self.signals.waiting_jobs or 0) if demand.oscar_jobs else 0
+        # An OSCAR job no node can take is a pending pod too: with both rules on, it counts once, as a job.
+        overlap = min(self.signals.oscar_job_pods or 0, pods, jobs)
+        pods -= overlap
         count = pods + jobs
         if count == 0:
             return None
@@ -298,6 +318,9 @@ class _Tick:
             for part in ((pods and _plural(pods, "pending pod")), (jobs and _plural(jobs, "waiting OSCAR job")))
             if part
         )
+        if overlap:
+            what += f" ({_plural(overlap, 'pending pod')} of OSCAR jobs counted as jobs, not twice)"
+
         rule = "demand:pending+jobs" if pods and jobs else "demand:pending" if pods else "demand:jobs"
         need = math.ceil(count / demand.pods_per_worker)
         ceiling, current = self.bounds.ceiling, self.current

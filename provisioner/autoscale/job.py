@@ -6,11 +6,16 @@ one, concurrently (bounded), a tick:
 1. takes the cluster's lock -- the same lock as ``cluster scale``, so a manual scale and the job never interleave,
    and two ticks at the same moment (two hosts with cron) run one after the other;
 2. reads the live worker count from IM (never a cached one) and, only if the policy has demand rules, the signal
-   sources (a source that cannot be read makes the tick hold: the job never scales down on missing data);
+   sources (a source that cannot be read -- whatever it raises -- makes the tick hold, naming the source: the job
+   never scales on missing data);
 3. decides with :func:`provisioner.autoscale.engine.decide` and, unless ``dry_run``, scales through
    :meth:`Lifecycle.scale_locked` (scale-down names the idle workers through IM's ``removal_list``);
 4. appends the decision -- signals read, rule matched, action taken or none, and any error -- to the decision log
    in the state store, which ``autoscale explain`` reads.
+
+The cooldown runs from the last scaling of the cluster, the job's or a manual ``cluster scale`` (the journal's
+``scaled`` entries). An unexpected error while evaluating one cluster is logged, recorded as that cluster's
+``error`` decision (with its type and message) and does not stop the other clusters, nor the next tick.
 
 The second of two simultaneous ticks recomputes from IM's count after the first one's action, so it finds nothing
 left to do: one action, not two.
@@ -18,24 +23,45 @@ left to do: one action, not two.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from provisioner.autoscale.engine import Signals, Worker, decide, needed_signals
 from provisioner.autoscale.policy import Policy, load_policy
-from provisioner.autoscale.signals import Reading, SignalSource, SourceContext, SourceError
+from provisioner.autoscale.signals import Reading, SignalSource, SourceContext, SourceError, kube_cache_path
 from provisioner.errors import InputError, ProvisionError
-from provisioner.lifecycle import EDGE_IM_URL, WORKER, Lifecycle, check_name, role_of
-from provisioner.state import Store
+from provisioner.lifecycle import EDGE_IM_URL, WORKER, check_name, role_of
+from provisioner.state import Phase, Store
 from provisioner.state.locks import ensure_private_dir
+
+if TYPE_CHECKING:
+    from provisioner.im.models import VMInfo
 
 POLICY_DIR = "policies"
 DEFAULT_CONCURRENCY = 8
+
+log = logging.getLogger(__name__)
+
+
+class ClusterOps(Protocol):
+    """What the job needs of :class:`provisioner.lifecycle.Lifecycle` (tests give it a fake of this)."""
+
+    home: Path
+
+    def lock(self, name: str, purpose: str) -> contextlib.AbstractContextManager[Path]: ...
+
+    def live_vms(self, name: str) -> list[VMInfo]: ...
+
+    def scale_locked(
+        self, name: str, *, workers: int, remove: list[str] | None = None, wait: bool = True, timeout: float = 1800.0
+    ) -> Any: ...
 
 
 def policy_path(home: Path, cluster: str) -> Path:
@@ -60,6 +86,13 @@ def disable(home: Path, cluster: str) -> bool:
     return existed
 
 
+def forget(home: Path, cluster: str) -> None:
+    """The cluster is gone (destroyed): drop its policy and its cached kubeconfig, so that a new cluster given the
+    same name is neither autoscaled by the old policy nor asked with the old credentials. The decision log stays."""
+    for path in (policy_path(home, cluster), kube_cache_path(home, cluster)):
+        path.unlink(missing_ok=True)
+
+
 @dataclass(frozen=True)
 class TickOutcome:
     cluster: str
@@ -80,7 +113,7 @@ class TickOutcome:
 class AutoscaleJob:
     def __init__(
         self,
-        lc: Lifecycle,
+        lc: ClusterOps,
         *,
         sources: Mapping[str, SignalSource] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -153,6 +186,9 @@ class AutoscaleJob:
             return self.tick_one(name, policy)
         except ProvisionError as exc:
             return self._record_error(name, str(exc))
+        except Exception as exc:  # the per-cluster boundary: one cluster's bug must not stop the others
+            log.warning("autoscale: unexpected error while evaluating cluster %s", name, exc_info=True)
+            return self._record_error(name, f"unexpected {_describe(exc)}")
 
     def _record_error(self, name: str, message: str) -> TickOutcome:
         outcome = TickOutcome(name, "error", None, None, [], "error", message, False, self.dry_run, message)
@@ -164,12 +200,7 @@ class AutoscaleJob:
         with self.lc.lock(name, "autoscale tick"):
             now = self.now()
             workers = [vm for vm in self.lc.live_vms(name) if role_of(vm) == WORKER]
-            with Store.open(self.home) as store:
-                history = store.decisions(name, limit=50)
-            last_action_at = next((d.ts for d in reversed(history) if d.detail.get("applied")), None)
-            previous_idle = (
-                next((d.detail.get("idle_since") for d in reversed(history) if "idle_since" in d.detail), None) or {}
-            )
+            last_action_at, previous_idle = self._history(name)
             signals, idle_since = self._signals(name, policy, workers, now, previous_idle)
             decision = decide(
                 policy, current_workers=len(workers), signals=signals, last_action_at=last_action_at, now=now
@@ -205,6 +236,27 @@ class AutoscaleJob:
             error=error,
         )
 
+    def _history(self, name: str) -> tuple[datetime | None, dict[str, str]]:
+        """When the cluster was last scaled (by this job, or by hand: the journal's ``scaled`` entries), and the
+        idle times carried over from the last decision that recorded them. Nothing from before the cluster's last
+        ``destroyed`` entry counts: a new cluster of the same name starts afresh (IM numbers its VMs from 0 again,
+        so an old idle timer would fall on a new worker)."""
+        with Store.open(self.home) as store:
+            applied = store.last_decision(name, applied=True)
+            scaled = store.last_of_phase(name, Phase.SCALED)
+            carried = store.last_decision(name, having="idle_since")
+            destroyed = store.last_of_phase(name, Phase.DESTROYED)
+
+        def current(entry: Any) -> bool:
+            return entry is not None and (destroyed is None or entry.ts > destroyed.ts)
+
+        moments = [scaled.ts] if scaled is not None and current(scaled) else []
+        if applied is not None and current(applied):
+            moments.append(_decided_at(applied.detail.get("now"), applied.ts))
+        previous = carried.detail.get("idle_since") if carried is not None and current(carried) else None
+        idle = {str(k): str(v) for k, v in previous.items()} if isinstance(previous, dict) else {}
+        return (max(moments) if moments else None), idle
+
     def _signals(
         self, name: str, policy: Policy, workers: Sequence[Any], now: datetime, previous_idle: Mapping[str, str]
     ) -> tuple[Signals, dict[str, str]]:
@@ -228,11 +280,19 @@ class AutoscaleJob:
             try:
                 readings.append(source.read(ctx))
             except SourceError as exc:
-                errors.append(str(exc))
+                errors.append(_prefixed(source_name, str(exc)))
+            except Exception as exc:  # a source's boundary: whatever it raises, this tick holds
+                log.warning("autoscale: source %s failed for cluster %s", source_name, name, exc_info=True)
+                errors.append(f"{source_name}: unexpected {_describe(exc)}")
         pending = next((r.pending_pods for r in readings if r.pending_pods is not None), None)
+        oscar_pods = next((r.oscar_job_pods for r in readings if r.oscar_job_pods is not None), None)
         waiting = next((r.waiting_jobs for r in readings if r.waiting_jobs is not None), None)
         idle = next((r.idle_since for r in readings if r.idle_since is not None), None)
-        idle_since = dict(idle or {})
+        if idle is None:
+            # Not read this tick (the source failed): keep the idle timers running, for the workers still here.
+            idle_since = {vm_id: since for vm_id, since in previous_idle.items() if vm_id in ids}
+        else:
+            idle_since = dict(idle)
         worker_objs = []
         for vm_id in ids:
             since = idle_since.get(vm_id) if idle is not None else None
@@ -243,8 +303,28 @@ class AutoscaleJob:
             waiting_jobs=waiting if "waiting_jobs" in needed else None,
             workers=tuple(worker_objs),
             errors=tuple(errors),
+            oscar_job_pods=oscar_pods if "pending_pods" in needed else None,
         )
         return signals, idle_since
+
+
+def _decided_at(recorded: object, fallback: datetime) -> datetime:
+    """The tick's own clock reading kept in a decision (``now``), else when it was stored."""
+    try:
+        moment = datetime.fromisoformat(str(recorded))
+    except ValueError:
+        return fallback
+    return moment if moment.tzinfo is not None else fallback
+
+
+def _describe(exc: BaseException) -> str:
+    """``KeyError: 'items'``: the type and the first line of the message, for the decision log."""
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def _prefixed(source: str, message: str) -> str:
+    return message if message.startswith(f"{source}:") else f"{source}: {message}"
 
 
 def explain(home: Path, cluster: str, limit: int = 10) -> list[dict[str, Any]]:

@@ -1,38 +1,80 @@
 """Signal sources for the autoscaler, behind one small interface: what a cluster needs, read once per tick.
 
-* :class:`KubernetesSource`: pending pods outside ``kube-system``, and which workers run no pods of their own
-  (idle). The kubeconfig is fetched from the front-end over SSH (host key pinned) and cached 0600 under
-  ``<home>/kube/<cluster>.conf``; the API server is then asked directly (``/api/v1/pods``, ``/api/v1/nodes``).
-* :class:`OscarSource`: OSCAR jobs waiting (status ``Pending``) across the cluster's services
-  (``/system/services``, ``/system/logs/<service>``), with OSCAR's basic auth.
+* :class:`KubernetesSource`: pods that cannot be scheduled (unbound, ``PodScheduled=False/Unschedulable``,
+  outside ``kube-system``), and which workers run no pods of their own (idle). The kubeconfig is fetched from the
+  front-end over SSH (host key pinned; ``sudo -n`` when the SSH user may not read it) and cached 0600 under
+  ``<home>/kube/<cluster>.conf``. The API server is asked through the same SSH connection (a local port forwarded
+  to the kubeconfig's ``server:`` as the front-end sees it, see :mod:`provisioner.autoscale.tunnel`), with TLS
+  verified against the kubeconfig's CA and the kubeconfig's host name (unless ``--insecure``). A cached
+  kubeconfig that is refused (401/403) or fails TLS verification is fetched again once.
+* :class:`OscarSource`: OSCAR jobs waiting (status ``Pending``, or ``Suspended``: queued, no pod yet) across the
+  cluster's services (``/system/services``, then every page of ``/system/logs/<service>``), with OSCAR's basic
+  auth.
 
-A source that cannot be read raises :class:`SourceError`; the job turns that into a ``hold`` and logs it. Parsing is
-pure (``classify_pods``, ``count_waiting_jobs``, ``parse_kubeconfig``) and tested without a cluster.
+A source that cannot be read raises :class:`SourceError`; the job turns that (and anything else a source raises)
+into a ``hold`` and logs it. Parsing is pure (``classify_pods``, ``jobs_page``, ``count_waiting_jobs``,
+``parse_kubeconfig``, ``fetch_kubeconfig`` with an injected command runner) and tested without a cluster.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import os
+import re
+import shlex
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote, urlsplit
 
 import yaml
 
 from provisioner.credentials import register_secret, write_secret_file
-from provisioner.errors import ProvisionError
+from provisioner.errors import ProvisionError, SourceError
+from provisioner.state.locks import ensure_private_dir
+
+if TYPE_CHECKING:
+    import paramiko
+    import requests
+
+    from provisioner.ansible.inventory import Inventory
+    from provisioner.ansible.ssh import CommandResult, HostKeyPins
+    from provisioner.autoscale.tunnel import Forward
+
+__all__ = [
+    "EXCLUDED_NAMESPACES",
+    "KUBECONFIG_PATHS",
+    "FrontEnd",
+    "KubeAccess",
+    "KubernetesSource",
+    "OscarSource",
+    "PodCensus",
+    "Reading",
+    "SignalSource",
+    "SourceContext",
+    "SourceError",
+    "classify_pods",
+    "count_waiting_jobs",
+    "fetch_kubeconfig",
+    "idle_workers",
+    "jobs_page",
+    "kube_cache_path",
+    "parse_kubeconfig",
+]
 
 EXCLUDED_NAMESPACES = frozenset({"kube-system"})
 KUBECONFIG_PATHS = ("/etc/kubernetes/admin.conf", "/etc/rancher/k3s/k3s.yaml")
-
-
-class SourceError(Exception):
-    """A signal source could not be read; the message names the source and the cause (one line)."""
+KUBE_CACHE_DIR = "kube"
+# OSCAR labels the pods of the Kubernetes Jobs it creates for asynchronous invocations with both of these.
+OSCAR_SERVICE_LABEL = "oscar_service"
+JOB_NAME_LABEL = "job-name"
+OSCAR_WAITING_STATUSES = frozenset({"pending", "suspended"})  # Suspended: OSCAR lists a job whose pod does not exist
+OSCAR_MAX_PAGES = 10_000  # a server whose continuation tokens never end is refused, not followed forever
 
 
 @dataclass(frozen=True)
@@ -46,6 +88,7 @@ class SourceContext:
 @dataclass(frozen=True)
 class Reading:
     pending_pods: int | None = None
+    oscar_job_pods: int | None = None  # of pending_pods, the pods of OSCAR jobs (also counted as waiting OSCAR jobs)
     waiting_jobs: int | None = None
     idle_since: dict[str, str] | None = None  # vm id -> ISO time first seen idle (busy workers absent)
 
@@ -54,6 +97,11 @@ class SignalSource(Protocol):
     name: str
 
     def read(self, ctx: SourceContext) -> Reading: ...
+
+
+def kube_cache_path(home: Path, cluster: str) -> Path:
+    """Where the kubeconfig fetched from ``cluster``'s front-end is cached (0600)."""
+    return Path(home) / KUBE_CACHE_DIR / f"{cluster}.conf"
 
 
 # --- pure parsing ---------------------------------------------------------------------------------------------------
@@ -73,9 +121,16 @@ def parse_kubeconfig(text: str) -> KubeAccess:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise SourceError("kubeconfig is not valid YAML") from exc
+        raise SourceError("kubernetes: the kubeconfig is not valid YAML") from exc
     if not isinstance(doc, dict):
-        raise SourceError("kubeconfig is not a mapping")
+        raise SourceError("kubernetes: the kubeconfig is not a mapping")
+    try:
+        return _access(doc)
+    except (AttributeError, TypeError, ValueError) as exc:  # binascii.Error is a ValueError
+        raise SourceError(f"kubernetes: the kubeconfig is malformed ({type(exc).__name__}: {exc})") from exc
+
+
+def _access(doc: Mapping[str, Any]) -> KubeAccess:
     contexts = {c.get("name"): c.get("context") or {} for c in doc.get("contexts") or [] if isinstance(c, dict)}
     current = contexts.get(doc.get("current-context")) or next(iter(contexts.values()), {})
     clusters = {c.get("name"): c.get("cluster") or {} for c in doc.get("clusters") or [] if isinstance(c, dict)}
@@ -84,11 +139,16 @@ def parse_kubeconfig(text: str) -> KubeAccess:
     user = users.get(current.get("user")) or next(iter(users.values()), {})
     server = cluster.get("server")
     if not server:
-        raise SourceError("kubeconfig names no API server")
+        raise SourceError("kubernetes: the kubeconfig names no API server")
 
     def data(obj: Mapping[str, Any], key: str) -> bytes | None:
         value = obj.get(key)
-        return base64.b64decode(value) if value else None
+        if not value:
+            return None
+        try:
+            return base64.b64decode(str(value), validate=True)
+        except binascii.Error as exc:
+            raise SourceError(f"kubernetes: the kubeconfig's {key} is not base64 ({exc})") from exc
 
     token = user.get("token")
     if token:
@@ -102,39 +162,95 @@ def parse_kubeconfig(text: str) -> KubeAccess:
     )
 
 
-def _owned_by_daemonset(pod: Mapping[str, Any]) -> bool:
-    owners = (pod.get("metadata") or {}).get("ownerReferences") or []
-    return any(o.get("kind") == "DaemonSet" for o in owners if isinstance(o, dict))
+def _mapping(obj: Mapping[str, Any], key: str, what: str) -> Mapping[str, Any]:
+    value = obj.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SourceError(f"kubernetes: {what}: {key} is not a mapping")
+    return value
 
 
-def classify_pods(pods: Mapping[str, Any], nodes: Mapping[str, Any]) -> tuple[int, set[str], dict[str, set[str]]]:
-    """From ``/api/v1/pods`` and ``/api/v1/nodes``: (pending pods outside kube-system, busy node names,
-    node name -> its addresses). A node is busy when it runs a pod that is not a DaemonSet's and not in
-    kube-system (so monitoring agents do not keep a worker alive)."""
+def _items(doc: object, what: str) -> list[Mapping[str, Any]]:
+    if not isinstance(doc, dict):
+        raise SourceError(f"kubernetes: the {what} answer is not a JSON object")
+    items = doc.get("items")
+    if items is None:
+        return []
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise SourceError(f"kubernetes: the {what} answer's items are not a list of objects")
+    return items
+
+
+@dataclass(frozen=True)
+class PodCensus:
+    """What ``/api/v1/pods`` and ``/api/v1/nodes`` say about demand and idleness."""
+
+    pending: int  # pods that cannot be scheduled: unbound, PodScheduled False/Unschedulable, outside kube-system
+    oscar_job_pending: int  # of those, the pods of OSCAR jobs (labels oscar_service and job-name)
+    busy: frozenset[str]  # nodes running (or about to run) a pod of their own
+    addresses: dict[str, set[str]]  # node name -> its addresses (and its name)
+
+
+def _owned_by_daemonset(meta: Mapping[str, Any]) -> bool:
+    owners = meta.get("ownerReferences") or []
+    return isinstance(owners, list) and any(isinstance(o, dict) and o.get("kind") == "DaemonSet" for o in owners)
+
+
+def _unschedulable(status: Mapping[str, Any]) -> bool:
+    conditions = status.get("conditions") or []
+    return isinstance(conditions, list) and any(
+        isinstance(c, dict)
+        and c.get("type") == "PodScheduled"
+        and c.get("status") == "False"
+        and c.get("reason") == "Unschedulable"
+        for c in conditions
+    )
+
+
+def classify_pods(pods: object, nodes: object) -> PodCensus:
+    """From ``/api/v1/pods`` and ``/api/v1/nodes``.
+
+    * Pending demand: pods outside kube-system that are not bound to a node and that the scheduler marked
+      ``PodScheduled=False`` with reason ``Unschedulable`` (no node fits: a new worker may). A pod already bound
+      (pulling its image, waiting for a volume) needs no new worker.
+    * Busy nodes: a node is busy when a pod that is not a DaemonSet's and not in kube-system is bound to it and
+      not finished (Pending or Running), so monitoring agents do not keep a worker alive, and a worker whose pod
+      is still starting is not removed.
+
+    An answer of the wrong shape raises :class:`SourceError` (never anything else)."""
     pending = 0
+    oscar = 0
     busy: set[str] = set()
-    for pod in pods.get("items") or []:
-        meta = pod.get("metadata") or {}
+    for pod in _items(pods, "pods"):
+        meta = _mapping(pod, "metadata", "a pod")
         if meta.get("namespace") in EXCLUDED_NAMESPACES:
             continue
-        phase = (pod.get("status") or {}).get("phase")
-        if phase == "Pending":
-            pending += 1
-        elif phase == "Running" and not _owned_by_daemonset(pod):
-            node_name = (pod.get("spec") or {}).get("nodeName")
-            if node_name:
+        status = _mapping(pod, "status", "a pod")
+        node_name = _mapping(pod, "spec", "a pod").get("nodeName")
+        phase = status.get("phase")
+        if node_name:
+            if phase in ("Pending", "Running") and not _owned_by_daemonset(meta):
                 busy.add(str(node_name))
+        elif phase == "Pending" and _unschedulable(status):
+            pending += 1
+            labels = _mapping(meta, "labels", "a pod's metadata")
+            if OSCAR_SERVICE_LABEL in labels and JOB_NAME_LABEL in labels:
+                oscar += 1
     addresses: dict[str, set[str]] = {}
-    for node in nodes.get("items") or []:
-        name = str((node.get("metadata") or {}).get("name"))
-        addresses[name] = {str(a.get("address")) for a in (node.get("status") or {}).get("addresses") or []}
+    for node in _items(nodes, "nodes"):
+        name = str(_mapping(node, "metadata", "a node").get("name"))
+        listed = _mapping(node, "status", "a node").get("addresses") or []
+        if not isinstance(listed, list):
+            raise SourceError("kubernetes: a node's status.addresses is not a list")
+        addresses[name] = {str(a.get("address")) for a in listed if isinstance(a, dict) and a.get("address")}
         addresses[name].add(name)
-    return pending, busy, addresses
+    return PodCensus(pending, oscar, frozenset(busy), addresses)
 
 
 def idle_workers(
     workers: Sequence[Any],
-    busy_nodes: set[str],
+    busy_nodes: set[str] | frozenset[str],
     node_addresses: Mapping[str, set[str]],
     previous: Mapping[str, str],
     now: datetime,
@@ -151,93 +267,273 @@ def idle_workers(
     return result
 
 
+def jobs_page(answer: object, service: str) -> tuple[dict[str, Any], str | None]:
+    """One answer of OSCAR's ``GET /system/logs/<service>``: (job name -> job info, the next page's token or None).
+
+    Current OSCAR (``pkg/handlers/logs.go``) answers ``{"jobs": {...}, "next_page": "<token>", "remaining_jobs":
+    n}``, a page of at most ``JOB_LISTING_LIMIT`` jobs (70 by default), the next one asked with ``?page=<token>``;
+    ``next_page`` is absent on the last page. Older releases answered the job map itself, in one page."""
+    if not isinstance(answer, dict):
+        raise SourceError(f"oscar: /system/logs/{service} answered something that is not a JSON object")
+    if "jobs" in answer:
+        jobs = answer["jobs"] or {}
+        if not isinstance(jobs, dict):
+            raise SourceError(f"oscar: /system/logs/{service}: jobs is not a JSON object")
+        token = answer.get("next_page")
+        if token is not None and not isinstance(token, str):
+            raise SourceError(f"oscar: /system/logs/{service}: next_page is not a text")
+        return dict(jobs), token or None
+    return dict(answer), None
+
+
 def count_waiting_jobs(logs_by_service: Mapping[str, Any]) -> int:
-    """OSCAR ``/system/logs/<service>`` answers, by service: count the jobs whose status is Pending."""
+    """Job maps (or whole ``/system/logs`` answers) by service: count the jobs that wait for a place to run,
+    i.e. whose status is ``Pending`` (pod not running yet) or ``Suspended`` (no pod yet)."""
     waiting = 0
     for answer in logs_by_service.values():
         jobs = answer.get("jobs", answer) if isinstance(answer, dict) else {}
         if not isinstance(jobs, dict):
             continue
         for job in jobs.values():
-            if isinstance(job, dict) and str(job.get("status", "")).lower() == "pending":
+            if isinstance(job, dict) and str(job.get("status", "")).lower() in OSCAR_WAITING_STATUSES:
                 waiting += 1
     return waiting
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    line = next((part.strip() for part in str(text).splitlines() if part.strip()), "")
+    return line[:limit]
+
+
+def fetch_kubeconfig(run: Callable[[str], CommandResult], paths: Sequence[str], where: str) -> str:
+    """Read the first kubeconfig of ``paths`` on the front-end, running commands there with ``run``.
+
+    Each path is read with ``cat``; when that is refused (kubeadm's admin.conf is root's, 0600), with
+    ``sudo -n cat`` (never prompting). A path that does not exist is skipped. The error names, per path, why it
+    could not be read, as the front-end said it (never "no kubeconfig" when the truth is "permission denied")."""
+    problems: list[str] = []
+    for path in paths:
+        quoted = shlex.quote(path)
+        plain = run(f"cat -- {quoted}")
+        if plain.exit_status == 0 and plain.stdout.strip():
+            return plain.stdout
+        if plain.exit_status == 0:
+            problems.append(f"{path} is empty")
+            continue
+        why = _first_line(plain.stderr) or f"cat exited {plain.exit_status}"
+        if "no such file" in why.lower():
+            continue
+        elevated = run(f"sudo -n cat -- {quoted}")
+        if elevated.exit_status == 0 and elevated.stdout.strip():
+            return elevated.stdout
+        sudo_why = _first_line(elevated.stderr) or f"exited {elevated.exit_status}"
+        problems.append(f"{path}: {why}; with sudo -n: {sudo_why}")
+    if not problems:
+        raise SourceError(
+            f"kubernetes: no kubeconfig on the front-end {where} (looked for {', '.join(paths)}; "
+            "is Kubernetes installed?)"
+        )
+    raise SourceError(
+        f"kubernetes: cannot read the kubeconfig on the front-end {where}: {'; '.join(problems)} "
+        "(let the SSH user read it, or allow it passwordless sudo)"
+    )
 
 
 # --- the sources ----------------------------------------------------------------------------------------------------
 
 
+class FrontEnd(Protocol):
+    """How to reach a cluster's front-end over SSH (:class:`provisioner.addons.Stack` is one)."""
+
+    home: Path
+
+    def build_inventory(self, name: str) -> Inventory: ...
+
+    def pins(self, name: str) -> HostKeyPins: ...
+
+
+class _Refused(SourceError):
+    """The API server refused the credentials (401/403) or its certificate failed verification."""
+
+
 class KubernetesSource:
-    """Pending pods and idle workers from the cluster's Kubernetes API."""
+    """Unschedulable pods and idle workers from the cluster's Kubernetes API, through SSH to the front-end."""
 
     name = "kubernetes"
 
-    def __init__(self, stack: Any, *, timeout: float = 10.0) -> None:
-        self.stack = stack  # provisioner.addons.Stack: the inventory and the pinned SSH
+    def __init__(
+        self,
+        front: FrontEnd,
+        *,
+        verify: bool = True,
+        timeout: float = 10.0,
+        paths: Sequence[str] = KUBECONFIG_PATHS,
+    ) -> None:
+        self.front = front  # the inventory and the pinned SSH
+        self.verify = verify  # False only with --insecure
         self.timeout = timeout
+        self.paths = tuple(paths)
 
-    def kubeconfig(self, cluster: str) -> KubeAccess:
+    def read(self, ctx: SourceContext) -> Reading:
         import paramiko
 
         from provisioner.ansible import ssh
 
-        cache = Path(self.stack.home) / "kube" / f"{cluster}.conf"
-        if cache.exists():
-            return parse_kubeconfig(cache.read_text(encoding="utf-8"))
         try:
-            inventory = self.stack.build_inventory(cluster)
-            command = " || ".join(f"cat {p} 2>/dev/null" for p in KUBECONFIG_PATHS)
-            out = ssh.run_command(inventory, inventory.front, self.stack.pins(cluster), command, timeout=self.timeout)
-        except (ProvisionError, paramiko.SSHException, OSError, EOFError) as exc:
-            raise SourceError(f"kubernetes: cannot fetch the kubeconfig from the front-end: {exc}") from exc
-        if out.exit_status != 0 or not out.stdout.strip():
-            raise SourceError("kubernetes: no kubeconfig on the front-end (is Kubernetes installed?)")
-        access = parse_kubeconfig(out.stdout)
-        cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_secret_file(cache, out.stdout)
-        return access
+            inventory = self.front.build_inventory(ctx.cluster)
+            front = inventory.front
+        except StopIteration:
+            raise SourceError("kubernetes: the cluster's inventory has no front-end") from None
+        except ProvisionError as exc:
+            raise SourceError(f"kubernetes: cannot find the front-end: {exc}") from exc
+        where = f"{front.user}@{front.endpoint}"
+        try:
+            with ssh.session(inventory, front, self.front.pins(ctx.cluster), self.timeout) as client:
+                census = self._census(client, ctx.cluster, where)
+        except SourceError:
+            raise
+        except ProvisionError as exc:  # e.g. HostKeyChanged: refused, never accepted
+            raise SourceError(f"kubernetes: SSH to the front-end {where}: {exc}") from exc
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else _first_line(str(exc)) or type(exc).__name__
+            raise SourceError(f"kubernetes: SSH to the front-end {where} failed: {reason}") from exc
+        return Reading(
+            pending_pods=census.pending,
+            oscar_job_pods=census.oscar_job_pending,
+            idle_since=idle_workers(ctx.workers, census.busy, census.addresses, ctx.idle_since, ctx.now),
+        )
 
-    def read(self, ctx: SourceContext) -> Reading:
+    # -- the kubeconfig --
+
+    def _census(self, client: paramiko.SSHClient, cluster: str, where: str) -> PodCensus:
+        cache = kube_cache_path(self.front.home, cluster)
+        cached: KubeAccess | None = None
+        with contextlib.suppress(OSError, UnicodeDecodeError, SourceError):  # no cache, or a bad one: fetch it
+            cached = parse_kubeconfig(cache.read_text(encoding="utf-8"))
+        if cached is not None:
+            try:
+                return self._ask(client, cached)
+            except _Refused:
+                pass  # stale (a rebuilt control plane, rotated credentials): fetch it again, once
+        text = fetch_kubeconfig(lambda command: self._run(client, command), self.paths, where)
+        access = parse_kubeconfig(text)
+        with contextlib.suppress(OSError, ProvisionError):  # no cache this time: the next tick fetches it again
+            ensure_private_dir(cache.parent)
+            write_secret_file(cache, text)
+        return self._ask(client, access)
+
+    def _run(self, client: paramiko.SSHClient, command: str) -> CommandResult:
+        from provisioner.ansible.ssh import CommandResult
+
+        _, stdout, stderr = client.exec_command(command, timeout=self.timeout)
+        out = stdout.read().decode("utf-8", "replace")
+        err = stderr.read().decode("utf-8", "replace")
+        return CommandResult("front", stdout.channel.recv_exit_status(), out, err)
+
+    # -- the API server, through the front-end --
+
+    def _ask(self, client: paramiko.SSHClient, access: KubeAccess) -> PodCensus:
         import requests
 
-        access = self.kubeconfig(ctx.cluster)
-        with _tls_files(access) as (verify, cert):
-            headers = {"Authorization": f"Bearer {access.token}"} if access.token else {}
-            try:
-                pods = requests.get(
-                    f"{access.server}/api/v1/pods", headers=headers, verify=verify, cert=cert, timeout=self.timeout
-                )
-                nodes = requests.get(
-                    f"{access.server}/api/v1/nodes", headers=headers, verify=verify, cert=cert, timeout=self.timeout
-                )
-            except requests.RequestException as exc:
-                raise SourceError(f"kubernetes: API server {access.server} does not answer: {exc}") from exc
-        for resp in (pods, nodes):
-            if resp.status_code != 200:
-                raise SourceError(f"kubernetes: {resp.url} answered {resp.status_code}")
-        pending, busy, addresses = classify_pods(pods.json(), nodes.json())
-        return Reading(
-            pending_pods=pending, idle_since=idle_workers(ctx.workers, busy, addresses, ctx.idle_since, ctx.now)
-        )
+        from provisioner.autoscale.tunnel import local_forward
+
+        parts = urlsplit(access.server)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise SourceError(f"kubernetes: the kubeconfig's server {access.server!r} is not an http(s) URL")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise SourceError(f"kubernetes: the kubeconfig's server {access.server!r} has a bad port") from None
+        transport = client.get_transport()
+        if transport is None:
+            raise SourceError("kubernetes: the SSH connection to the front-end closed")
+        with (
+            local_forward(transport, (parts.hostname, port), timeout=self.timeout) as forward,
+            _tls_files(access) as (ca_file, cert),
+            requests.Session() as session,
+        ):
+            session.trust_env = False  # a proxy from the environment must not see the forwarded port
+            if parts.scheme == "https":
+                session.mount("https://", _server_name_adapter(parts.hostname))
+            verify: bool | str = (ca_file or True) if self.verify else False
+            base = f"{parts.scheme}://127.0.0.1:{forward.port}"
+            pods = self._get(session, base, "/api/v1/pods", access, verify, cert, forward)
+            nodes = self._get(session, base, "/api/v1/nodes", access, verify, cert, forward)
+        return classify_pods(pods, nodes)
+
+    def _get(
+        self,
+        session: requests.Session,
+        base: str,
+        path: str,
+        access: KubeAccess,
+        verify: bool | str,
+        cert: tuple[str, str] | None,
+        forward: Forward,
+    ) -> object:
+        import requests
+
+        headers = {"Authorization": f"Bearer {access.token}"} if access.token else {}
+        where = f"{access.server}{path}"
+        try:
+            resp = session.get(base + path, headers=headers, verify=verify, cert=cert, timeout=self.timeout)
+        except requests.exceptions.SSLError as exc:
+            raise _Refused(f"kubernetes: TLS with the API server {access.server} failed: {_tls_reason(exc)}") from exc
+        except requests.RequestException as exc:
+            reason = forward.describe_failure() or _first_line(str(exc))
+            raise SourceError(
+                f"kubernetes: the API server {access.server} (through the front-end) does not answer: {reason}"
+            ) from exc
+        if resp.status_code in (401, 403):
+            raise _Refused(f"kubernetes: {where} answered {resp.status_code} (the kubeconfig's credentials)")
+        if resp.status_code != 200:
+            raise SourceError(f"kubernetes: {where} answered {resp.status_code}")
+        try:
+            return resp.json()
+        except ValueError:
+            kind = resp.headers.get("Content-Type") or "no content type"
+            raise SourceError(f"kubernetes: {where} answered something that is not JSON ({kind})") from None
+
+
+def _tls_reason(exc: BaseException) -> str:
+    text = str(exc)
+    found = re.search(r"\[SSL[^\]]*\][^'\")]*", text) or re.search(
+        r"hostname '[^']*' doesn't match (?:either of )?'[^']*'(?:, '[^']*')*", text
+    )
+    return (found.group(0) if found else _first_line(text)).strip()
+
+
+def _server_name_adapter(hostname: str) -> Any:
+    """A requests adapter that checks the certificate (and sends SNI) for ``hostname`` -- the kubeconfig's server --
+    while it connects to the local end of the forward."""
+    from requests.adapters import HTTPAdapter
+
+    class ServerNameAdapter(HTTPAdapter):
+        def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+            pool_kwargs["server_hostname"] = hostname
+            pool_kwargs["assert_hostname"] = hostname
+            super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+
+    return ServerNameAdapter()
 
 
 @contextlib.contextmanager
-def _tls_files(access: KubeAccess) -> Iterator[tuple[str | bool, tuple[str, str] | None]]:
+def _tls_files(access: KubeAccess) -> Iterator[tuple[str | None, tuple[str, str] | None]]:
     """requests wants files: the CA and client cert/key go to a private temporary directory for one read."""
     with tempfile.TemporaryDirectory(prefix="pv-kube-") as tmp:
         os.chmod(tmp, 0o700)
-        verify: str | bool = True
+        ca: str | None = None
         cert: tuple[str, str] | None = None
         if access.ca_pem:
-            ca = Path(tmp) / "ca.pem"
-            ca.write_bytes(access.ca_pem)
-            verify = str(ca)
+            ca_path = Path(tmp) / "ca.pem"
+            ca_path.write_bytes(access.ca_pem)
+            ca = str(ca_path)
         if access.cert_pem and access.key_pem:
             crt, key = Path(tmp) / "client.pem", Path(tmp) / "client.key"
             crt.write_bytes(access.cert_pem)
             write_secret_file(key, access.key_pem.decode("ascii", "replace"))
             cert = (str(crt), str(key))
-        yield verify, cert
+        yield ca, cert
 
 
 class OscarSource:
@@ -260,18 +556,38 @@ class OscarSource:
         except ProvisionError as exc:
             raise SourceError(f"oscar: no endpoint or credentials: {exc}") from exc
         try:
-            services = requests.get(f"{base}/system/services", auth=auth, verify=self.verify, timeout=self.timeout)
-            if services.status_code != 200:
-                raise SourceError(f"oscar: {base}/system/services answered {services.status_code}")
-            logs = {}
-            for service in services.json() or []:
-                name = service.get("name") if isinstance(service, dict) else None
-                if not name:
-                    continue
-                resp = requests.get(f"{base}/system/logs/{name}", auth=auth, verify=self.verify, timeout=self.timeout)
-                if resp.status_code != 200:
-                    raise SourceError(f"oscar: {base}/system/logs/{name} answered {resp.status_code}")
-                logs[name] = resp.json()
-        except (requests.RequestException, ValueError) as exc:
-            raise SourceError(f"oscar: {base} cannot be read: {str(exc).splitlines()[0][:200]}") from exc
+            with requests.Session() as session:
+                session.auth = auth
+                services = self._json(session, f"{base}/system/services", None)
+                if not isinstance(services, list):
+                    raise SourceError(f"oscar: {base}/system/services answered something that is not a list")
+                logs: dict[str, dict[str, Any]] = {}
+                for service in services:
+                    name = service.get("name") if isinstance(service, dict) else None
+                    if name:
+                        logs[str(name)] = self._jobs(session, base, str(name))
+        except requests.RequestException as exc:
+            raise SourceError(f"oscar: {base} cannot be read: {_first_line(str(exc))}") from exc
         return Reading(waiting_jobs=count_waiting_jobs(logs))
+
+    def _jobs(self, session: requests.Session, base: str, service: str) -> dict[str, Any]:
+        """Every page of the service's job list."""
+        url = f"{base}/system/logs/{quote(service, safe='')}"
+        jobs: dict[str, Any] = {}
+        token: str | None = None
+        for _ in range(OSCAR_MAX_PAGES):
+            answer = self._json(session, url, {"page": token} if token else None)
+            page, token = jobs_page(answer, service)
+            jobs.update(page)
+            if token is None:
+                return jobs
+        raise SourceError(f"oscar: {url} still has more pages after {OSCAR_MAX_PAGES}")
+
+    def _json(self, session: requests.Session, url: str, params: dict[str, str] | None) -> object:
+        resp = session.get(url, params=params, verify=self.verify, timeout=self.timeout)
+        if resp.status_code != 200:
+            raise SourceError(f"oscar: {url} answered {resp.status_code}")
+        try:
+            return resp.json()
+        except ValueError:
+            raise SourceError(f"oscar: {url} answered something that is not JSON") from None

@@ -83,7 +83,7 @@ def _sources(lc: Lifecycle) -> dict[str, Any]:
         return value
 
     return {
-        "kubernetes": KubernetesSource(stack),
+        "kubernetes": KubernetesSource(stack, verify=not lc.settings.insecure),
         "oscar": OscarSource(oscar_url, oscar_password, verify=lc.settings.verify),
     }
 
@@ -189,7 +189,8 @@ def explain(
                 lines.append(f"  rule: {e['rule']}")
             lines.append(f"  why: {e.get('reason') or e.get('error')}")
             sig = e.get("signals") or {}
-            read_parts = [f"{k}={sig[k]}" for k in ("pending_pods", "waiting_jobs") if sig.get(k) is not None]
+            keys = ("pending_pods", "oscar_job_pods", "waiting_jobs")
+            read_parts = [f"{k}={sig[k]}" for k in keys if sig.get(k) is not None]
             if sig.get("errors"):
                 read_parts.append("unreadable: " + "; ".join(sig["errors"]))
             bounds = e.get("bounds") or {}

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import time
 import uuid
@@ -467,6 +468,36 @@ class Store:
             DecisionEntry(int(r[0]), str(r[1]), datetime.fromisoformat(r[2]), str(r[3]), _decode(r[4]))
             for r in reversed(rows)
         ]
+
+    def last_decision(self, name: str, *, applied: bool = False, having: str | None = None) -> DecisionEntry | None:
+        """The latest decision about ``name``: only among those whose scaling was applied (``applied``), and/or
+        those whose detail has the top-level key ``having`` (e.g. ``"idle_since"``). ``None`` if there is none."""
+        conditions = ["cluster = ?"]
+        params: list[Any] = [name]
+        if applied:
+            conditions.append("json_extract(detail, '$.applied') = 1")
+        if having is not None:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", having):
+                raise ValueError(f"not a detail key: {having!r}")
+            conditions.append("json_type(detail, ?) IS NOT NULL")
+            params.append(f"$.{having}")
+        query = (
+            "SELECT seq, cluster, ts, action, detail FROM decisions "  # noqa: S608 - fixed fragments, values bound
+            f"WHERE {' AND '.join(conditions)} ORDER BY seq DESC LIMIT 1"
+        )
+        row = self._conn.execute(query, params).fetchone()
+        if row is None:
+            return None
+        return DecisionEntry(int(row[0]), str(row[1]), datetime.fromisoformat(row[2]), str(row[3]), _decode(row[4]))
+
+    def last_of_phase(self, name: str, phase: Phase | str) -> JournalEntry | None:
+        """The latest journal entry of cluster ``name`` in ``phase`` (e.g. the last ``SCALED``), or ``None``."""
+        row = self._conn.execute(
+            "SELECT seq, cluster, phase, ts, detail FROM journal WHERE cluster = ? AND phase = ? "
+            "ORDER BY seq DESC LIMIT 1",
+            (name, Phase(phase).value),
+        ).fetchone()
+        return _entry(row) if row is not None else None
 
     def last_phase(self, name: str) -> JournalEntry | None:
         """The latest journal entry of cluster ``name``."""

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from provisioner.autoscale.job import policy_path
+from provisioner.autoscale.signals import kube_cache_path
 from provisioner.im import IMClient
+from provisioner.settings import ENV_LOCK_TIMEOUT
 from provisioner.state import Store
+from provisioner.state.locks import cluster_lock, cluster_lock_path
 from tests.clihelper import CLI
 from tests.conftest import RunningIM
 
@@ -84,27 +91,71 @@ def test_scheduled_ticks_raise_then_lower_and_explain_says_why(
     ]
     text = cli("autoscale", "explain", "elastic")
     assert "office-hours" in text.stdout and "night" in text.stdout and "action taken: yes" in text.stdout
+
+    # Destroying the cluster drops its policy and cached kubeconfig: a new "elastic" would not inherit them.
+    cache = kube_cache_path(cli.home, "elastic")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text("apiVersion: v1\n")
     assert cli("cluster", "destroy", "elastic", "--yes").returncode == 0
+    assert not policy_path(cli.home, "elastic").exists() and not cache.exists()
+    assert cli.json("autoscale", "explain", "elastic", "--last", "10")  # the decision log stays
+
+
+def waiting_at(lock: Path, procs: list[subprocess.Popen[str]], deadline: float = 120.0) -> None:
+    """Until every process has the lock file open, i.e. is in the lock's wait loop (a safety net, not a timing
+    assertion: the deadline only turns a hang into a failure)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        opened = 0
+        for proc in procs:
+            assert proc.poll() is None, proc.communicate()
+            fds = Path(f"/proc/{proc.pid}/fd")
+            links = []
+            for fd in fds.iterdir():
+                try:
+                    links.append(os.readlink(fd))
+                except OSError:
+                    continue  # closed meanwhile
+            opened += str(lock) in links
+        if opened == len(procs):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"the ticks never reached the cluster lock {lock}")
 
 
 def test_two_concurrent_ticks_make_exactly_one_action(
     cluster: tuple[CLI, str], local_im: RunningIM, tmp_path: Path
 ) -> None:
     cli, infra_id = cluster
+    client = local_im.client()
     office = policy(tmp_path / "office.yaml", name="office-hours", min=3)
     assert cli("autoscale", "enable", "elastic", "--policy", str(office)).returncode == 0
-    procs = [cli.popen("autoscale", "run", "--once", "-o", "json") for _ in range(2)]
+    before = client.vm_ids(infra_id)
+    # The test holds the cluster's lock (the one `cluster scale` and the ticks take) while both ticks start, so both
+    # are waiting for it at once when it is released: they overlap for sure, and must still make one action.
+    lock = cluster_lock_path(cli.home, "elastic")
+    with cluster_lock(cli.home, "elastic", 10, purpose="test: holding both ticks"):
+        env = {ENV_LOCK_TIMEOUT: "300"}
+        procs = [cli.popen("autoscale", "run", "--once", "-o", "json", env=env) for _ in range(2)]
+        waiting_at(lock, procs)
     results = []
     for proc in procs:
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
         results.append(json.loads(out)[0])
-    assert sorted(r["action"] for r in results) == ["none", "scale_up"]
-    assert sum(r["applied"] for r in results) == 1
-    assert len(workers_in_im(local_im.client(), infra_id)) == 3
+    results.sort(key=lambda r: r["action"])
+    assert [(r["action"], r["current"], r["target"], r["applied"]) for r in results] == [
+        ("none", 3, 3, False),  # the second recounted IM's workers after the first one's action
+        ("scale_up", 1, 3, True),
+    ]
+    # IM's side: exactly two VMs were ever created (IM numbers VMs in order; a second action would show ids past
+    # them, even had it been undone), and three workers are there.
+    after = client.vm_ids(infra_id)
+    assert sorted(after, key=int) == [str(i) for i in range(len(before) + 2)]
+    assert len(workers_in_im(client, infra_id)) == 3
     with Store.open(cli.home) as store:
-        scaled = [e for e in store.journal("elastic") if e.phase.value == "scaled"]
-    assert len(scaled) == 1
+        phases = [e.phase.value for e in store.journal("elastic")]
+    assert (phases.count("scaling"), phases.count("scaled")) == (1, 1)
     assert cli("cluster", "destroy", "elastic", "--yes").returncode == 0
 
 

@@ -162,12 +162,30 @@ def test_signal_not_needed_may_be_missing() -> None:
     assert (decision.action, decision.target) == ("scale_up", 4)
 
 
-def test_missing_data_does_not_stop_bounds() -> None:
-    broken = Signals(errors=("oscar: 503",), workers=workers(None, None, None, None))
-    up = run(policy(schedules=SCHEDULES), 2, broken)
-    assert (up.action, up.target) == ("scale_up", 5)
-    down = run(policy(schedules=SCHEDULES), 4, broken, now=NIGHT)
-    assert (down.action, down.target, down.remove) == ("scale_down", 1, ("vm3", "vm2", "vm1"))
+@pytest.mark.parametrize(
+    ("current", "now", "wanted"),
+    [
+        (2, NOON, "office-hours floor 6"),  # below the schedule's floor
+        (4, NIGHT, "night ceiling 1"),  # above the schedule's ceiling: would have to guess which workers are idle
+        (12, NOON, "max_workers 10"),
+    ],
+)
+def test_missing_data_holds_even_against_bounds(current: int, now: datetime, wanted: str) -> None:
+    """A source that cannot be read holds the whole tick: no bound is applied on missing data (the next tick that
+    reads its sources does it), and the reason names the failed source."""
+    broken = Signals(errors=("oscar: 503",), workers=workers(*([None] * current)))
+    decision = run(policy(schedules=SCHEDULES), current, broken, now=now)
+    assert (decision.action, decision.target, decision.remove, decision.rule) == ("hold", current, (), "missing-data")
+    assert "signal source failed: oscar: 503" in decision.reason
+    assert "wait for a tick that reads its sources" in decision.reason
+    # The same tick with its sources read applies the bound.
+    read = run(policy(schedules=SCHEDULES), current, quiet(current), now=now)
+    assert read.changes, wanted
+
+
+def test_signal_not_read_holds_against_bounds() -> None:
+    decision = run(policy(schedules=SCHEDULES), 4, Signals(pending_pods=None, waiting_jobs=0), now=NIGHT)
+    assert (decision.action, decision.rule, decision.target) == ("hold", "missing-data", 4)
 
 
 def test_errors_hold_even_without_demand_rules() -> None:
@@ -202,6 +220,30 @@ def test_demand(
     assert (decision.action, decision.target, decision.rule) == (action, target, rule)
     assert fragment in decision.reason
     assert decision.remove == ()
+
+
+@pytest.mark.parametrize(
+    ("demand", "pods", "oscar_pods", "jobs", "target", "fragment"),
+    [
+        # 3 pending pods, 2 of them OSCAR jobs' pods, and those 2 jobs waiting: 1 pod + 2 jobs = 3, not 5
+        ({}, 3, 2, 2, 3, "1 pending pod and 2 waiting OSCAR jobs (2 pending pods of OSCAR jobs counted as jobs"),
+        # the OSCAR jobs are all the demand: counted once, as jobs
+        ({}, 4, 4, 4, 3, "4 waiting OSCAR jobs (4 pending pods of OSCAR jobs counted as jobs, not twice)"),
+        # OSCAR reports fewer waiting jobs than pods seen (read at another instant): never drop below either count
+        ({}, 4, 4, 1, 3, "3 pending pods and 1 waiting OSCAR job (1 pending pod of OSCAR jobs counted as jobs"),
+        # only the pod rule: the OSCAR jobs' pods are pending pods like any other
+        ({"oscar_jobs": False}, 5, 5, 5, 4, "5 pending pods: 2 more workers needed"),
+        # only the OSCAR rule: the pods are not counted at all
+        ({"pending_pods": False}, 5, 5, 2, 3, "2 waiting OSCAR jobs: 1 more worker needed"),
+    ],
+)
+def test_oscar_jobs_are_not_counted_twice(
+    demand: dict[str, Any], pods: int, oscar_pods: int, jobs: int, target: int, fragment: str
+) -> None:
+    signals = Signals(pending_pods=pods, oscar_job_pods=oscar_pods, waiting_jobs=jobs, workers=workers(None, None))
+    decision = run(policy(demand=demand), 2, signals)
+    assert (decision.action, decision.target) == ("scale_up", target)
+    assert fragment in decision.reason
 
 
 def test_demand_waits_for_the_cooldown() -> None:
@@ -313,6 +355,7 @@ def test_decision_to_dict() -> None:
         },
         "signals": {
             "pending_pods": 0,
+            "oscar_job_pods": None,
             "waiting_jobs": 0,
             "workers": [{"vm_id": "vm0", "idle_seconds": 2000.0}, {"vm_id": "vm1", "idle_seconds": None}],
             "errors": [],
@@ -330,6 +373,7 @@ def test_decision_to_dict() -> None:
         ({"current_workers": -1}, "current_workers must be >= 0"),
         ({"signals": Signals(pending_pods=-1)}, "signals.pending_pods must be >= 0"),
         ({"signals": Signals(workers=(Worker("a"), Worker("a")))}, "lists a VM id twice"),
+        ({"signals": Signals(pending_pods=1, oscar_job_pods=2)}, "oscar_job_pods must not exceed"),
     ],
 )
 def test_caller_mistakes(kwargs: dict[str, Any], message: str) -> None:
@@ -337,6 +381,53 @@ def test_caller_mistakes(kwargs: dict[str, Any], message: str) -> None:
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=message):
         decide(policy(), **arguments)
+
+
+# --- daylight saving ----------------------------------------------------------------------------------------------
+
+# Sunday 2026-10-25, Europe/Madrid falls back: 03:00 CEST (01:00 UTC) becomes 02:00 CET, so 02:00-02:59 happens twice
+# (00:00-00:59 UTC in summer time, 01:00-01:59 UTC in winter time).
+FALL_BACK = [
+    # fires at the first 02:30 only (00:30 UTC)
+    {"name": "quiet", "cron": "30 2 * * *", "timezone": "Europe/Madrid", "max": 2},
+    # 01:00 UTC, i.e. 02:00 CET on the second pass through 02:00-02:59
+    {"name": "batch", "cron": "0 1 * * *", "timezone": "UTC", "min": 4},
+]
+
+
+@pytest.mark.parametrize(
+    ("now", "current", "schedule", "bounds", "action", "target", "rule", "fragment"),
+    [
+        # 02:29 CEST (00:29 UTC): neither fired today; batch from yesterday 01:00 UTC is in effect
+        (utc(2026, 10, 25, 0, 29), 2, "batch", (4, 10), "scale_up", 4, "schedule:batch floor", "add 2"),
+        # 02:30 CEST (00:30 UTC): quiet fires, ceiling 2 (batch's floor 4 no longer in effect)
+        (utc(2026, 10, 25, 0, 30), 5, "quiet", (1, 2), "scale_down", 2, "schedule:quiet ceiling",
+         "schedule 'quiet' (fired 2026-10-25 02:30 Europe/Madrid) sets at most 2 workers; 5 running → remove 3"),
+        # 02:00 CET (01:00 UTC): batch fires
+        (utc(2026, 10, 25, 1, 0), 2, "batch", (4, 10), "scale_up", 4, "schedule:batch floor", "add 2"),
+        # 02:30 CET (01:30 UTC), the wall time quiet names happens again: it does not fire a second time
+        (utc(2026, 10, 25, 1, 30), 2, "batch", (4, 10), "scale_up", 4, "schedule:batch floor", "add 2"),
+        (utc(2026, 10, 25, 1, 45), 4, "batch", (4, 10), "none", 4, "steady", "4 workers within [4, 10]"),
+        # the next night (no change): quiet fires at 02:30 CET = 01:30 UTC, after batch
+        (utc(2026, 10, 26, 1, 30), 4, "quiet", (1, 2), "scale_down", 2, "schedule:quiet ceiling",
+         "(fired 2026-10-26 02:30 Europe/Madrid)"),
+    ],
+)  # fmt: skip
+def test_schedules_across_the_fall_back(
+    now: datetime,
+    current: int,
+    schedule: str,
+    bounds: tuple[int, int],
+    action: str,
+    target: int,
+    rule: str,
+    fragment: str,
+) -> None:
+    decision = run(policy(schedules=FALL_BACK, max_step=5), current, quiet(current), now=now)
+    assert decision.bounds.schedule is not None and decision.bounds.schedule.name == schedule
+    assert (decision.bounds.floor, decision.bounds.ceiling) == bounds
+    assert (decision.action, decision.target, decision.rule) == (action, target, rule)
+    assert fragment in decision.reason
 
 
 # --- property ---------------------------------------------------------------------------------------------------------
@@ -385,8 +476,10 @@ def ticks(draw: st.DrawFn) -> tuple[int, Signals, datetime, datetime | None]:
     current = draw(st.integers(0, 40))
     known = draw(st.integers(0, current)) if draw(st.booleans()) else current  # usually all workers are known
     idle = st.one_of(st.none(), st.floats(0, 10_000, allow_nan=False))
+    pending = draw(st.one_of(st.none(), st.integers(0, 200)))
     signals = Signals(
-        pending_pods=draw(st.one_of(st.none(), st.integers(0, 200))),
+        pending_pods=pending,
+        oscar_job_pods=None if pending is None else draw(st.integers(0, pending)),
         waiting_jobs=draw(st.one_of(st.none(), st.integers(0, 200))),
         workers=tuple(Worker(f"vm-{index}", draw(idle)) for index in range(known)),
         errors=tuple(draw(st.lists(st.sampled_from(ERRORS), max_size=2, unique=True))),
@@ -406,6 +499,15 @@ def test_decisions_stay_within_bounds_and_steps(
     floor, ceiling, target = decision.bounds.floor, decision.bounds.ceiling, decision.target
     assert floor <= ceiling
     assert abs(target - current) <= policy_.max_step
+    needed = needed_signals(policy_)
+    missing = bool(signals.errors) or any(
+        name in needed and value is None
+        for name, value in (("pending_pods", signals.pending_pods), ("waiting_jobs", signals.waiting_jobs))
+    )
+    # nothing at all on missing data, not even a bound
+    if missing:
+        assert (decision.action, target, decision.remove, decision.rule) == ("hold", current, (), "missing-data")
+        return
     # within the bounds, or moving toward them (holding only when no worker can be named)
     if floor <= current <= ceiling:
         assert floor <= target <= ceiling
@@ -422,11 +524,6 @@ def test_decisions_stay_within_bounds_and_steps(
     assert set(decision.remove) <= ids
     assert len(set(decision.remove)) == len(decision.remove)
     assert len(decision.remove) == (current - target if decision.action == "scale_down" else 0)
-    # never down on missing data unless above the ceiling; never up on missing data unless below the floor
-    if signals.errors and decision.action == "scale_down":
-        assert current > ceiling
-    if signals.errors and decision.action == "scale_up":
-        assert current < floor
     # idle removal only removes workers idle long enough
     if decision.rule == "idle":
         assert policy_.demand is not None and policy_.demand.idle_after is not None

@@ -362,3 +362,28 @@ def test_schedule_across_the_spring_change() -> None:
         "schedule": "morning",
         "schedule_fired_at": "2026-03-30T06:00:00+00:00",
     }
+
+
+def test_schedule_across_the_autumn_change() -> None:
+    """Europe/Madrid falls back on 2026-10-25 (03:00 CEST -> 02:00 CET): '30 2 * * *' fires once, at the first 02:30
+    (00:30 UTC); the repeated 02:30 (01:30 UTC) does not bring it back after a later entry fired."""
+    data = copy.deepcopy(BASE)
+    data["schedules"] = [
+        {"name": "quiet", "cron": "30 2 * * *", "timezone": "Europe/Madrid", "max": 2},
+        {"name": "batch", "cron": "0 1 * * *", "timezone": "UTC", "min": 4},
+    ]
+    policy = parse_policy(data, "test")
+    expected = [
+        (utc(2026, 10, 25, 0, 29), "batch", utc(2026, 10, 24, 1), (4, 10)),
+        (utc(2026, 10, 25, 0, 30), "quiet", utc(2026, 10, 25, 0, 30), (1, 2)),
+        (utc(2026, 10, 25, 0, 59), "quiet", utc(2026, 10, 25, 0, 30), (1, 2)),
+        (utc(2026, 10, 25, 1, 0), "batch", utc(2026, 10, 25, 1), (4, 10)),
+        (utc(2026, 10, 25, 1, 30), "batch", utc(2026, 10, 25, 1), (4, 10)),  # 02:30 CET: not again
+        (utc(2026, 10, 25, 23, 0), "batch", utc(2026, 10, 25, 1), (4, 10)),
+        (utc(2026, 10, 26, 1, 30), "quiet", utc(2026, 10, 26, 1, 30), (1, 2)),  # 02:30 CET the next night
+    ]
+    for now, name, fired, (floor, ceiling) in expected:
+        bounds = effective_bounds(policy, now)
+        assert bounds.schedule is not None and bounds.schedule.name == name, now
+        assert bounds.fired_at == fired, now
+        assert (bounds.floor, bounds.ceiling) == (floor, ceiling), now
