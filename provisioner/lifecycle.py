@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -174,6 +175,7 @@ class Lifecycle:
         self._sleep = sleep
         self._rand = rand
         self._clients: dict[str, IMClient] = {}
+        self._clients_lock = threading.Lock()  # the autoscale job evaluates clusters in threads
 
     # -- plumbing --
 
@@ -186,16 +188,18 @@ class Lifecycle:
             )
         if not url:
             raise InputError("no IM endpoint configured", field="--im-url")
-        if url not in self._clients:
-            if self._client_factory is None:
-                raise InputError("no IM credentials configured", field="--auth")
-            self._clients[url] = self._client_factory(url)
-        return self._clients[url]
+        with self._clients_lock:
+            if url not in self._clients:
+                if self._client_factory is None:
+                    raise InputError("no IM credentials configured", field="--auth")
+                self._clients[url] = self._client_factory(url)
+            return self._clients[url]
 
     def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
-        self._clients.clear()
+        with self._clients_lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
 
     @contextlib.contextmanager
     def _store(self) -> Iterator[Store]:

@@ -10,9 +10,10 @@ Inputs:
   repeated while its VMs boot).
 - ``signals.workers``: the cluster's worker VMs in the caller's order (e.g. oldest first), each with how long it has
   been idle (``None`` = busy or not known). The VM ids are needed for any scale-down, since scale-down names the VMs
-  to remove. ``signals.pending_pods`` (pods no node can take) / ``signals.waiting_jobs`` (OSCAR jobs waiting):
-  ``None`` when not read. ``signals.oscar_job_pods``: of the pending pods, those that are OSCAR jobs' pods.
-  ``signals.errors``: one line per signal source that failed this tick.
+  to remove. ``signals.pending_pods`` (pods no node can take) / ``signals.waiting_jobs`` (OSCAR jobs waiting: OSCAR
+  lists them ``Pending`` while their pod is, or ``Suspended`` while they have none): ``None`` when not read.
+  ``signals.oscar_job_pods``: of the pending pods, those that are OSCAR jobs' pods. ``signals.jobs_without_pod``: of
+  the waiting jobs, the ``Suspended`` ones. ``signals.errors``: one line per signal source that failed this tick.
 - ``last_action_at``: when the last scaling action (of any kind) was applied; ``None`` if never.
 
 Rules, first match wins (``floor``/``ceiling`` are the effective bounds, see ``policy.effective_bounds``):
@@ -25,10 +26,11 @@ b. Bounds. ``current < floor``: scale up toward the floor; ``current > ceiling``
    the cooldown. Limited by ``max_step`` like every action; the rest follows on the next ticks. Without any worker
    ids to name, a needed scale-down holds (rule ``unknown-workers``). A worker whose idle time is unknown (``None``)
    counts as busy: it is never removed for being idle.
-c. Demand. ``pending`` = pending pods (if ``demand.pending_pods``) + waiting OSCAR jobs (if ``demand.oscar_jobs``).
-   A waiting OSCAR job whose pod the scheduler cannot place is both a pending pod and a waiting job: with both
-   rules on, the pending pods that are OSCAR jobs' pods (``signals.oscar_job_pods``, at most as many as there are
-   waiting jobs) are left out of the pod count, so each is counted once (as an OSCAR job).
+c. Demand. With only ``demand.pending_pods``: the pending pods. With only ``demand.oscar_jobs``: the waiting
+   OSCAR jobs (OSCAR alone cannot tell a job whose pod no node can take from one whose pod is placed and starting).
+   With both: the pending pods (OSCAR jobs' unschedulable pods among them) + the OSCAR jobs with no pod yet. So a
+   job is counted once, and an OSCAR job whose pod is already placed on a node (``Pending`` while it pulls its
+   image) is no demand: a new worker would not help it.
    If ``pending > 0``: add ``ceil(pending / pods_per_worker)`` workers, capped at the ceiling and ``max_step``;
    during the cooldown: hold (rule ``cooldown``); already at the ceiling: none. No idle removal while there is
    demand.
@@ -69,13 +71,15 @@ class Signals:
     waiting_jobs: int | None = None
     workers: tuple[Worker, ...] = ()
     errors: tuple[str, ...] = ()
-    oscar_job_pods: int | None = None  # of pending_pods, OSCAR jobs' pods (counted once, as waiting_jobs)
+    oscar_job_pods: int | None = None  # of pending_pods, OSCAR jobs' pods
+    jobs_without_pod: int | None = None  # of waiting_jobs, those with no pod yet (OSCAR's "Suspended")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "pending_pods": self.pending_pods,
             "oscar_job_pods": self.oscar_job_pods,
             "waiting_jobs": self.waiting_jobs,
+            "jobs_without_pod": self.jobs_without_pod,
             "workers": [worker.to_dict() for worker in self.workers],
             "errors": list(self.errors),
         }
@@ -157,12 +161,15 @@ def _check(current: int, signals: Signals, last_action_at: datetime | None, now:
         ("pending_pods", signals.pending_pods),
         ("waiting_jobs", signals.waiting_jobs),
         ("oscar_job_pods", signals.oscar_job_pods),
+        ("jobs_without_pod", signals.jobs_without_pod),
     )
     for name, count in counts:
         if count is not None and count < 0:
             raise ValueError(f"signals.{name} must be >= 0, got {count}")
     if signals.oscar_job_pods and signals.oscar_job_pods > (signals.pending_pods or 0):
         raise ValueError("signals.oscar_job_pods must not exceed signals.pending_pods")
+    if signals.jobs_without_pod and signals.jobs_without_pod > (signals.waiting_jobs or 0):
+        raise ValueError("signals.jobs_without_pod must not exceed signals.waiting_jobs")
     ids = [worker.vm_id for worker in signals.workers]
     if len(set(ids)) != len(ids):
         raise ValueError("signals.workers lists a VM id twice")
@@ -305,22 +312,21 @@ class _Tick:
         demand = self.policy.demand
         if demand is None:
             return None
-        pods = (self.signals.pending_pods or 0) if demand.pending_pods else 0
-        jobs = (self.signals.waiting_jobs or 0) if demand.oscar_jobs else 0
-        # An OSCAR job no node can take is a pending pod too: with both rules on, it counts once, as a job.
-        overlap = min(self.signals.oscar_job_pods or 0, pods, jobs)
-        pods -= overlap
+        pods, jobs, starting = self.demand_counts()
         count = pods + jobs
         if count == 0:
             return None
-        what = " and ".join(
-            part
-            for part in ((pods and _plural(pods, "pending pod")), (jobs and _plural(jobs, "waiting OSCAR job")))
-            if part
-        )
-        if overlap:
-            what += f" ({_plural(overlap, 'pending pod')} of OSCAR jobs counted as jobs, not twice)"
-
+        parts = []
+        if pods:
+            oscar = min(self.signals.oscar_job_pods or 0, pods) if demand.oscar_jobs else 0
+            parts.append(_plural(pods, "pending pod") + (f" ({oscar} of them OSCAR jobs')" if oscar else ""))
+        if jobs:
+            parts.append(
+                f"{_plural(jobs, 'OSCAR job')} with no pod yet"
+                if demand.pending_pods and self.signals.jobs_without_pod is not None
+                else _plural(jobs, "waiting OSCAR job")
+            )
+        what = " and ".join(parts) + self.starting_note(starting)
         rule = "demand:pending+jobs" if pods and jobs else "demand:pending" if pods else "demand:jobs"
         need = math.ceil(count / demand.pods_per_worker)
         ceiling, current = self.bounds.ceiling, self.current
@@ -352,6 +358,28 @@ class _Tick:
             f"{capped}",
             target=target,
         )
+
+    def demand_counts(self) -> tuple[int, int, int]:
+        """(pending pods counted, OSCAR jobs counted, OSCAR jobs left out because their pod is placed and starting)."""
+        demand = self.policy.demand
+        assert demand is not None
+        pending = self.signals.pending_pods or 0
+        waiting = self.signals.waiting_jobs or 0
+        if not (demand.pending_pods and demand.oscar_jobs):
+            return (pending if demand.pending_pods else 0), (waiting if demand.oscar_jobs else 0), 0
+        oscar_pods = min(self.signals.oscar_job_pods or 0, pending)
+        without_pod = self.signals.jobs_without_pod
+        if without_pod is None:  # not told which jobs have a pod: every waiting job not seen pending counts
+            without_pod = max(0, waiting - oscar_pods)
+        # Read at other instants, the two sources may disagree a little: never a negative count.
+        return pending, without_pod, max(0, waiting - without_pod - oscar_pods)
+
+    @staticmethod
+    def starting_note(starting: int) -> str:
+        if not starting:
+            return ""
+        pods = "pod is" if starting == 1 else "pods are"
+        return f" ({_plural(starting, 'OSCAR job')} whose {pods} placed and starting: not counted)"
 
     # d. idle -------------------------------------------------------------------------------------------------------
 
@@ -412,4 +440,5 @@ class _Tick:
             if demand.idle_after is not None
             else ""
         )
-        return self.decision("none", "steady", f"{where}; no pending pods or waiting OSCAR jobs{idle}")
+        starting = self.starting_note(self.demand_counts()[2])
+        return self.decision("none", "steady", f"{where}; no pending pods or waiting OSCAR jobs{starting}{idle}")

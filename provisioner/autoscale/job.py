@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from provisioner.autoscale.engine import Signals, Worker, decide, needed_signals
 from provisioner.autoscale.policy import Policy, load_policy
 from provisioner.autoscale.signals import Reading, SignalSource, SourceContext, SourceError, kube_cache_path
-from provisioner.errors import InputError, ProvisionError
+from provisioner.errors import InputError, LockBusy, ProvisionError
 from provisioner.lifecycle import EDGE_IM_URL, WORKER, check_name, role_of
 from provisioner.state import Phase, Store
 from provisioner.state.locks import ensure_private_dir
@@ -69,7 +69,16 @@ def policy_path(home: Path, cluster: str) -> Path:
 
 
 def enable(home: Path, cluster: str, source: Path) -> Policy:
-    """Validate ``source`` and keep a copy as the cluster's policy (exit 2 with the field on a bad file)."""
+    """Validate ``source`` and keep a copy as the cluster's policy (exit 2 with the field on a bad file).
+
+    An edge cluster is refused: IM is what scales, and it has none (the CLI checks first that the cluster exists)."""
+    with Store.open(home) as store:
+        record = store.get_cluster(check_name(cluster))
+    if record is not None and record.im_url == EDGE_IM_URL:
+        raise InputError(
+            f"{cluster!r} is an edge cluster (K3s on your own hosts): IM cannot scale it, so it cannot be autoscaled",
+            field="NAME",
+        )
     policy = load_policy(source)
     target = policy_path(home, cluster)
     ensure_private_dir(target.parent)
@@ -184,6 +193,8 @@ class AutoscaleJob:
             return self._record_error(name, f"policy file: {policy}")
         try:
             return self.tick_one(name, policy)
+        except LockBusy as exc:
+            return self._record_busy(name, str(exc))
         except ProvisionError as exc:
             return self._record_error(name, str(exc))
         except Exception as exc:  # the per-cluster boundary: one cluster's bug must not stop the others
@@ -194,6 +205,17 @@ class AutoscaleJob:
         outcome = TickOutcome(name, "error", None, None, [], "error", message, False, self.dry_run, message)
         with Store.open(self.home) as store:
             store.append_decision(name, "error", {"error": message, "dry_run": self.dry_run, "applied": False})
+        return outcome
+
+    def _record_busy(self, name: str, message: str) -> TickOutcome:
+        """Another command (a manual ``cluster scale``, an install, another tick) holds the cluster's lock past the
+        lock timeout: not a failure of the job. This tick holds; the next one decides afresh."""
+        reason = f"{message}: nothing decided this tick (the next tick decides afresh)"
+        outcome = TickOutcome(name, "hold", None, None, [], "busy", reason, False, self.dry_run)
+        with Store.open(self.home) as store:
+            store.append_decision(
+                name, "hold", {"rule": "busy", "reason": reason, "dry_run": self.dry_run, "applied": False}
+            )
         return outcome
 
     def tick_one(self, name: str, policy: Policy) -> TickOutcome:
@@ -287,12 +309,11 @@ class AutoscaleJob:
         pending = next((r.pending_pods for r in readings if r.pending_pods is not None), None)
         oscar_pods = next((r.oscar_job_pods for r in readings if r.oscar_job_pods is not None), None)
         waiting = next((r.waiting_jobs for r in readings if r.waiting_jobs is not None), None)
+        without_pod = next((r.jobs_without_pod for r in readings if r.jobs_without_pod is not None), None)
         idle = next((r.idle_since for r in readings if r.idle_since is not None), None)
-        if idle is None:
-            # Not read this tick (the source failed): keep the idle timers running, for the workers still here.
-            idle_since = {vm_id: since for vm_id, since in previous_idle.items() if vm_id in ids}
-        else:
-            idle_since = dict(idle)
+        # Not read this tick (the source failed): the timers restart at the next good read. A worker that was busy
+        # while nobody could look must not count as idle since before the gap.
+        idle_since = dict(idle) if idle is not None else {}
         worker_objs = []
         for vm_id in ids:
             since = idle_since.get(vm_id) if idle is not None else None
@@ -304,6 +325,7 @@ class AutoscaleJob:
             workers=tuple(worker_objs),
             errors=tuple(errors),
             oscar_job_pods=oscar_pods if "pending_pods" in needed else None,
+            jobs_without_pod=without_pod if "waiting_jobs" in needed else None,
         )
         return signals, idle_since
 

@@ -7,12 +7,12 @@
   to the kubeconfig's ``server:`` as the front-end sees it, see :mod:`provisioner.autoscale.tunnel`), with TLS
   verified against the kubeconfig's CA and the kubeconfig's host name (unless ``--insecure``). A cached
   kubeconfig that is refused (401/403) or fails TLS verification is fetched again once.
-* :class:`OscarSource`: OSCAR jobs waiting (status ``Pending``, or ``Suspended``: queued, no pod yet) across the
-  cluster's services (``/system/services``, then every page of ``/system/logs/<service>``), with OSCAR's basic
-  auth.
+* :class:`OscarSource`: OSCAR jobs waiting (status ``Pending``: OSCAR reports the phase of the job's pod, which may
+  be unschedulable or placed and starting; or ``Suspended``: the job has no pod yet) across the cluster's services
+  (``/system/services``, then every page of ``/system/logs/<service>``), with OSCAR's basic auth.
 
 A source that cannot be read raises :class:`SourceError`; the job turns that (and anything else a source raises)
-into a ``hold`` and logs it. Parsing is pure (``classify_pods``, ``jobs_page``, ``count_waiting_jobs``,
+into a ``hold`` and logs it. Parsing is pure (``classify_pods``, ``jobs_page``, ``count_jobs``,
 ``parse_kubeconfig``, ``fetch_kubeconfig`` with an injected command runner) and tested without a cluster.
 """
 
@@ -59,7 +59,7 @@ __all__ = [
     "SourceContext",
     "SourceError",
     "classify_pods",
-    "count_waiting_jobs",
+    "count_jobs",
     "fetch_kubeconfig",
     "idle_workers",
     "jobs_page",
@@ -73,7 +73,8 @@ KUBE_CACHE_DIR = "kube"
 # OSCAR labels the pods of the Kubernetes Jobs it creates for asynchronous invocations with both of these.
 OSCAR_SERVICE_LABEL = "oscar_service"
 JOB_NAME_LABEL = "job-name"
-OSCAR_WAITING_STATUSES = frozenset({"pending", "suspended"})  # Suspended: OSCAR lists a job whose pod does not exist
+OSCAR_NO_POD_STATUS = "suspended"  # OSCAR lists a job whose pod does not exist (yet) as Suspended
+OSCAR_WAITING_STATUSES = frozenset({"pending", OSCAR_NO_POD_STATUS})  # Pending: the pod's phase
 OSCAR_MAX_PAGES = 10_000  # a server whose continuation tokens never end is refused, not followed forever
 
 
@@ -90,6 +91,7 @@ class Reading:
     pending_pods: int | None = None
     oscar_job_pods: int | None = None  # of pending_pods, the pods of OSCAR jobs (also counted as waiting OSCAR jobs)
     waiting_jobs: int | None = None
+    jobs_without_pod: int | None = None  # of waiting_jobs, those OSCAR lists as Suspended (no pod yet)
     idle_since: dict[str, str] | None = None  # vm id -> ISO time first seen idle (busy workers absent)
 
 
@@ -286,18 +288,23 @@ def jobs_page(answer: object, service: str) -> tuple[dict[str, Any], str | None]
     return dict(answer), None
 
 
-def count_waiting_jobs(logs_by_service: Mapping[str, Any]) -> int:
-    """Job maps (or whole ``/system/logs`` answers) by service: count the jobs that wait for a place to run,
-    i.e. whose status is ``Pending`` (pod not running yet) or ``Suspended`` (no pod yet)."""
-    waiting = 0
+def count_jobs(logs_by_service: Mapping[str, Any]) -> tuple[int, int]:
+    """Job maps (or whole ``/system/logs`` answers) by service: (the jobs that wait, those of them with no pod).
+
+    OSCAR (``pkg/handlers/logs.go``) gives a job the phase of its pod as status, or ``Suspended`` when it has no
+    pod: waiting = ``Pending`` (the pod is not running yet: unschedulable, or placed and starting) + ``Suspended``.
+    """
+    waiting = without_pod = 0
     for answer in logs_by_service.values():
         jobs = answer.get("jobs", answer) if isinstance(answer, dict) else {}
         if not isinstance(jobs, dict):
             continue
         for job in jobs.values():
-            if isinstance(job, dict) and str(job.get("status", "")).lower() in OSCAR_WAITING_STATUSES:
+            status = str(job.get("status", "")).lower() if isinstance(job, dict) else ""
+            if status in OSCAR_WAITING_STATUSES:
                 waiting += 1
-    return waiting
+                without_pod += status == OSCAR_NO_POD_STATUS
+    return waiting, without_pod
 
 
 def _first_line(text: str, limit: int = 200) -> str:
@@ -568,7 +575,8 @@ class OscarSource:
                         logs[str(name)] = self._jobs(session, base, str(name))
         except requests.RequestException as exc:
             raise SourceError(f"oscar: {base} cannot be read: {_first_line(str(exc))}") from exc
-        return Reading(waiting_jobs=count_waiting_jobs(logs))
+        waiting, without_pod = count_jobs(logs)
+        return Reading(waiting_jobs=waiting, jobs_without_pod=without_pod)
 
     def _jobs(self, session: requests.Session, base: str, service: str) -> dict[str, Any]:
         """Every page of the service's job list."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from provisioner.cli.common import OutputFormat, OutputOption, emit, lifecycle, message, state
-from provisioner.errors import OperationFailed
+from provisioner.errors import OperationFailed, ProvisionError
 
 if TYPE_CHECKING:
     from provisioner.autoscale.job import AutoscaleJob, TickOutcome
@@ -143,7 +143,10 @@ def _report(outcomes: list[TickOutcome], output: OutputFormat) -> None:
 
 
 def _loop(job: AutoscaleJob, clusters: list[str], interval: float, output: OutputFormat) -> None:
-    """Tick every ``interval`` seconds until SIGTERM/SIGINT; a tick in progress is finished first."""
+    """Tick every ``interval`` seconds until SIGTERM/SIGINT; a tick in progress is finished first.
+
+    A first tick that fails ends the command with its exit code (a bad ``--cluster``, no IM configured); a later one
+    is reported on stderr and the loop goes on (e.g. a ``--cluster`` destroyed meanwhile): the next tick may do."""
     stop = threading.Event()
 
     def request_stop(signum: int, _: Any) -> None:
@@ -151,14 +154,22 @@ def _loop(job: AutoscaleJob, clusters: list[str], interval: float, output: Outpu
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    first = True
     while not stop.is_set():
         started = time.monotonic()
-        outcomes = job.tick(clusters)
-        if output is OutputFormat.json:
-            _report(outcomes, output)
+        try:
+            outcomes = job.tick(clusters)
+        except ProvisionError as exc:
+            if first:
+                raise
+            message(f"autoscale: this tick failed: {exc}" + (f" ({exc.hint})" if exc.hint else ""))
         else:
-            for o in outcomes:
-                message(_outcome_line(o))
+            if output is OutputFormat.json:
+                _report(outcomes, output)
+            else:
+                for o in outcomes:
+                    message(_outcome_line(o))
+        first = False
         stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
 
@@ -189,7 +200,7 @@ def explain(
                 lines.append(f"  rule: {e['rule']}")
             lines.append(f"  why: {e.get('reason') or e.get('error')}")
             sig = e.get("signals") or {}
-            keys = ("pending_pods", "oscar_job_pods", "waiting_jobs")
+            keys = ("pending_pods", "oscar_job_pods", "waiting_jobs", "jobs_without_pod")
             read_parts = [f"{k}={sig[k]}" for k in keys if sig.get(k) is not None]
             if sig.get("errors"):
                 read_parts.append("unreadable: " + "; ".join(sig["errors"]))
@@ -199,7 +210,7 @@ def explain(
             if read_parts:
                 lines.append(f"  signals: {', '.join(read_parts)}")
             if e.get("remove"):
-                lines.append(f"  removed: {', '.join(e['remove'])}")
+                lines.append(f"  {'removed' if e.get('applied') else 'would remove'}: {', '.join(e['remove'])}")
             if e.get("error"):
                 lines.append(f"  error: {e['error']}")
             lines.append(f"  action taken: {'yes' if e.get('applied') else 'no'}")

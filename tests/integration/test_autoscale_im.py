@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
 
-from provisioner.autoscale.job import policy_path
-from provisioner.autoscale.signals import kube_cache_path
+from provisioner.autoscale.job import AutoscaleJob, policy_path
+from provisioner.autoscale.signals import Reading, SourceContext, kube_cache_path
 from provisioner.im import IMClient
-from provisioner.settings import ENV_LOCK_TIMEOUT
+from provisioner.lifecycle import Lifecycle
+from provisioner.settings import ENV_LOCK_TIMEOUT, Settings
 from provisioner.state import Store
 from provisioner.state.locks import cluster_lock, cluster_lock_path
 from tests.clihelper import CLI
@@ -99,6 +103,117 @@ def test_scheduled_ticks_raise_then_lower_and_explain_says_why(
     assert cli("cluster", "destroy", "elastic", "--yes").returncode == 0
     assert not policy_path(cli.home, "elastic").exists() and not cache.exists()
     assert cli.json("autoscale", "explain", "elastic", "--last", "10")  # the decision log stays
+
+
+class IdleWorkers:
+    """A Kubernetes source (our ``SignalSource`` interface; no API server can run here): no pending pods, and the
+    workers named in ``idle`` run nothing of their own, carried over like the real source carries them."""
+
+    name = "kubernetes"
+
+    def __init__(self) -> None:
+        self.idle: set[str] = set()
+
+    def read(self, ctx: SourceContext) -> Reading:
+        since = {
+            str(w.id): ctx.idle_since.get(str(w.id), ctx.now.isoformat()) for w in ctx.workers if w.id in self.idle
+        }
+        return Reading(pending_pods=0, oscar_job_pods=0, idle_since=since)
+
+
+def test_one_policy_over_a_day_raises_at_the_schedule_then_removes_the_idle_worker_it_names(
+    cluster: tuple[CLI, str], local_im: RunningIM, tmp_path: Path
+) -> None:
+    """The job itself (in-process) with a fake clock, against the real IM: office hours raise the floor to 3; in
+    the evening the floor is 1 again and the *oldest* worker (not the newest, which a plain scale-down would
+    remove) is idle: after idle_after, exactly that worker goes, through IM's removal_list."""
+    cli, infra_id = cluster
+    client = local_im.client()
+    doc = {
+        "version": 1,
+        "min_workers": 1,
+        "max_workers": 5,
+        "cooldown": "10m",
+        "max_step": 3,
+        "schedules": [
+            {"name": "office-hours", "cron": "0 8 * * MON-FRI", "timezone": "Europe/Madrid", "min": 3},
+            {"name": "evening", "cron": "0 18 * * MON-FRI", "timezone": "Europe/Madrid", "min": 1},
+        ],
+        "demand": {"pending_pods": True, "oscar_jobs": False, "idle_after": "15m"},
+    }
+    (tmp_path / "day.yaml").write_text(yaml.safe_dump(doc))
+    assert cli("autoscale", "enable", "elastic", "--policy", str(tmp_path / "day.yaml")).returncode == 0
+    madrid = ZoneInfo("Europe/Madrid")
+    clock = {"now": datetime(2030, 3, 4, 8, 5, tzinfo=madrid)}  # a Monday, office hours
+    kube = IdleWorkers()
+    lc = Lifecycle(Settings(home=cli.home), client_factory=lambda _: local_im.client(), default_im_url=local_im.url)
+    job = AutoscaleJob(lc, sources={"kubernetes": kube}, now=lambda: clock["now"])
+    try:
+        (up,) = job.tick()
+        assert (up.action, up.rule, up.current, up.target, up.applied) == (
+            "scale_up",
+            "schedule:office-hours floor",
+            1,
+            3,
+            True,
+        )
+        workers = sorted(workers_in_im(client, infra_id), key=int)
+        assert len(workers) == 3
+        oldest = workers[0]
+
+        clock["now"] = datetime(2030, 3, 4, 18, 10, tzinfo=madrid)  # evening: floor 1; the oldest worker is idle
+        kube.idle = {oldest}
+        (first_seen,) = job.tick()
+        assert (first_seen.action, first_seen.current) == ("none", 3)  # idle since now: not 15 minutes yet
+        clock["now"] += timedelta(minutes=16)
+        (down,) = job.tick()
+        assert (down.action, down.rule, down.current, down.target, down.remove, down.applied) == (
+            "scale_down",
+            "idle",
+            3,
+            2,
+            [oldest],
+            True,
+        )
+    finally:
+        lc.close()
+    assert sorted(workers_in_im(client, infra_id), key=int) == workers[1:]  # the named one went, not the newest
+
+    explained = cli.json("autoscale", "explain", "elastic", "--last", "3")
+    assert [(e["action"], e["rule"], e["applied"]) for e in explained] == [  # type: ignore[union-attr]
+        ("scale_up", "schedule:office-hours floor", True),
+        ("none", "steady", False),
+        ("scale_down", "idle", True),
+    ]
+    assert explained[-1]["remove"] == [oldest]  # type: ignore[index]
+    text = cli("autoscale", "explain", "elastic", "--last", "1").stdout
+    assert f"removed: {oldest}" in text and "most idle first" in text
+    assert cli("cluster", "destroy", "elastic", "--yes").returncode == 0
+
+
+def test_the_long_running_job_ticks_until_sigterm(
+    cluster: tuple[CLI, str], local_im: RunningIM, tmp_path: Path
+) -> None:
+    cli, infra_id = cluster
+    office = policy(tmp_path / "office.yaml", name="office-hours", min=2)
+    assert cli("autoscale", "enable", "elastic", "--policy", str(office)).returncode == 0
+    proc = cli.popen("autoscale", "run", "--interval", "1")
+    try:
+        deadline = time.monotonic() + 120  # a safety net against a hang, not a timing assertion
+        while len(cli.json("autoscale", "explain", "elastic", "--last", "10")) < 2:  # type: ignore[arg-type]
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the job never ticked twice"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert out == ""  # text mode: the ticks' lines are messages (stderr)
+    actions = [e["action"] for e in cli.json("autoscale", "explain", "elastic", "--last", "10")]  # type: ignore[union-attr]
+    assert actions[:2] == ["scale_up", "none"]  # the second tick recounted IM's workers
+    assert "elastic: scale_up 1 -> 2" in err and "elastic: none 2 -> 2" in err
+    assert len(workers_in_im(local_im.client(), infra_id)) == 2
+    assert cli("cluster", "destroy", "elastic", "--yes").returncode == 0
 
 
 def waiting_at(lock: Path, procs: list[subprocess.Popen[str]], deadline: float = 120.0) -> None:

@@ -333,7 +333,7 @@ def test_oscar_counts_pending_and_suspended_jobs_on_every_page() -> None:
     }
     with FakeOscar(jobs) as oscar:
         reading = OscarSource(lambda _: oscar.url + "/", lambda _: "s3cret").read(context())
-    assert reading == Reading(waiting_jobs=60 + 40 + 2)
+    assert reading == Reading(waiting_jobs=60 + 40 + 2, jobs_without_pod=40)
     big = [r for r in oscar.requests if r.startswith("/system/logs/big")]
     assert big == ["/system/logs/big", "/system/logs/big?page=tok-70", "/system/logs/big?page=tok-140"]
 

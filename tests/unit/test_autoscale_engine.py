@@ -223,27 +223,42 @@ def test_demand(
 
 
 @pytest.mark.parametrize(
-    ("demand", "pods", "oscar_pods", "jobs", "target", "fragment"),
+    ("demand", "pods", "oscar_pods", "jobs", "without_pod", "target", "fragment"),
     [
-        # 3 pending pods, 2 of them OSCAR jobs' pods, and those 2 jobs waiting: 1 pod + 2 jobs = 3, not 5
-        ({}, 3, 2, 2, 3, "1 pending pod and 2 waiting OSCAR jobs (2 pending pods of OSCAR jobs counted as jobs"),
-        # the OSCAR jobs are all the demand: counted once, as jobs
-        ({}, 4, 4, 4, 3, "4 waiting OSCAR jobs (4 pending pods of OSCAR jobs counted as jobs, not twice)"),
-        # OSCAR reports fewer waiting jobs than pods seen (read at another instant): never drop below either count
-        ({}, 4, 4, 1, 3, "3 pending pods and 1 waiting OSCAR job (1 pending pod of OSCAR jobs counted as jobs"),
+        # 3 pending pods, 2 of them OSCAR jobs' pods, and those 2 jobs waiting: 3 in all, not 5
+        ({}, 3, 2, 2, 0, 3, "3 pending pods (2 of them OSCAR jobs'): 1 more worker needed"),
+        # + 1 OSCAR job with no pod yet, and 3 whose pods are placed on a node and starting (no demand)
+        ({}, 2, 2, 6, 1, 3, "2 pending pods (2 of them OSCAR jobs') and 1 OSCAR job with no pod yet (3 OSCAR jobs"),
+        ({}, 0, 0, 9, 5, 4, "5 OSCAR jobs with no pod yet (4 OSCAR jobs whose pods are placed and starting: not"),
+        # OSCAR reports fewer waiting jobs than pods seen (read at another instant): never a negative count
+        ({}, 4, 4, 1, 0, 3, "4 pending pods (4 of them OSCAR jobs'): 1 more worker needed"),
         # only the pod rule: the OSCAR jobs' pods are pending pods like any other
-        ({"oscar_jobs": False}, 5, 5, 5, 4, "5 pending pods: 2 more workers needed"),
-        # only the OSCAR rule: the pods are not counted at all
-        ({"pending_pods": False}, 5, 5, 2, 3, "2 waiting OSCAR jobs: 1 more worker needed"),
+        ({"oscar_jobs": False}, 5, 5, 5, 0, 4, "5 pending pods: 2 more workers needed"),
+        # only the OSCAR rule: OSCAR cannot tell a placed pod from an unschedulable one, every waiting job counts
+        ({"pending_pods": False}, 5, 5, 2, 0, 3, "2 waiting OSCAR jobs: 1 more worker needed"),
     ],
 )
-def test_oscar_jobs_are_not_counted_twice(
-    demand: dict[str, Any], pods: int, oscar_pods: int, jobs: int, target: int, fragment: str
+def test_oscar_jobs_are_counted_once(
+    demand: dict[str, Any], pods: int, oscar_pods: int, jobs: int, without_pod: int, target: int, fragment: str
 ) -> None:
-    signals = Signals(pending_pods=pods, oscar_job_pods=oscar_pods, waiting_jobs=jobs, workers=workers(None, None))
+    signals = Signals(
+        pending_pods=pods,
+        oscar_job_pods=oscar_pods,
+        waiting_jobs=jobs,
+        jobs_without_pod=without_pod,
+        workers=workers(None, None),
+    )
     decision = run(policy(demand=demand), 2, signals)
     assert (decision.action, decision.target) == ("scale_up", target)
     assert fragment in decision.reason
+
+
+def test_oscar_jobs_whose_pods_are_placed_and_starting_are_no_demand() -> None:
+    # OSCAR lists a job as Pending while its pod pulls its image on a node: a new worker would not help it.
+    signals = Signals(pending_pods=0, oscar_job_pods=0, waiting_jobs=3, jobs_without_pod=0, workers=workers(None))
+    decision = run(policy(), 1, signals)
+    assert (decision.action, decision.target, decision.rule) == ("none", 1, "steady")
+    assert "no pending pods or waiting OSCAR jobs (3 OSCAR jobs whose pods are placed and starting" in decision.reason
 
 
 def test_demand_waits_for_the_cooldown() -> None:
@@ -357,6 +372,7 @@ def test_decision_to_dict() -> None:
             "pending_pods": 0,
             "oscar_job_pods": None,
             "waiting_jobs": 0,
+            "jobs_without_pod": None,
             "workers": [{"vm_id": "vm0", "idle_seconds": 2000.0}, {"vm_id": "vm1", "idle_seconds": None}],
             "errors": [],
         },
@@ -374,6 +390,7 @@ def test_decision_to_dict() -> None:
         ({"signals": Signals(pending_pods=-1)}, "signals.pending_pods must be >= 0"),
         ({"signals": Signals(workers=(Worker("a"), Worker("a")))}, "lists a VM id twice"),
         ({"signals": Signals(pending_pods=1, oscar_job_pods=2)}, "oscar_job_pods must not exceed"),
+        ({"signals": Signals(waiting_jobs=1, jobs_without_pod=2)}, "jobs_without_pod must not exceed"),
     ],
 )
 def test_caller_mistakes(kwargs: dict[str, Any], message: str) -> None:
@@ -477,10 +494,12 @@ def ticks(draw: st.DrawFn) -> tuple[int, Signals, datetime, datetime | None]:
     known = draw(st.integers(0, current)) if draw(st.booleans()) else current  # usually all workers are known
     idle = st.one_of(st.none(), st.floats(0, 10_000, allow_nan=False))
     pending = draw(st.one_of(st.none(), st.integers(0, 200)))
+    waiting = draw(st.one_of(st.none(), st.integers(0, 200)))
     signals = Signals(
         pending_pods=pending,
         oscar_job_pods=None if pending is None else draw(st.integers(0, pending)),
-        waiting_jobs=draw(st.one_of(st.none(), st.integers(0, 200))),
+        waiting_jobs=waiting,
+        jobs_without_pod=None if waiting is None else draw(st.one_of(st.none(), st.integers(0, waiting))),
         workers=tuple(Worker(f"vm-{index}", draw(idle)) for index in range(known)),
         errors=tuple(draw(st.lists(st.sampled_from(ERRORS), max_size=2, unique=True))),
     )

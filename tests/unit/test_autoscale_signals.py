@@ -176,14 +176,14 @@ def test_idle_workers_keep_their_first_idle_time_and_skip_busy_or_unknown() -> N
     assert idle == {"2": earlier, "3": NOW.isoformat()}
 
 
-def test_count_waiting_jobs() -> None:
+def test_count_jobs() -> None:
     logs = {
         "svc-a": {"jobs": {"j1": {"status": "Pending"}, "j2": {"status": "Running"}, "j3": {"status": "pending"}}},
         "svc-b": {"j4": {"status": "Succeeded"}, "j5": {"status": "Pending"}, "j6": {"status": "Suspended"}},
         "svc-c": [],
         "svc-d": {"j7": {"status": "Failed"}, "j8": {"status": "Unknown"}, "j9": "?"},
     }
-    assert signals.count_waiting_jobs(logs) == 4
+    assert signals.count_jobs(logs) == (4, 1)  # waiting: j1, j3, j5, j6; with no pod yet: j6
 
 
 @pytest.mark.parametrize(
