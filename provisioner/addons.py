@@ -18,7 +18,7 @@ from typing import Any
 from provisioner import tosca
 from provisioner.ansible import inventory as inv
 from provisioner.ansible import runner, ssh
-from provisioner.errors import InputError, OperationFailed, PlaybookFailed, ProvisionError
+from provisioner.errors import HostKeyChanged, InputError, OperationFailed, PlaybookFailed, ProvisionError
 from provisioner.lifecycle import EDGE_IM_URL, Lifecycle, check_name
 from provisioner.state import Phase, Store, inputs_hash, new_deployment_id
 
@@ -151,11 +151,16 @@ def secret_vars(secrets: Mapping[str, str]) -> dict[str, str]:
     return {name: str(secrets[name]) for name in SECRET_VARS if secrets.get(name)}
 
 
-def nodes_ready(doc: Mapping[str, Any]) -> tuple[bool, str]:
-    """From ``kubectl get nodes -o json``: are all nodes Ready? With a one-line account."""
+def nodes_ready(doc: Mapping[str, Any], hosts: int | None = None) -> tuple[bool, str]:
+    """From ``kubectl get nodes -o json``: are all nodes Ready, and (given the inventory's number of ``hosts``) has
+    every host joined as a node? With a one-line account.
+
+    Node names are the hosts' own host names, not the inventory's names, so hosts are compared by count: fewer
+    nodes than hosts means a host never joined (or left), a failure even when every node is Ready.
+    """
     items = doc.get("items") or []
     if not items:
-        return False, "no nodes registered"
+        return False, "no nodes registered" + (f" (the inventory has {hosts} hosts)" if hosts else "")
     not_ready = []
     for node in items:
         name = (node.get("metadata") or {}).get("name", "?")
@@ -164,9 +169,15 @@ def nodes_ready(doc: Mapping[str, Any]) -> tuple[bool, str]:
         if ready is None or ready.get("status") != "True":
             reason = (ready or {}).get("reason") or "no Ready condition"
             not_ready.append(f"{name} ({reason})")
+    count = len(items)
+    missing = hosts is not None and count < hosts
+    joined = f"{count} of {hosts} hosts are nodes"
     if not_ready:
-        return False, f"{len(items) - len(not_ready)}/{len(items)} Ready; not ready: {', '.join(not_ready)}"
-    return True, f"{len(items)}/{len(items)} nodes Ready"
+        detail = f"{count - len(not_ready)}/{count} Ready; not ready: {', '.join(not_ready)}"
+        return False, detail + (f"; only {joined}" if missing else "")
+    if missing:
+        return False, f"{joined} (all Ready)"
+    return True, f"{count}/{count} nodes Ready"
 
 
 def oscar_wiring(components: Sequence[str]) -> dict[str, Any]:
@@ -177,22 +188,35 @@ def oscar_wiring(components: Sequence[str]) -> dict[str, Any]:
     }
 
 
+def oscar_settings(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The server settings in OSCAR's ``/system/config`` answer.
+
+    OSCAR answers ``{"config": {...settings...}, "minio_provider": {...}, "allowed_image_repositories": [...]}``
+    (``types.ConfigForUser``); releases before that answered the settings at the top level (flat), which is read
+    when there is no ``config`` object. ``serverless_backend`` is omitted when empty; ``yunikorn_enable`` is a bool.
+    """
+    nested = config.get("config")
+    return nested if isinstance(nested, Mapping) else config
+
+
 def oscar_config_problems(
     config: Mapping[str, Any], components: Sequence[str], wiring: Mapping[str, Any] | None = None
 ) -> list[str]:
     """Does OSCAR's ``/system/config`` show Knative, YuniKorn and MinIO wired as asked?
 
     ``wiring`` is what OSCAR was installed with (recorded by install); without it, what ``components`` imply.
-    MinIO must be the in-cluster endpoint of the minio role's Service.
+    The backend and YuniKorn are read from the ``config`` object (:func:`oscar_settings`); ``minio_provider`` is
+    top-level, and must be the in-cluster endpoint of the minio role's Service.
     """
     wanted = {**oscar_wiring(components), **(wiring or {})}
     problems = []
-    backend = str(config.get("serverless_backend") or "")
+    settings = oscar_settings(config)
+    backend = str(settings.get("serverless_backend") or "")
     expected_backend = str(wanted["serverless_backend"] or "")
     if backend != expected_backend:
         expected = repr(expected_backend) if expected_backend else "empty (Knative was not asked for)"
         problems.append(f"serverless_backend is {backend or 'empty'!r}, expected {expected}")
-    yunikorn = bool(config.get("yunikorn_enable"))
+    yunikorn = bool(settings.get("yunikorn_enable"))
     expected_yunikorn = bool(wanted["yunikorn_enable"])
     if yunikorn != expected_yunikorn:
         problems.append(f"yunikorn_enable is {str(yunikorn).lower()}, expected {str(expected_yunikorn).lower()}")
@@ -241,6 +265,16 @@ def kubectl_failure(exit_status: int, stderr: str, *, kubeconfig: str, user: str
     if exit_status == 127:
         return "kubectl is not installed on the front-end"
     return (lines or [f"exit {exit_status}"])[-1]
+
+
+def edge_inputs(recorded: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The inputs of an ``edge create`` run: the ones given (``--set``, ``--inputs``) over the ones the cluster
+    has recorded, so that a re-run without the first run's ``--set`` values keeps them instead of falling back to
+    the template's defaults. Recorded names the oscar template no longer has are dropped. (Secrets are not in
+    the record: prepare_inputs takes the kept ones from the cluster's secrets file.)"""
+    known = tosca.load_schema("oscar").inputs
+    kept = {k: v for k, v in recorded.items() if k in known and v is not None}
+    return {**kept, **given}
 
 
 def installed_extra(extra: Mapping[str, Any], chosen: Sequence[str], run_id: str) -> dict[str, Any]:
@@ -450,23 +484,28 @@ class Stack:
         raw_inputs: Mapping[str, Any] | None = None,
         preflight_only: bool = False,
     ) -> InstallReport:
-        """Record an edge cluster (K3s on the user's hosts, no IM), then install K3s and the add-ons."""
+        """Record an edge cluster (K3s on the user's hosts, no IM), then install K3s and the add-ons.
+
+        Run again on a recorded edge cluster, ``raw_inputs`` change its recorded inputs (:func:`edge_inputs`):
+        what is not given keeps its recorded value, not the template's default.
+        """
         check_name(name)
         source = Path(inventory_file).resolve()
         inv.load_user_inventory(source, name)  # refuse a bad inventory before recording anything
-        store_secrets = tosca.SecretStore(self.home, name)
-        resolved = tosca.prepare_inputs("oscar", dict(raw_inputs or {}), secrets_store=store_secrets)
-        public = {k: v for k, v in resolved.values.items() if k not in resolved.secret_names}
-        secrets = store_secrets.load()
-        if "k3s_token" not in secrets:
-            store_secrets.update({"k3s_token": tosca.generate_secret()})
-        chosen = list(components) if components is not None else default_components(public, "oscar")
-        chosen = with_dependencies(chosen, public)
-        check_components(chosen, public)
         with self.lc.lock(name, "edge create"), Store.open(self.home) as store:
             existing = store.get_cluster(name)
             if existing is not None and existing.im_url != EDGE_IM_URL:
+                # Before the inputs are resolved: that would write this run's secrets into the IM cluster's file.
                 raise InputError(f"cluster {name!r} exists and is an IM cluster", field="NAME")
+            store_secrets = tosca.SecretStore(self.home, name)
+            raw = edge_inputs(existing.inputs if existing is not None else {}, raw_inputs or {})
+            resolved = tosca.prepare_inputs("oscar", raw, secrets_store=store_secrets)
+            public = {k: v for k, v in resolved.values.items() if k not in resolved.secret_names}
+            if "k3s_token" not in store_secrets.load():
+                store_secrets.update({"k3s_token": tosca.generate_secret()})
+            chosen = list(components) if components is not None else default_components(public, "oscar")
+            chosen = with_dependencies(chosen, public)
+            check_components(chosen, public)
             if existing is None:
                 store.upsert_cluster(
                     name,
@@ -500,12 +539,23 @@ class Stack:
         checks: list[Check] = []
         inventory, _ = self.write_inventory(name)
         pins = self.pins(name)
-        results = ssh.check_all(inventory, pins, timeout=min(timeout, ssh.DEFAULT_CONNECT_TIMEOUT))
+        # A changed host key fails that host's check (with the ssh-keygen -R line); the report goes on.
+        results = ssh.check_all(
+            inventory, pins, timeout=min(timeout, ssh.DEFAULT_CONNECT_TIMEOUT), report_key_changes=True
+        )
         for r in results:
             checks.append(Check(f"ssh {r.host}", "ok" if r.ok else "failed", r.detail))
-        front_ok = next((r.ok for r in results if r.host == inventory.front.name), False)
+        front = next((r for r in results if r.host == inventory.front.name), None)
         kubeconfig = KUBECONFIG_K3S if edge else KUBECONFIG_KUBEADM
-        if not front_ok:
+        if front is not None and front.key_changed:
+            checks.append(
+                Check(
+                    "kubernetes nodes",
+                    "skipped",
+                    f"the front-end's host key changed: kubectl not run (see ssh {inventory.front.name})",
+                )
+            )
+        elif front is None or not front.ok:
             checks.append(Check("kubernetes nodes", "skipped", "the front-end does not answer SSH"))
         else:
             checks.append(self._nodes_check(inventory, pins, kubeconfig, timeout))
@@ -519,13 +569,15 @@ class Stack:
         stdin = f"{front.become_password}\n" if front.become_password else None
         try:
             out = ssh.run_command(inventory, front, pins, command, timeout=timeout + 5, stdin=stdin)
+        except HostKeyChanged as exc:  # changed since the SSH check: refused, never accepted
+            return Check("kubernetes nodes", "failed", exc.message + (f"; {exc.hint}" if exc.hint else ""))
         except (OSError, EOFError) as exc:
             return Check("kubernetes nodes", "failed", f"could not run kubectl on the front-end: {exc}")
         if out.exit_status != 0:
             reason = kubectl_failure(out.exit_status, out.stderr, kubeconfig=kubeconfig, user=front.user)
             return Check("kubernetes nodes", "failed", f"kubectl get nodes: {reason[:300]}")
         try:
-            ok, detail = nodes_ready(json.loads(out.stdout))
+            ok, detail = nodes_ready(json.loads(out.stdout), hosts=len(inventory.hosts))
         except (ValueError, AttributeError):
             return Check("kubernetes nodes", "failed", "kubectl get nodes did not print JSON")
         return Check("kubernetes nodes", "ok" if ok else "failed", detail)

@@ -15,14 +15,32 @@ from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-# What OSCAR 4.x reports for a cluster installed by our roles with Knative, without YuniKorn.
+# What OSCAR reports for a cluster installed by our roles with Knative, without YuniKorn: the shape of
+# grycap/oscar's types.ConfigForUser (pkg/types/config.go): the server settings under "config" (serverless_backend
+# is omitempty, yunikorn_enable a bool), the MinIO provider and the allowed image repositories beside it.
 GOOD_CONFIG: dict[str, Any] = {
-    "minio_provider": {"endpoint": "http://minio.minio:9000", "verify": True},
-    "name": "oscar",
-    "namespace": "oscar",
-    "serverless_backend": "knative",
-    "yunikorn_enable": False,
+    "config": {
+        "name": "oscar",
+        "namespace": "oscar",
+        "services_namespace": "oscar-svc",
+        "gpu_available": False,
+        "serverless_backend": "knative",
+        "yunikorn_enable": False,
+    },
+    "minio_provider": {"endpoint": "http://minio.minio:9000", "verify": True, "region": "us-east-1"},
+    "allowed_image_repositories": [],
 }
+
+
+def oscar_config(**settings: Any) -> dict[str, Any]:
+    """GOOD_CONFIG with some server settings changed (None: the setting is left out, as omitempty does)."""
+    inner = {**GOOD_CONFIG["config"], **settings}
+    return {**GOOD_CONFIG, "config": {k: v for k, v in inner.items() if v is not None}}
+
+
+def flat_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The same answer in the flat shape of OSCAR releases before ConfigForUser (settings at the top level)."""
+    return {**config["config"], **{k: v for k, v in config.items() if k != "config"}}
 
 
 @contextlib.contextmanager

@@ -6,8 +6,11 @@ and, when the VM has one, a private key file (0600, kept under ``<home>/keys/<cl
 public address is reached through the front-end as an SSH jump host (``ProxyCommand ssh -W``).
 
 Host keys are checked explicitly: every SSH connection, ours (paramiko) and Ansible's (OpenSSH), uses the
-cluster's own known-hosts file ``<home>/known_hosts/<cluster>`` with ``StrictHostKeyChecking=yes``. Keys are
-recorded there on first contact by :mod:`provisioner.ansible.ssh`; a changed key is refused.
+cluster's own known-hosts file ``<home>/known_hosts/<cluster>``, trusting on first use: a host's key is recorded
+there on first contact -- by :mod:`provisioner.ansible.ssh` before our runs, or by OpenSSH itself
+(``StrictHostKeyChecking=accept-new``, OpenSSH >= 7.6) when a plain ``ansible-playbook`` reaches a host first --
+and a changed key is refused by both. The file's directory is created (0700) when an inventory is written.
+Ansible's jump through the front-end (``ProxyCommand ssh -W``, ``BatchMode=yes``) authenticates with a key only.
 
 The written ``hosts.yml`` never holds a secret. A login password (a VM that IM gives only a password for) and
 an edge host's ``ansible_become_password`` go to ``host_vars/<host>.yml`` next to the inventory, written 0600.
@@ -21,6 +24,8 @@ replacement.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shlex
 from collections.abc import Iterable, Mapping
@@ -205,13 +210,18 @@ def _id_key(vm_id: str) -> tuple[int, str]:
 # --- writing ----------------------------------------------------------------------------------------------------------
 
 
+# OpenSSH's trust on first use, the rule of our paramiko pins: an unknown key is recorded in the cluster's file,
+# a changed one refused (OpenSSH >= 7.6).
+HOST_KEY_CHECKING = "StrictHostKeyChecking=accept-new"
+
+
 def ssh_args(inv: Inventory, host: Host, known_hosts: Path) -> str:
     """``ansible_ssh_common_args`` for ``host``: the pinned known-hosts file, and the jump host if any."""
     args = [
         "-o",
         f"UserKnownHostsFile={known_hosts}",
         "-o",
-        "StrictHostKeyChecking=yes",
+        HOST_KEY_CHECKING,
         "-o",
         "IdentitiesOnly=yes" if host.key_file else "PubkeyAuthentication=yes",
     ]
@@ -224,7 +234,7 @@ def ssh_args(inv: Inventory, host: Host, known_hosts: Path) -> str:
             "-o",
             f"UserKnownHostsFile={known_hosts}",
             "-o",
-            "StrictHostKeyChecking=yes",
+            HOST_KEY_CHECKING,
             "-o",
             "BatchMode=yes",
             f"{jump.user}@{jump.address}",
@@ -266,9 +276,15 @@ def to_document(inv: Inventory, known_hosts: Path) -> dict[str, Any]:
 
 
 def write(inv: Inventory, path: Path, known_hosts: Path) -> Path:
-    """Write ``hosts.yml`` (and 0600 ``host_vars/<host>.yml`` for hosts with a login or become password)."""
+    """Write ``hosts.yml`` (and 0600 ``host_vars/<host>.yml`` for hosts with a login or become password).
+
+    ``known_hosts`` is made ready for OpenSSH, which records a first-contact key there but creates neither a
+    missing directory nor a 0600 file: its directory is created 0700, and the file (when missing) empty and 0600,
+    so that keys OpenSSH appends are as private as the ones :mod:`provisioner.ansible.ssh` records.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _prepare_known_hosts(Path(known_hosts))
     text = "# Written by provision; regenerate with: provision cluster inventory " + inv.cluster + "\n"
     text += yaml.safe_dump(to_document(inv, known_hosts), sort_keys=False, default_flow_style=False)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -288,6 +304,12 @@ def write(inv: Inventory, path: Path, known_hosts: Path) -> Path:
         else:
             target.unlink(missing_ok=True)
     return path
+
+
+def _prepare_known_hosts(known_hosts: Path) -> None:
+    ensure_private_dir(known_hosts.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(known_hosts, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 # --- reading a user-written inventory (edge) --------------------------------------------------------------------------
@@ -340,11 +362,20 @@ def load_user_inventory(path: Path, cluster: str) -> Inventory:
             f"group front must have exactly one host (the K3s server), found {len(fronts)}",
             field="--inventory: front",
         )
+    by_name = {h.name: h for h in hosts}
     for host in hosts:
-        if host.jump is not None and (host.jump not in names or host.jump == host.name):
+        if host.jump is None:
+            continue
+        where = f"--inventory: {host.group}.hosts.{host.name}.provision_jump"
+        jump = by_name.get(host.jump)
+        if jump is None or jump is host:
+            raise InputError(f"provision_jump {host.jump!r} is not another host of this inventory", field=where)
+        if jump.jump is not None:
+            # ssh_args and ssh.session build one hop: a jump host must itself be reached directly.
             raise InputError(
-                f"provision_jump {host.jump!r} is not another host of this inventory",
-                field=f"--inventory: {host.group}.hosts.{host.name}",
+                f"{host.jump!r} must name a host reached directly: chains of jump hosts are not supported "
+                f"({host.jump!r} has provision_jump {jump.jump!r})",
+                field=where,
             )
     return Inventory(cluster, tuple(hosts))
 

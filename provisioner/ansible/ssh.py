@@ -3,13 +3,15 @@
 Host keys: the first time this tool reaches a node of a cluster, the node's key is recorded in the cluster's
 known-hosts file (``<home>/known_hosts/<cluster>``, OpenSSH format, 0600). From then on a different key for the
 same address is refused with :class:`HostKeyChanged` -- never silently accepted -- and Ansible (OpenSSH) is
-pointed at the same file with ``StrictHostKeyChecking=yes``. Workers without a public address are reached through
+pointed at the same file with ``StrictHostKeyChecking=accept-new`` (it records a key it meets first in that file
+itself, and refuses a changed one: the same rule). Workers without a public address are reached through
 the front-end (a ``direct-tcpip`` channel, as ``ssh -J`` does).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import socket
 import threading
@@ -40,6 +42,7 @@ class SSHResult:
     detail: str
     seconds: float = 0.0
     new_key: bool = False
+    key_changed: bool = False  # refused: the host's (or its jump host's) key is not the pinned one
 
 
 @dataclass(frozen=True)
@@ -169,8 +172,17 @@ def session(
             client.close()
 
 
-def check_host(inv: Inventory, host: Host, pins: HostKeyPins, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> SSHResult:
-    """Connect, authenticate and run ``true``. Never raises for an unreachable node; raises on a changed host key."""
+def check_host(
+    inv: Inventory,
+    host: Host,
+    pins: HostKeyPins,
+    timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    *,
+    report_key_changes: bool = False,
+) -> SSHResult:
+    """Connect, authenticate and run ``true``. Never raises for an unreachable node. A changed host key raises
+    :class:`HostKeyChanged`, or, with ``report_key_changes``, is a failed result (``key_changed``) whose detail
+    has the refusal and the ``ssh-keygen -R`` line (for a report that goes on with the other checks)."""
     import paramiko
 
     started = time.monotonic()
@@ -182,8 +194,11 @@ def check_host(inv: Inventory, host: Host, pins: HostKeyPins, timeout: float = D
             status = stdout.channel.recv_exit_status()
         detail = f"{where}: answers SSH" if status == 0 else f"{where}: logged in, but 'true' exited {status}"
         ok = status == 0
-    except HostKeyChanged:
-        raise
+    except HostKeyChanged as exc:
+        if not report_key_changes:
+            raise
+        detail = f"{where}: {exc.message}" + (f"; {exc.hint}" if exc.hint else "")
+        return SSHResult(host.name, host.endpoint, False, detail, time.monotonic() - started, key_changed=True)
     except paramiko.AuthenticationException as exc:
         ok, detail = False, f"{where}: authentication refused ({exc})"
     except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
@@ -204,9 +219,16 @@ def _describe(exc: BaseException) -> str:
 
 
 def check_all(
-    inv: Inventory, pins: HostKeyPins, timeout: float = DEFAULT_CONNECT_TIMEOUT, hosts: list[Host] | None = None
+    inv: Inventory,
+    pins: HostKeyPins,
+    timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    hosts: list[Host] | None = None,
+    *,
+    report_key_changes: bool = False,
 ) -> list[SSHResult]:
-    """Check every host (concurrently; the front-end first, so that its key is pinned before jumps use it)."""
+    """Check every host (concurrently; the front-end first, so that its key is pinned before jumps use it).
+
+    A changed host key raises :class:`HostKeyChanged` unless ``report_key_changes`` (see :func:`check_host`)."""
     targets = list(hosts if hosts is not None else inv.hosts)
     direct = [h for h in targets if not h.jump]
     jumped = [h for h in targets if h.jump]
@@ -215,7 +237,10 @@ def check_all(
         if not batch:
             continue
         with ThreadPoolExecutor(max_workers=min(16, len(batch))) as pool:
-            for result in pool.map(lambda h: check_host(inv, h, pins, timeout), batch):
+            check = functools.partial(
+                check_host, inv, pins=pins, timeout=timeout, report_key_changes=report_key_changes
+            )
+            for result in pool.map(check, batch):
                 results[result.host] = result
     return [results[h.name] for h in targets]
 

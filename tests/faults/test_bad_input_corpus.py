@@ -164,6 +164,16 @@ CASES: list[Case] = [
     Case("edge-bad-user", ("edge", "create", "edge-bad", "--inventory", "{d}/inv-user.yaml"), "ansible_user"),
     Case("edge-bad-address", ("edge", "create", "edge-bad", "--inventory", "{d}/inv-address.yaml"), "ansible_host"),
     Case("edge-bad-jump", ("edge", "create", "edge-bad", "--inventory", "{d}/inv-jump.yaml"), "provision_jump"),
+    Case(
+        "edge-jump-self",
+        ("edge", "create", "edge-bad", "--inventory", "{d}/inv-jumpself.yaml"),
+        "wn.hosts.agent.provision_jump",
+    ),
+    Case(
+        "edge-jump-chain",
+        ("edge", "create", "edge-bad", "--inventory", "{d}/inv-jumpchain.yaml"),
+        "wn.hosts.agent2.provision_jump: 'agent1' must name a host reached directly",
+    ),
     Case("edge-key-missing", ("edge", "create", "edge-bad", "--inventory", "{d}/inv-key.yaml"), "private_key_file"),
     Case("edge-key-open", ("edge", "create", "edge-bad", "--inventory", "{d}/inv-keyopen.yaml"), "private_key_file"),
     Case("edge-host-in-both", ("edge", "create", "edge-bad", "--inventory", "{d}/inv-both.yaml"), "both groups"),
@@ -256,6 +266,9 @@ def write_corpus(d: Path, good_auth: Path) -> None:
     inv({"front": {"hosts": {"server": {"ansible_user": "Root User"}}}}, "inv-user.yaml")
     inv({"front": {"hosts": {"server": {"ansible_host": "bad host name!"}}}}, "inv-address.yaml")
     inv({**front, "wn": {"hosts": {"agent": {"provision_jump": "nosuch"}}}}, "inv-jump.yaml")
+    inv({**front, "wn": {"hosts": {"agent": {"provision_jump": "agent"}}}}, "inv-jumpself.yaml")
+    chain = {"agent1": {"provision_jump": "server"}, "agent2": {"provision_jump": "agent1"}}
+    inv({**front, "wn": {"hosts": chain}}, "inv-jumpchain.yaml")
     inv({"front": {"hosts": {"server": {"ansible_ssh_private_key_file": str(d / "nokey")}}}}, "inv-key.yaml")
     inv({"front": {"hosts": {"server": {"ansible_ssh_private_key_file": str(open_key)}}}}, "inv-keyopen.yaml")
     inv({**front, "wn": {"hosts": {"server": {}}}}, "inv-both.yaml")

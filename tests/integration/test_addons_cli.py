@@ -346,4 +346,110 @@ def test_partial_install_keeps_what_the_cluster_has(ssh_lab: SSHLab, edge_cli: C
         checked = edge_cli("cluster", "verify", name, "-o", "json", "--timeout", "5")
     checks = {c["name"]: c for c in json.loads(checked.stdout)["checks"]}
     assert checks["oscar config"]["status"] == "ok", checks
+    # One node for the inventory's three hosts: the two that never joined fail the check, though all are Ready.
+    assert checks["kubernetes nodes"] == {
+        "name": "kubernetes nodes",
+        "status": "failed",
+        "detail": "1 of 3 hosts are nodes (all Ready)",
+    }
+    assert checked.returncode == 1
     assert edge_cli("cluster", "destroy", name, "--yes").returncode == 0
+
+
+def test_edge_create_again_keeps_the_recorded_inputs(ssh_lab: SSHLab, edge_cli: CLI, tmp_path: Path) -> None:
+    inventory = edge_inventory(ssh_lab, tmp_path / "edge-hosts.yml")
+    name = "edge-again"
+    first = edge_cli("edge", "create", name, "--inventory", str(inventory), "--preflight", "--components", "registry",
+                     *EDGE_SETS)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    with Store.open(edge_cli.home) as store:
+        recorded = store.get_cluster(name)
+    assert recorded is not None and recorded.inputs["onedata_host"] == "oneprovider.example.org"
+    # Again, with one new value and none of the first run's: they are kept, not reset to the template's defaults.
+    again = edge_cli(
+        "edge", "create", name, "--inventory", str(inventory), "--preflight", "--set", "minio_buckets=inbox",
+        "-o", "json",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    with Store.open(edge_cli.home) as store:
+        rec = store.get_cluster(name)
+    assert rec is not None
+    assert rec.inputs == {**recorded.inputs, "minio_buckets": ["inbox"]}
+    # The default components follow the kept inputs: OneData and the registry are still asked for.
+    assert json.loads(again.stdout)["components"] == ["knative", "minio", "onedata", "oscar", "registry"]
+    assert edge_cli("cluster", "destroy", name, "--yes").returncode == 0
+
+
+def test_verify_reports_a_changed_host_key_and_goes_on(
+    ssh_lab: SSHLab, edge_cli: CLI, tmp_path: Path, kube: Path
+) -> None:
+    from provisioner import tosca
+    from provisioner.lifecycle import EDGE_IM_URL
+    from provisioner.state import inputs_hash, new_deployment_id
+    from tests.conftest import SESSION_PATH
+    from tests.sshd import SSHHost, free_port
+
+    # A front-end of its own (this test changes its identity), with the stand-in kubectl; the lab's wn1 as agent.
+    env = {"PATH": f"{ssh_lab.stub_bin}:{SESSION_PATH}", stubkube.STATE_ENV: str(kube)}
+    server = SSHHost("rebuilt", "127.0.0.9", free_port("127.0.0.9"), tmp_path / "rebuilt", ssh_lab.client_key, env=env)
+    server.start()
+    try:
+        common = {"ansible_user": server.user, "ansible_ssh_private_key_file": str(ssh_lab.client_key)}
+        doc = {
+            "all": {
+                "vars": common,
+                "children": {
+                    "front": {"hosts": {"edge-server": {"ansible_host": server.address, "ansible_port": server.port}}},
+                    "wn": {"hosts": {"edge-agent-1": {"ansible_host": ssh_lab.wn1.address}}},
+                },
+            }
+        }
+        inventory = tmp_path / "rebuilt-hosts.yml"
+        inventory.write_text(yaml.safe_dump(doc))
+        name = "edge-rekeyed"
+        # Recorded as an installed edge cluster (K3s cannot be installed here).
+        extra = {"kind": "edge", "inventory_source": str(inventory), "components": ["knative", "minio", "oscar"]}
+        with Store.open(edge_cli.home) as store:
+            store.upsert_cluster(
+                name,
+                im_url=EDGE_IM_URL,
+                template="k3s-edge",
+                site="edge",
+                inputs={},
+                deployment_id=new_deployment_id(),
+                inputs_hash=inputs_hash({}),
+                infra_id=None,
+                state="installed",
+                extra=extra,
+            )
+        tosca.SecretStore(edge_cli.home, name).update({"oscar_password": PLANTED})
+        stubkube.set_nodes(kube, [stubkube.node("edge-server"), stubkube.node("edge-agent-1")])
+        with fake_oscar(server.address, 30301, password=PLANTED):
+            first = edge_cli("cluster", "verify", name, "-o", "json", "--timeout", "5")
+            assert first.returncode == 0, first.stdout + first.stderr  # the keys are pinned now
+            known = edge_cli.home / "known_hosts" / name
+            pinned = known.read_text()
+            server.replace_host_key()
+            checked = edge_cli("cluster", "verify", name, "-o", "json", "--timeout", "5")
+        # A report, not an abort: that host's SSH check fails with the refusal and the line to run; the rest goes on.
+        assert checked.returncode == 1, checked.stderr
+        assert "Traceback" not in checked.stderr
+        checks = {c["name"]: c for c in json.loads(checked.stdout)["checks"]}
+        endpoint = f"[{server.address}]:{server.port}"
+        ssh_front = checks["ssh edge-server"]
+        assert ssh_front["status"] == "failed"
+        assert f"host key of {endpoint} (cluster {name}) changed" in ssh_front["detail"]
+        assert f"ssh-keygen -R '{endpoint}' -f {known}" in ssh_front["detail"]
+        assert checks["ssh edge-agent-1"]["status"] == "ok"
+        assert checks["kubernetes nodes"] == {
+            "name": "kubernetes nodes",
+            "status": "skipped",
+            "detail": "the front-end's host key changed: kubectl not run (see ssh edge-server)",
+        }
+        assert checks["oscar health"]["status"] == "ok" and checks["oscar config"]["status"] == "ok"
+        assert checks["ssh edge-server"]["detail"] in checked.stderr  # the error line names it
+        # Refused, never accepted: the old key is still the pinned one.
+        assert known.read_text() == pinned
+        assert PLANTED not in checked.stdout + checked.stderr
+    finally:
+        server.stop()

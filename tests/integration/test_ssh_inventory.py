@@ -7,10 +7,17 @@ only a jump through the front-end reaches it (tests/conftest.py) -- for paramiko
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import stat
+import subprocess
+import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+import paramiko
 import pytest
 import yaml
 
@@ -57,7 +64,9 @@ def test_generated_inventory_is_standard_and_holds_no_secret(ssh_lab: SSHLab, la
     assert "ProxyCommand" not in groups["wn"]["hosts"]["wn-1"]["ansible_ssh_common_args"]
     jumped = groups["wn"]["hosts"]["wn-2"]["ansible_ssh_common_args"]
     assert "ProxyCommand=" in jumped and f"@{ssh_lab.front.address}" in jumped
-    assert "StrictHostKeyChecking=yes" in jumped
+    # Trust on first use, as our pins: OpenSSH records an unknown key in the cluster's file, refuses a changed one
+    # -- for the host and for the jump's ProxyCommand alike.
+    assert jumped.count("StrictHostKeyChecking=accept-new") == 2 and "StrictHostKeyChecking=yes" not in jumped
     assert "PRIVATE KEY" not in path.read_text()
 
 
@@ -114,6 +123,11 @@ def test_changed_host_key_is_refused_by_paramiko_and_ansible(ssh_lab: SSHLab, tm
         with pytest.raises(HostKeyChanged) as err:
             ssh.check_all(inventory, pins)
         assert "changed" in str(err.value) and "ssh-keygen -R" in (err.value.hint or "")
+        # For a report (cluster verify): a failed result with the refusal and the ssh-keygen line, not an abort.
+        (reported,) = ssh.check_all(inventory, pins, report_key_changes=True)
+        assert not reported.ok and reported.key_changed
+        assert f"host key of {inventory.front.endpoint} (cluster moving) changed" in reported.detail
+        assert f"ssh-keygen -R '{inventory.front.endpoint}' -f {pins.path}" in reported.detail
         # OpenSSH (Ansible) is pointed at the same pins and refuses too.
         path = inv_mod.write(inventory, tmp_path / "inv" / "hosts.yml", pins.path)
         result = runner.run_playbook(
@@ -129,6 +143,71 @@ def test_changed_host_key_is_refused_by_paramiko_and_ansible(ssh_lab: SSHLab, tm
         assert "host key" in result.failures[0].message.lower()
     finally:
         host.stop()
+
+
+def test_plain_ansible_playbook_records_first_contact_keys(ssh_lab: SSHLab, tmp_path: Path) -> None:
+    """`provision cluster inventory` then plain ansible-playbook on a fresh cluster: no key of it is known yet.
+
+    OpenSSH (accept-new) records each key it meets first in the cluster's known_hosts file -- wn-2's through the
+    jump's ProxyCommand too -- and paramiko then finds them pinned in the same file."""
+    home = tmp_path / "home"
+    inventory = inv_mod.with_pinned(inv_mod.from_vms("fresh", vms_for(ssh_lab), home), python="/usr/bin/python3")
+    known = inv_mod.known_hosts_path(home, "fresh")
+    assert not known.parent.exists()
+    path = inv_mod.write(inventory, tmp_path / "inventories" / "fresh" / "hosts.yml", known)
+    # Ready for OpenSSH, which creates neither the directory nor a private file: 0700, and an empty 0600 file.
+    assert stat.S_IMODE(known.parent.stat().st_mode) == 0o700
+    assert known.read_text() == "" and stat.S_IMODE(known.stat().st_mode) == 0o600
+    book = tmp_path / "hello.yml"
+    book.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Hello",
+                    "hosts": "all",
+                    "gather_facts": False,
+                    "tasks": [
+                        {"name": "Ping", "ansible.builtin.ping": {}},
+                        {"name": "Say hello", "ansible.builtin.command": "echo hello", "changed_when": False},
+                    ],
+                }
+            ]
+        )
+    )
+    # Plain: the venv's ansible-playbook, no ansible-runner, no ANSIBLE_* settings, an empty HOME (no
+    # ~/.ssh/known_hosts or config to lean on; short, for the control sockets' paths).
+    user_home = Path(tempfile.mkdtemp(prefix="pv-h-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env["HOME"] = str(user_home)
+    before = ssh_lab.front.log.read_text(errors="replace")
+    try:
+        run = subprocess.run(
+            [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(path), str(book)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(user_home, ignore_errors=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    for host in ("fe", "wn-1", "wn-2"):
+        assert re.search(rf"^{host}\s+: ok=2 .*unreachable=0 +failed=0", run.stdout, re.MULTILINE), run.stdout
+    # wn-2 was reached through the front-end (its sshd logs the forwarded connection): the jump's ProxyCommand.
+    assert f"{ssh_lab.wn2.address} port 22" in ssh_lab.front.log.read_text(errors="replace")[len(before) :]
+    # Every host's own key is now recorded in the cluster's file (OpenSSH may hash the names: looked up, not grepped).
+    recorded = paramiko.HostKeys(str(known))
+    for lab_host, name in ((ssh_lab.front, "fe"), (ssh_lab.wn1, "wn-1"), (ssh_lab.wn2, "wn-2")):
+        entry = recorded.lookup(inventory.host(name).endpoint)
+        assert entry is not None, f"no key recorded for {name}"
+        key_type, key_b64 = Path(f"{lab_host.host_key}.pub").read_text().split()[:2]
+        assert entry[key_type].get_base64() == key_b64
+    assert stat.S_IMODE(known.stat().st_mode) == 0o600
+    # Our paramiko checks pin against the same file: every key is known, nothing new recorded.
+    again = ssh.check_all(inventory, ssh.HostKeyPins(home, "fresh"))
+    assert [r.ok for r in again] == [True, True, True] and not any(r.new_key for r in again)
 
 
 def test_wait_ready_times_out_naming_the_silent_node(ssh_lab: SSHLab, tmp_path: Path) -> None:

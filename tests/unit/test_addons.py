@@ -15,7 +15,7 @@ import yaml
 from provisioner import addons
 from provisioner.ansible import inventory as inv
 from provisioner.errors import InputError
-from tests.fakeoscar import GOOD_CONFIG, fake_oscar
+from tests.fakeoscar import GOOD_CONFIG, fake_oscar, flat_config, oscar_config
 from tests.sshd import free_port
 
 
@@ -145,6 +145,17 @@ def test_partial_installs_add_components_and_keep_traefik_off() -> None:
     assert again["oscar_wiring"] == {"serverless_backend": "", "yunikorn_enable": False}
 
 
+def test_edge_inputs_merge_given_over_recorded() -> None:
+    recorded = {"onedata_host": "op.example.org", "registry_server": "r.example.org", "wn_num": 3, "gone_input": "x"}
+    # Nothing given: what was recorded (a name the template no longer has is dropped).
+    kept = {"onedata_host": "op.example.org", "registry_server": "r.example.org", "wn_num": 3}
+    assert addons.edge_inputs(recorded, {}) == kept
+    # Given values win, others are kept; an empty value given clears one.
+    merged = addons.edge_inputs(recorded, {"registry_server": "", "minio_buckets": "inbox"})
+    assert merged == {"onedata_host": "op.example.org", "registry_server": "", "wn_num": 3, "minio_buckets": "inbox"}
+    assert addons.edge_inputs({}, {"knative": "false"}) == {"knative": "false"}
+
+
 def node(name: str, status: str, reason: str | None = None) -> dict[str, object]:
     cond: dict[str, object] = {"type": "Ready", "status": status}
     if reason:
@@ -160,10 +171,24 @@ def test_nodes_ready() -> None:
     assert addons.nodes_ready({"items": [{"metadata": {"name": "x"}, "status": {}}]})[0] is False
 
 
+def test_nodes_ready_counts_the_inventory_hosts() -> None:
+    two = {"items": [node("fe", "True"), node("wn-1", "True")]}
+    # 3 hosts in the inventory, 2 registered: the one that never joined is a failure, all Ready or not.
+    assert addons.nodes_ready(two, hosts=3) == (False, "2 of 3 hosts are nodes (all Ready)")
+    assert addons.nodes_ready(two, hosts=2) == (True, "2/2 nodes Ready")
+    sick = {"items": [node("fe", "True"), node("wn-1", "False", "KubeletNotReady")]}
+    assert addons.nodes_ready(sick, hosts=3) == (
+        False,
+        "1/2 Ready; not ready: wn-1 (KubeletNotReady); only 2 of 3 hosts are nodes",
+    )
+    assert addons.nodes_ready({"items": []}, hosts=3) == (False, "no nodes registered (the inventory has 3 hosts)")
+
+
 def test_oscar_config_problems() -> None:
+    # OSCAR's answer (types.ConfigForUser): the settings under "config", minio_provider beside it.
     assert addons.oscar_config_problems(GOOD_CONFIG, ["knative", "minio", "oscar"]) == []
     problems = addons.oscar_config_problems(
-        {**GOOD_CONFIG, "serverless_backend": "", "minio_provider": {}}, ["knative", "yunikorn", "minio", "oscar"]
+        {**oscar_config(serverless_backend=None), "minio_provider": {}}, ["knative", "yunikorn", "minio", "oscar"]
     )
     assert problems == [
         "serverless_backend is 'empty', expected 'knative'",
@@ -172,15 +197,32 @@ def test_oscar_config_problems() -> None:
     ]
 
 
+def test_oscar_config_is_read_from_the_config_object() -> None:
+    # The settings are under "config": top-level keys of the same names are not OSCAR's settings.
+    decoy = {**oscar_config(serverless_backend=None, yunikorn_enable=True), "serverless_backend": "knative"}
+    assert addons.oscar_config_problems(decoy, ["knative", "minio", "oscar"]) == [
+        "serverless_backend is 'empty', expected 'knative'",
+        "yunikorn_enable is true, expected false",
+    ]
+    assert addons.oscar_settings(GOOD_CONFIG)["serverless_backend"] == "knative"
+    # Old OSCAR releases answered flat: read when there is no "config" object.
+    flat = flat_config(GOOD_CONFIG)
+    assert "config" not in flat and flat["serverless_backend"] == "knative"
+    assert addons.oscar_config_problems(flat, ["knative", "minio", "oscar"]) == []
+    assert addons.oscar_config_problems(flat_config(oscar_config(yunikorn_enable=True)), ["knative", "minio"]) == [
+        "yunikorn_enable is true, expected false"
+    ]
+
+
 def test_oscar_config_wiring_is_checked_both_ways() -> None:
     # Knative not asked for: OSCAR must not use it.
     no_knative = addons.oscar_config_problems(GOOD_CONFIG, ["minio", "oscar"])
     assert no_knative == ["serverless_backend is 'knative', expected empty (Knative was not asked for)"]
-    assert addons.oscar_config_problems({**GOOD_CONFIG, "serverless_backend": ""}, ["minio", "oscar"]) == []
-    config = {k: v for k, v in GOOD_CONFIG.items() if k != "serverless_backend"}  # absent counts as empty
-    assert addons.oscar_config_problems(config, ["minio", "oscar"]) == []
+    assert addons.oscar_config_problems(oscar_config(serverless_backend=""), ["minio", "oscar"]) == []
+    # Absent (OSCAR omits an empty serverless_backend) counts as empty.
+    assert addons.oscar_config_problems(oscar_config(serverless_backend=None), ["minio", "oscar"]) == []
     # YuniKorn on when OSCAR was not told to use it.
-    assert addons.oscar_config_problems({**GOOD_CONFIG, "yunikorn_enable": True}, ["knative", "minio", "oscar"]) == [
+    assert addons.oscar_config_problems(oscar_config(yunikorn_enable=True), ["knative", "minio", "oscar"]) == [
         "yunikorn_enable is true, expected false"
     ]
     # MinIO: the in-cluster Service of our minio role, nothing else (a trailing slash is the same URL).
@@ -222,6 +264,26 @@ def test_check_oscar_reports_each_check(fake_oscar_url: str) -> None:
     assert wrong[1].status == "failed" and "yunikorn_enable is false" in wrong[1].detail
     nopass = addons.check_oscar(fake, password=None, components=["oscar"], verify=True, timeout=5)
     assert nopass[1].status == "skipped"
+
+
+def test_check_oscar_reads_the_wrapped_answer_over_http() -> None:
+    # A YuniKorn cluster: OSCAR says so under "config" only.
+    with fake_oscar(config=oscar_config(yunikorn_enable=True)) as url:
+        checks = addons.check_oscar(
+            url, password="p" * 10, components=["knative", "yunikorn", "minio", "oscar"], verify=True, timeout=5
+        )
+        assert checks[1] == addons.Check(
+            "oscar config",
+            "ok",
+            "wired as asked: serverless backend knative, yunikorn on, minio http://minio.minio:9000",
+        )
+        wrong = addons.check_oscar(url, password="p" * 10, components=["knative", "oscar"], verify=True, timeout=5)
+        assert wrong[1].detail == "yunikorn_enable is true, expected false"
+    with fake_oscar(config=flat_config(GOOD_CONFIG)) as url:  # an old OSCAR's flat answer
+        flat = addons.check_oscar(
+            url, password="p" * 10, components=["knative", "minio", "oscar"], verify=True, timeout=5
+        )
+        assert flat[1].status == "ok", flat
 
 
 def test_check_oscar_unreachable() -> None:
@@ -293,8 +355,26 @@ def test_user_inventory_both_shapes(tmp_path: Path) -> None:
         ({"front": {"hosts": {"a": {"ansible_host": "a b"}}}}, "ansible_host: must be a host name"),
         ({"front": {"hosts": {"a": {"ansible_ssh_private_key_file": "/nonexistent/k"}}}}, "no such file"),
         ({"front": {"hosts": {"a": {}}}, "wn": {"hosts": {"a": {}}}}, "host 'a' is in both groups"),
-        ({"front": {"hosts": {"a": {"provision_jump": "zz"}}}}, "provision_jump 'zz' is not another host"),
-        ({"front": {"hosts": {"a": {"provision_jump": "a"}}}}, "provision_jump 'a' is not another host"),
+        (
+            {"front": {"hosts": {"a": {"provision_jump": "zz"}}}},
+            "front.hosts.a.provision_jump: provision_jump 'zz' is not another host",
+        ),
+        (
+            {"front": {"hosts": {"a": {"provision_jump": "a"}}}},
+            "front.hosts.a.provision_jump: provision_jump 'a' is not another host",
+        ),
+        (
+            {
+                "front": {"hosts": {"a": {}}},
+                "wn": {"hosts": {"b": {"provision_jump": "a"}, "c": {"provision_jump": "b"}}},
+            },
+            "--inventory: wn.hosts.c.provision_jump: 'b' must name a host reached directly: chains of jump hosts are "
+            "not supported ('b' has provision_jump 'a')",
+        ),
+        (
+            {"front": {"hosts": {"a": {"provision_jump": "b"}}}, "wn": {"hosts": {"b": {"provision_jump": "a"}}}},
+            "front.hosts.a.provision_jump: 'b' must name a host reached directly: chains of jump hosts",
+        ),
         ({"front": {"hosts": "a"}}, "front.hosts: must be a mapping"),
         ({"all": "x"}, "all: must be a mapping"),
         ({"front": {"hosts": {"-bad": {}}}}, "a host name must be"),
@@ -350,7 +430,7 @@ def test_edge_inventory_keeps_become_and_ssh_args(tmp_path: Path) -> None:
     assert front["ansible_become_method"] == "sudo" and front["ansible_ssh_extra_args"] == "-o ConnectionAttempts=3"
     # Ours first (OpenSSH keeps an option's first value), then the user's own.
     args = front["ansible_ssh_common_args"]
-    assert args.index("StrictHostKeyChecking=yes") < args.index("ServerAliveInterval=15")
+    assert args.index("StrictHostKeyChecking=accept-new") < args.index("ServerAliveInterval=15")
     assert args.endswith("-o ServerAliveInterval=15 -o Ciphers=aes256-gcm@openssh.com")
     for host, expected in (
         ("pi0", {"ansible_become_password": "Become-Pw-1d4e"}),
