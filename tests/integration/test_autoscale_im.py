@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from provisioner.autoscale.job import AutoscaleJob, policy_path
-from provisioner.autoscale.signals import Reading, SourceContext, kube_cache_path
+from provisioner.autoscale.signals import kube_cache_path
 from provisioner.im import IMClient
 from provisioner.lifecycle import Lifecycle
 from provisioner.settings import ENV_LOCK_TIMEOUT, Settings
@@ -23,18 +23,18 @@ from provisioner.state import Store
 from provisioner.state.locks import cluster_lock, cluster_lock_path
 from tests.clihelper import CLI
 from tests.conftest import RunningIM
+from tests.fakesources import FakeKube
 
 pytestmark = pytest.mark.im
+
+
+BOUNDS = {"version": 1, "min_workers": 1, "max_workers": 5, "cooldown": "10m", "max_step": 3}
 
 
 def policy(path: Path, **entry: object) -> Path:
     """A schedule-only policy whose one entry fires every minute (so it is in effect now, on the real clock)."""
     doc = {
-        "version": 1,
-        "min_workers": 1,
-        "max_workers": 5,
-        "cooldown": "10m",
-        "max_step": 3,
+        **BOUNDS,
         "schedules": [{"name": entry.pop("name"), "cron": "* * * * *", "timezone": "Europe/Madrid", **entry}],
     }
     path.write_text(yaml.safe_dump(doc))
@@ -105,22 +105,6 @@ def test_scheduled_ticks_raise_then_lower_and_explain_says_why(
     assert cli.json("autoscale", "explain", "elastic", "--last", "10")  # the decision log stays
 
 
-class IdleWorkers:
-    """A Kubernetes source (our ``SignalSource`` interface; no API server can run here): no pending pods, and the
-    workers named in ``idle`` run nothing of their own, carried over like the real source carries them."""
-
-    name = "kubernetes"
-
-    def __init__(self) -> None:
-        self.idle: set[str] = set()
-
-    def read(self, ctx: SourceContext) -> Reading:
-        since = {
-            str(w.id): ctx.idle_since.get(str(w.id), ctx.now.isoformat()) for w in ctx.workers if w.id in self.idle
-        }
-        return Reading(pending_pods=0, oscar_job_pods=0, idle_since=since)
-
-
 def test_one_policy_over_a_day_raises_at_the_schedule_then_removes_the_idle_worker_it_names(
     cluster: tuple[CLI, str], local_im: RunningIM, tmp_path: Path
 ) -> None:
@@ -130,11 +114,7 @@ def test_one_policy_over_a_day_raises_at_the_schedule_then_removes_the_idle_work
     cli, infra_id = cluster
     client = local_im.client()
     doc = {
-        "version": 1,
-        "min_workers": 1,
-        "max_workers": 5,
-        "cooldown": "10m",
-        "max_step": 3,
+        **BOUNDS,
         "schedules": [
             {"name": "office-hours", "cron": "0 8 * * MON-FRI", "timezone": "Europe/Madrid", "min": 3},
             {"name": "evening", "cron": "0 18 * * MON-FRI", "timezone": "Europe/Madrid", "min": 1},
@@ -145,7 +125,7 @@ def test_one_policy_over_a_day_raises_at_the_schedule_then_removes_the_idle_work
     assert cli("autoscale", "enable", "elastic", "--policy", str(tmp_path / "day.yaml")).returncode == 0
     madrid = ZoneInfo("Europe/Madrid")
     clock = {"now": datetime(2030, 3, 4, 8, 5, tzinfo=madrid)}  # a Monday, office hours
-    kube = IdleWorkers()
+    kube = FakeKube()  # no pending pods; the workers in kube.idle run nothing
     lc = Lifecycle(Settings(home=cli.home), client_factory=lambda _: local_im.client(), default_im_url=local_im.url)
     job = AutoscaleJob(lc, sources={"kubernetes": kube}, now=lambda: clock["now"])
     try:

@@ -17,13 +17,14 @@ import yaml
 
 from provisioner.autoscale import job as job_mod
 from provisioner.autoscale.job import AutoscaleJob, TickOutcome
-from provisioner.autoscale.signals import Reading, SourceContext, SourceError, kube_cache_path
+from provisioner.autoscale.signals import SourceError, kube_cache_path
 from provisioner.errors import InputError, LockBusy
 from provisioner.im.models import VMInfo
 from provisioner.lifecycle import Lifecycle
 from provisioner.settings import Settings
 from provisioner.state import Phase, Store
 from provisioner.state.locks import cluster_lock
+from tests.fakesources import FakeKube
 
 
 def vm(vm_id: str, role: str = "wn") -> VMInfo:
@@ -81,26 +82,6 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.moment += timedelta(**delta)
-
-
-class FakeKube:
-    """A Kubernetes source (our ``SignalSource``): the workers it finds idle, carried like the real one carries them,
-    or an exception to raise, tick by tick."""
-
-    name = "kubernetes"
-
-    def __init__(self) -> None:
-        self.idle: set[str] = set()
-        self.pending = 0
-        self.fail: BaseException | None = None
-        self.contexts: list[SourceContext] = []
-
-    def read(self, ctx: SourceContext) -> Reading:
-        self.contexts.append(ctx)
-        if self.fail is not None:
-            raise self.fail
-        idle = {str(w.id): ctx.idle_since.get(str(w.id), ctx.now.isoformat()) for w in ctx.workers if w.id in self.idle}
-        return Reading(pending_pods=self.pending, oscar_job_pods=0, idle_since=idle)
 
 
 @pytest.fixture
