@@ -8,10 +8,20 @@ cd "$(dirname "$0")/.."
 provision() { .venv/bin/provision "$@"; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
-export PROVISION_HOME="${PROVISION_HOME:-$(mktemp -d -t provision-demo.XXXXXX)}"
+made_home=
+if [[ -z "${PROVISION_HOME:-}" ]]; then
+  PROVISION_HOME="$(mktemp -d -t provision-demo.XXXXXX)"
+  made_home=$PROVISION_HOME
+fi
+export PROVISION_HOME
 export PROVISION_CONFIG="${PROVISION_CONFIG:-$PROVISION_HOME/config.yaml}"
 touch "$PROVISION_CONFIG"
-trap 'provision local-im stop || true' EXIT
+# Stop the local IM, and remove the throwaway state directory if this script made it.
+cleanup() {
+  provision local-im stop || true
+  if [[ -n "$made_home" ]]; then rm -rf -- "$made_home"; fi
+}
+trap cleanup EXIT
 
 step "start a local IM on 127.0.0.1 (state in $PROVISION_HOME)"
 provision local-im start --fresh
@@ -36,7 +46,7 @@ provision cluster scale demo --workers 1 --remove 2
 step "the Ansible inventory the add-on playbooks use (workers reached through the front-end)"
 provision cluster inventory demo --path "$PROVISION_HOME/inventories/demo/hosts.yml"
 
-step "autoscale: a policy with an office-hours floor of 3 workers; one tick scales up, and says why"
+step "autoscale: a policy whose schedule (active at every minute) sets a floor of 3 workers; one tick scales up, and says why"
 cat > "$PROVISION_HOME/policy.yaml" <<'POLICY'
 version: 1
 min_workers: 1
@@ -44,7 +54,7 @@ max_workers: 5
 cooldown: 5m
 max_step: 3
 schedules:
-  - name: always-busy
+  - name: every-minute-floor
     cron: "* * * * *"
     timezone: Europe/Madrid
     min: 3
