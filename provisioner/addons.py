@@ -28,7 +28,7 @@ EDGE_TEMPLATE = "k3s-edge"
 EDGE_SITE = "edge"
 KUBECONFIG_KUBEADM = "/etc/kubernetes/admin.conf"
 KUBECONFIG_K3S = "/etc/rancher/k3s/k3s.yaml"
-DEFAULT_INVENTORY_DIR = Path("inventories")
+INVENTORY_DIR = "inventories"  # under the state directory (PROVISION_HOME): home/inventories/NAME/hosts.yml
 # Where our roles put things that verify checks (playbooks/roles/*/defaults/main.yml; a test keeps them in step).
 OSCAR_NODE_PORT = 30301  # oscar_node_port
 MINIO_IN_CLUSTER_ENDPOINT = "http://minio.minio:9000"  # oscar_minio_endpoint: Service minio in namespace minio
@@ -359,7 +359,7 @@ class Stack:
 
     def write_inventory(self, name: str, path: Path | None = None) -> tuple[inv.Inventory, Path]:
         inventory = self.build_inventory(name)
-        target = Path(path) if path is not None else DEFAULT_INVENTORY_DIR / name / "hosts.yml"
+        target = Path(path) if path is not None else self.home / INVENTORY_DIR / name / "hosts.yml"
         written = inv.write(inventory, target, inv.known_hosts_path(self.home, name))
         return inventory, written.resolve()
 

@@ -6,6 +6,7 @@ Every environment variable the tool reads is named in this module and nowhere el
 from __future__ import annotations
 
 import difflib
+import importlib.resources
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +15,20 @@ from typing import Any
 
 from provisioner.errors import ConfigError
 from provisioner.yamlfile import read_yaml_mapping
+
+
+def data_path(*parts: str) -> Path:
+    """A file or directory the package ships (``provisioner/data/...``: templates, playbooks, runbooks).
+
+    Found through ``importlib.resources``, so it works from a wheel installed by pip or pipx as from a checkout.
+    The data must be on a real file system (Ansible and tosca-parser read paths): a zipped install is refused.
+    """
+    root = importlib.resources.files("provisioner") / "data"
+    found = root.joinpath(*parts)
+    if not isinstance(found, Path):  # a zip import: nothing here supports it
+        raise RuntimeError(f"provisioner's data is not on a file system ({found}); install it unzipped")
+    return found
+
 
 ENV_HOME = "PROVISION_HOME"
 ENV_CONFIG = "PROVISION_CONFIG"

@@ -48,9 +48,12 @@ __all__ = [
     "classify_text",
     "evidence_line",
     "failed_task",
+    "runbook_file",
+    "see_runbook",
 ]
 
-RUNBOOK_DIR = "docs/runbooks"
+#: Where the runbooks are in the repository (they ship in the package too: ``provision runbook NAME`` prints one).
+RUNBOOK_DIR = "provisioner/data/runbooks"
 
 
 class Cause(StrEnum):
@@ -63,15 +66,15 @@ class Cause(StrEnum):
     IM_UNREACHABLE = "im-unreachable"
 
 
-# Where an on-call person goes next, per cause (files under docs/runbooks/).
+# Where an on-call person goes next, per cause (runbook names: ``provision runbook NAME``, RUNBOOK_DIR/NAME.md).
 RUNBOOKS: dict[Cause, str] = {
-    Cause.QUOTA: "cloud-refused.md",
-    Cause.IMAGE_NOT_FOUND: "cloud-refused.md",
-    Cause.SSH_UNREACHABLE: "stuck-or-unconfigured.md",
-    Cause.ANSIBLE_TASK_FAILED: "stuck-or-unconfigured.md",
-    Cause.TIMEOUT: "stuck-or-unconfigured.md",
-    Cause.AUTH: "token-expired.md",
-    Cause.IM_UNREACHABLE: "im-down.md",
+    Cause.QUOTA: "cloud-refused",
+    Cause.IMAGE_NOT_FOUND: "cloud-refused",
+    Cause.SSH_UNREACHABLE: "stuck-or-unconfigured",
+    Cause.ANSIBLE_TASK_FAILED: "stuck-or-unconfigured",
+    Cause.TIMEOUT: "stuck-or-unconfigured",
+    Cause.AUTH: "token-expired",
+    Cause.IM_UNREACHABLE: "im-down",
 }
 
 SUMMARIES: dict[Cause, str] = {
@@ -92,7 +95,13 @@ class Triage:
 
     @property
     def runbook(self) -> str:
-        return f"{RUNBOOK_DIR}/{RUNBOOKS[self.cause]}"
+        """The runbook's name (``provision runbook NAME`` prints it)."""
+        return RUNBOOKS[self.cause]
+
+    @property
+    def see(self) -> str:
+        """The line that sends a person to the runbook."""
+        return see_runbook(self.runbook)
 
     @property
     def short(self) -> str:
@@ -106,7 +115,17 @@ class Triage:
 
     def as_dict(self) -> dict[str, str]:
         return {"cause": self.cause.value, "summary": SUMMARIES[self.cause], "evidence": self.evidence,
-                "runbook": self.runbook}  # fmt: skip
+                "runbook": self.runbook, "runbook_file": runbook_file(self.runbook)}  # fmt: skip
+
+
+def runbook_file(name: str) -> str:
+    """Where runbook ``name`` is in the repository."""
+    return f"{RUNBOOK_DIR}/{name}.md"
+
+
+def see_runbook(name: str) -> str:
+    """``see provision runbook NAME (provisioner/data/runbooks/NAME.md)``: one a user can run, one for readers."""
+    return f"see provision runbook {name} ({runbook_file(name)})"
 
 
 def _rx(*patterns: str) -> re.Pattern[str]:

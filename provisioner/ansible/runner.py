@@ -29,6 +29,7 @@ import yaml
 
 from provisioner.credentials import register_secret, write_secret_file
 from provisioner.errors import OperationFailed, PlaybookFailed
+from provisioner.settings import data_path
 from provisioner.state.locks import ensure_private_dir
 
 KEEP_RUNS = 20
@@ -36,8 +37,8 @@ FAILED_EVENTS = frozenset({"runner_on_failed", "runner_on_unreachable", "runner_
 
 
 def playbook_dir() -> Path:
-    """The project's ``playbooks/`` directory (read from the source tree, like the TOSCA templates)."""
-    return Path(__file__).resolve().parents[2] / "playbooks"
+    """The playbooks, roles and vars shipped in the package (``provisioner/data/playbooks/``)."""
+    return data_path("playbooks")
 
 
 @dataclass(frozen=True)

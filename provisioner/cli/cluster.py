@@ -23,6 +23,7 @@ from provisioner.cli.common import (
     message,
 )
 from provisioner.errors import InputError, OperationFailed
+from provisioner.triage import see_runbook
 
 if TYPE_CHECKING:
     from provisioner.addons import InstallReport, Stack, VerifyReport
@@ -121,7 +122,7 @@ def view_text(view: ClusterView) -> str:
         from provisioner.credentials import mask
 
         lines.append(f"  cause: {view.cause['cause']}: {view.cause['summary']} ({mask(view.cause['evidence'])})")
-        lines.append(f"  see {view.cause['runbook']}")
+        lines.append(f"  {see_runbook(view.cause['runbook'])}")
     return "\n".join(lines)
 
 
@@ -256,7 +257,7 @@ def logs(
     def text() -> str:
         head = f"failed: {mask(report.reason)}\n" if report.reason else ""
         if report.cause is not None:
-            head += f"cause: {mask(report.cause.line)}\nsee {report.cause.runbook}\n"
+            head += f"cause: {mask(report.cause.line)}\n{report.cause.see}\n"
         return head + str(data["log"])
 
     emit(data, output, text)
@@ -391,7 +392,9 @@ def sync(ctx: typer.Context, output: OutputFormat = OutputOption) -> None:
 def inventory(
     ctx: typer.Context,
     name: str,
-    path: Path | None = typer.Option(None, "--path", help="Where to write it (default: inventories/NAME/hosts.yml)."),
+    path: Path | None = typer.Option(
+        None, "--path", help="Where to write it (default: $PROVISION_HOME/inventories/NAME/hosts.yml)."
+    ),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Write the cluster's Ansible inventory (groups front and wn; keys 0600; workers jump through the front)."""

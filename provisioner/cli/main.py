@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from provisioner import __version__
-from provisioner.cli import autoscale, cluster, edge, infra, localim, template
+from provisioner.cli import autoscale, cluster, edge, infra, localim, runbook, template
 from provisioner.cli.common import AppState, message
 from provisioner.errors import EXIT_BAD_INPUT, EXIT_FAILED, ProvisionError
 
@@ -18,7 +18,7 @@ app = typer.Typer(
     help="Stand up and run elastic Kubernetes clusters with OSCAR through the Infrastructure Manager (IM).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(cluster.app, name="cluster")
@@ -27,6 +27,7 @@ app.add_typer(autoscale.app, name="autoscale")
 app.add_typer(template.app, name="template")
 app.add_typer(localim.app, name="local-im")
 app.add_typer(infra.app, name="infra")
+app.command("runbook")(runbook.runbook)
 
 
 def _version(value: bool) -> None:
@@ -94,7 +95,7 @@ def _show_error(exc: ProvisionError) -> None:
     if found is not None:
         # The evidence is left out when the error line above already says it.
         message(f"cause: {mask(found.short if found.evidence in str(exc) else found.line)}")
-        message(f"see {found.runbook}")
+        message(found.see)
 
 
 def _usage_error(exc: typer.TyperException) -> int:

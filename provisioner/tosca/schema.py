@@ -21,9 +21,10 @@ from typing import Any
 import yaml
 
 from provisioner.errors import InputError, ProvisionError
+from provisioner.settings import data_path
 
-#: The top-level ``tosca/`` directory of the project (templates, input schema, stub types).
-TOSCA_DIR = Path(__file__).resolve().parent.parent.parent / "tosca"
+#: The templates, input schema and stub types, shipped in the package (``provisioner/data/tosca/``).
+TOSCA_DIR = data_path("tosca")
 SCHEMA_FILE = "inputs.yaml"
 STUB_TYPES_FILE = "stub_types.yaml"
 _NOT_TEMPLATES = {SCHEMA_FILE, STUB_TYPES_FILE}

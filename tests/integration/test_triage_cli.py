@@ -1,7 +1,8 @@
 """Failure triage end to end: the real ``provision`` command against a real IM 2.0.0, all on loopback.
 
 What the user sees when a command fails for a classified reason: exit code, ``error:`` first, a ``cause: <class>:``
-line and the runbook to open (``see docs/runbooks/<file>.md``), no traceback; and for a cluster that ended failed,
+line and the runbook to open
+(``see provision runbook NAME (provisioner/data/runbooks/NAME.md)``), no traceback; and for a cluster that ended failed,
 the cause in ``cluster status`` and ``cluster logs`` JSON and in the journal. Bad input stays one line, untriaged.
 
 It reuses ``tests/integration/test_triage_im.py``'s IM (``triage_im``: a user DB, ``MAX_VM_FAILS=1``) and its stub
@@ -151,7 +152,7 @@ def lab(
 
 
 def assert_triaged(result: subprocess.CompletedProcess[str], code: int, cause: str, runbook: str) -> list[str]:
-    """Exit ``code``; ``error:`` first; ``cause: <cause>:`` and ``see docs/runbooks/<runbook>``; no traceback."""
+    """Exit ``code``; ``error:`` first; ``cause: <cause>:``, then ``see provision runbook <runbook> (...)``."""
     lines = result.stderr.splitlines()
     shown = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert result.returncode == code, shown
@@ -159,8 +160,9 @@ def assert_triaged(result: subprocess.CompletedProcess[str], code: int, cause: s
     assert lines and lines[0].startswith("error: "), shown
     causes = [line for line in lines if line.startswith("cause: ")]
     assert len(causes) == 1 and causes[0].startswith(f"cause: {cause}: "), shown
-    assert f"see docs/runbooks/{runbook}" in lines, shown
-    assert lines.index(causes[0]) + 1 == lines.index(f"see docs/runbooks/{runbook}"), shown
+    see = f"see provision runbook {runbook.removesuffix('.md')} (provisioner/data/runbooks/{runbook})"
+    assert see in lines, shown
+    assert lines.index(causes[0]) + 1 == lines.index(see), shown
     return lines
 
 
@@ -184,9 +186,10 @@ def test_quota_create_status_logs_journal_destroy(lab: Lab, k8s: StubK8s) -> Non
     assert isinstance(status, dict)
     assert status["state"] == "failed", status
     assert status["cause"]["cause"] == "quota", status
-    assert status["cause"]["runbook"] == "docs/runbooks/cloud-refused.md"
+    assert status["cause"]["runbook"] == "cloud-refused"
+    assert status["cause"]["runbook_file"] == "provisioner/data/runbooks/cloud-refused.md"
     assert "exceeded quota" in status["cause"]["evidence"]
-    assert set(status["cause"]) == {"cause", "summary", "evidence", "runbook"}
+    assert set(status["cause"]) == {"cause", "summary", "evidence", "runbook", "runbook_file"}
 
     with Store.open(lab.home) as store:
         ends = [e for e in store.journal("q1") if e.phase in (Phase.FAILED, Phase.UNCONFIGURED)]
@@ -197,11 +200,11 @@ def test_quota_create_status_logs_journal_destroy(lab: Lab, k8s: StubK8s) -> Non
     logs = cli.json("cluster", "logs", "q1")
     assert isinstance(logs, dict)
     assert logs["cause"]["cause"] == "quota", logs
-    assert logs["cause"]["runbook"] == "docs/runbooks/cloud-refused.md"
+    assert logs["cause"]["runbook"] == "cloud-refused"
 
     text = cli("cluster", "status", "q1")
     assert text.returncode == 0, text.stderr
-    assert "  cause: quota: " in text.stdout and "  see docs/runbooks/cloud-refused.md" in text.stdout, text.stdout
+    assert "  cause: quota: " in text.stdout and "  see provision runbook cloud-refused (" in text.stdout, text.stdout
 
     destroyed = cli("cluster", "destroy", "q1", "--yes")
     assert destroyed.returncode == 0, destroyed.stderr
@@ -267,6 +270,6 @@ def test_bad_input_is_not_triaged(lab: Lab) -> None:
     assert result.returncode == 2, shown
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), shown
-    assert "cause:" not in result.stderr and "docs/runbooks" not in result.stderr, shown
+    assert "cause:" not in result.stderr and "runbook" not in result.stderr, shown
     assert "Traceback" not in result.stderr
     assert "bad" not in json.dumps(lab.cli.json("cluster", "list"))

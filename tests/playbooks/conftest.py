@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-PLAYBOOKS = REPO / "playbooks"
+PLAYBOOKS = REPO / "provisioner" / "data" / "playbooks"
 ROLES = PLAYBOOKS / "roles"
 VERSIONS = PLAYBOOKS / "vars" / "versions.yml"
 BIN = Path(sys.executable).parent

@@ -1,5 +1,5 @@
-"""Doc-tests of the ops runbooks: every ``sh runnable`` block of ``docs/runbooks/*.md`` runs, in order, against
-the real local IM (and, for the edge route, the loopback sshd hosts), as an on-call person would type it.
+"""Doc-tests of the ops runbooks: every ``sh runnable`` block of ``provisioner/data/runbooks/*.md`` runs, in order,
+against the real local IM (and, for the edge route, the loopback sshd hosts), as an on-call person would type it.
 
 A runbook's blocks share one shell environment (``export`` carries over), one ``PROVISION_HOME`` and one working
 directory. ``stage=`` options put the situation the runbook is about in place first (IM stopped, a token expired,
@@ -25,7 +25,7 @@ from tests.runbooks.mdblocks import Block, runnable_blocks
 
 pytestmark = [pytest.mark.im, pytest.mark.slow]
 
-RUNBOOKS = sorted((REPO / "docs" / "runbooks").glob("*.md"))
+RUNBOOKS = sorted((REPO / "provisioner" / "data" / "runbooks").glob("*.md"))
 NOT_RUNBOOKS = {"README.md"}
 
 
@@ -172,7 +172,8 @@ def test_triage_points_only_at_runbooks_that_exist() -> None:
     from provisioner.triage import Cause, Triage
 
     for cause in Cause:
-        assert (REPO / Triage(cause, "x").runbook).is_file(), BY_CAUSE[cause]
+        page = REPO / "provisioner" / "data" / "runbooks" / f"{Triage(cause, 'x').runbook}.md"
+        assert page.is_file(), BY_CAUSE[cause]
 
 
 @pytest.mark.parametrize("runbook", [p for p in RUNBOOKS if p.name not in NOT_RUNBOOKS], ids=lambda p: p.stem)

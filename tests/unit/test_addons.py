@@ -238,7 +238,7 @@ def test_oscar_config_wiring_is_checked_both_ways() -> None:
 
 
 def test_verify_endpoints_match_the_roles() -> None:
-    roles = Path(__file__).resolve().parents[2] / "playbooks" / "roles"
+    roles = Path(__file__).resolve().parents[2] / "provisioner" / "data" / "playbooks" / "roles"
     oscar = yaml.safe_load((roles / "oscar" / "defaults" / "main.yml").read_text())
     minio = yaml.safe_load((roles / "minio" / "defaults" / "main.yml").read_text())
     assert oscar["oscar_node_port"] == addons.OSCAR_NODE_PORT

@@ -37,7 +37,8 @@ def test_real_im_message_is_classified(sample: Path) -> None:
     assert found is not None, data["text"]
     assert found.cause.value == data["expected"], found
     assert "\n" not in found.line and len(found.evidence) <= 220
-    assert found.runbook == f"docs/runbooks/{RUNBOOKS[found.cause]}"
+    assert found.runbook == RUNBOOKS[found.cause]
+    assert found.see == f"see provision runbook {found.runbook} (provisioner/data/runbooks/{found.runbook}.md)"
 
 
 def sample_text(name: str) -> str:
