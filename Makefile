@@ -4,6 +4,10 @@ VENV := .venv
 IM_VENV := .im-venv
 BIN := $(VENV)/bin
 NETNS := .ci/netns
+# What users get from `pipx install .`: the wheel, built and installed into a venv of its own (tests/integration/
+# test_wheel_install.py runs the tool from there, outside the repository).
+WHEEL_DIR := build/wheel
+WHEEL_VENV := build/wheel-venv
 PIP_QUIET := --quiet --disable-pip-version-check
 export PROVISION_IM_VENV := $(CURDIR)/$(IM_VENV)
 
@@ -23,11 +27,21 @@ $(IM_VENV)/.installed: provisioner/data/im-constraints.txt $(BIN)/.installed
 	$(BIN)/provision local-im install --venv $(IM_VENV)
 	touch $@
 
+# The wheel from the current sources (rebuilt when a packaged file changes), installed non-editable: dependencies
+# from the constraints first, then the wheel itself forced over any older build.
+$(WHEEL_VENV)/.installed: pyproject.toml constraints.txt $(shell git ls-files provisioner 2>/dev/null) $(BIN)/.installed
+	rm -rf $(WHEEL_DIR)
+	$(BIN)/pip wheel $(PIP_QUIET) --no-deps -w $(WHEEL_DIR) .
+	[ -x $(WHEEL_VENV)/bin/pip ] || $(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/pip install $(PIP_QUIET) -c constraints.txt $(WHEEL_DIR)/provisioner-*.whl
+	$(WHEEL_VENV)/bin/pip install $(PIP_QUIET) --no-deps --force-reinstall $(WHEEL_DIR)/provisioner-*.whl
+	touch $@
+
 # Debian packages the tests use (openssh-server for real sshd on loopback).
 system-deps:
 	.ci/system-deps
 
-setup: system-deps $(BIN)/.installed $(IM_VENV)/.installed
+setup: system-deps $(BIN)/.installed $(IM_VENV)/.installed $(WHEEL_VENV)/.installed
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check provisioner tests bench
