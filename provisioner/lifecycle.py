@@ -864,7 +864,10 @@ class Lifecycle:
         name = str(meta[META_CLUSTER])
         template = str(meta.get(META_TEMPLATE, "unknown"))
         site = str(meta.get(META_SITE, "unknown"))
-        public = self._public_inputs(client, infra_id, template)
+        public, secret = self._inputs_in_im(client, infra_id, template)
+        if secret:
+            # The values IM holds are the cluster's: later renders (scale) must send the same ones.
+            tosca.SecretStore(self.home, name).update(secret)
         recorded = meta.get(META_INPUTS_HASH)
         fingerprint = recorded if isinstance(recorded, str) and recorded else self._fingerprint(template, site, public)
         workers = public.get("wn_num")
@@ -896,18 +899,22 @@ class Lifecycle:
         return None
 
     @staticmethod
-    def _public_inputs(client: IMClient, infra_id: str, template: str) -> dict[str, Any]:
+    def _inputs_in_im(client: IMClient, infra_id: str, template: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """The infrastructure's inputs as IM holds them: (public ones, non-empty secret ones)."""
         try:
             doc = yaml.safe_load(client.tosca(infra_id))
             schema = tosca.load_schema(template)
         except (IMError, yaml.YAMLError, InputError):
-            return {}
+            return {}, {}
         inputs = (doc or {}).get("topology_template", {}).get("inputs", {}) or {}
-        return {
-            key: spec.get("default")
-            for key, spec in inputs.items()
-            if key in schema.inputs and not schema.inputs[key].secret and isinstance(spec, dict)
+        found = {
+            key: spec.get("default") for key, spec in inputs.items() if key in schema.inputs and isinstance(spec, dict)
         }
+        public = {key: value for key, value in found.items() if not schema.inputs[key].secret}
+        secret = {
+            key: value for key, value in found.items() if schema.inputs[key].secret and isinstance(value, str) and value
+        }
+        return public, secret
 
     def dry_run(self, name: str, *, template: str, site: str, inputs: Mapping[str, Any]) -> DryRunPlan:
         """What ``create`` would do, sending IM only a dry run: its refusals (with "dry run:"), or its plan."""
