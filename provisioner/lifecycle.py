@@ -50,6 +50,9 @@ FAILED_STATES = frozenset({"unconfigured", "failed"})
 GONE_VM_STATES = frozenset({"deleting"})
 META_CLUSTER = "provisioner_cluster"
 META_DEPLOYMENT = "provisioner_deployment_id"
+META_TEMPLATE = "provisioner_template"
+META_SITE = "provisioner_site"
+META_INPUTS_HASH = "provisioner_inputs_hash"  # create's fingerprint, so an adopted record resumes like the original
 EDGE_IM_URL = "edge:"  # the im_url of an edge (K3s, no IM) cluster in the registry
 CREDENTIAL_REFRESH_EVERY = 300.0  # seconds between re-runs of command(...) credentials during a wait
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
@@ -103,6 +106,7 @@ class DryRunPlan:
     site: str
     clouds: list[dict[str, Any]]
     tosca: str  # secrets masked
+    note: str | None = None  # what create would do with a cluster of that name already recorded
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,8 @@ class SyncReport:
     adopted: list[str]
     updated: list[str]
     forgotten: list[str]
+    not_visible: list[str] = field(default_factory=list)  # kept: IM would not show them to these credentials
+    moved: list[str] = field(default_factory=list)  # re-pointed to this endpoint, which holds their infrastructure
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------------
@@ -207,7 +213,7 @@ class Lifecycle:
             yield store
 
     def _lock(self, name: str, purpose: str) -> contextlib.AbstractContextManager[Path]:
-        return cluster_lock(self.home, name, self.settings.lock_timeout, purpose=purpose)
+        return cluster_lock(self.home, check_name(name), self.settings.lock_timeout, purpose=purpose)
 
     def _emit(self, name: str, phase: str, started: float, st: InfraState | None = None) -> None:
         if self._progress is not None:
@@ -248,6 +254,42 @@ class Lifecycle:
     def _fingerprint(template: str, site: str, public_inputs: Mapping[str, Any]) -> str:
         return inputs_hash({"template": template, "site": site, "inputs": dict(public_inputs)})
 
+    def _refuse_other_inputs(self, rec: Any, name: str, fingerprint: str, *, dry_run: bool = False) -> None:
+        if rec is not None and rec.inputs_hash != fingerprint:
+            raise InputError(
+                f"{'dry run: ' if dry_run else ''}cluster {name!r} already exists with other template, site or inputs",
+                field="NAME",
+                hint=f"change it with: provision cluster scale {name} --workers N, "
+                f"or remove it first: provision cluster destroy {name}",
+            )
+
+    def _refuse_changed_secrets(
+        self, name: str, template: str, raw: Mapping[str, Any], *, dry_run: bool = False
+    ) -> None:
+        """A secret given again with another value than the one this cluster was made with (which IM holds)."""
+        if template not in tosca.list_templates():
+            return  # refused by _prepare, with the known templates
+        store = tosca.SecretStore(self.home, name)
+        kept = store.load()
+        schema = tosca.load_schema(template)
+        for key in schema.secret_names:
+            if key not in raw or key not in kept:
+                continue
+            spec = schema.inputs[key]
+            try:
+                same = spec.parse(raw[key]) == spec.parse(kept[key])
+            except InputError:
+                continue  # a bad value given is refused by _prepare; a bad kept one is named there too
+            if same:
+                continue
+            raise InputError(
+                f"{key}: {'dry run: ' if dry_run else ''}cluster {name!r} was created with another value "
+                f"(kept in {store.path}, and held by IM); it is never overwritten",
+                field=key,
+                hint=f"to keep it, leave --set {key} out; to rotate it, the cluster must be made again: "
+                f"provision cluster destroy {name}, then create it with the new value",
+            )
+
     def _render_for(self, rec: Any, *, wn_count: int | None = None, removal: list[str] | None = None) -> str:
         site = tosca.resolve_site(rec.site, self.settings.sites)
         inputs = tosca.prepare_inputs(rec.template, rec.inputs, secrets_store=tosca.SecretStore(self.home, rec.name))
@@ -257,6 +299,7 @@ class Lifecycle:
             inputs,
             cluster_name=rec.name,
             deployment_id=rec.deployment_id,
+            inputs_hash=rec.inputs_hash,
             wn_count=wn_count,
             removal_list=removal,
         )
@@ -277,21 +320,27 @@ class Lifecycle:
         check_name(name)
         # Credentials first: a refused auth file must not leave generated secrets behind for a cluster never made.
         client = self.client()
+        self._refuse_changed_secrets(name, template, inputs)
+        # Secrets kept for this name with no record: the registry lost it (state.db gone): IM may hold it.
+        orphaned = tosca.SecretStore(self.home, name).path.exists()
         site_obj, resolved = self._prepare(name, template, site, inputs, keep_secrets=True)
         public = dict(resolved.public)
         fingerprint = self._fingerprint(template, site, public)
         with self._lock(name, "cluster create"), self._store() as store:
             rec = store.get_cluster(name)
-            if rec is not None and rec.inputs_hash != fingerprint:
-                raise InputError(
-                    f"cluster {name!r} already exists with other template, site or inputs",
-                    field="NAME",
-                    hint=f"change it with: provision cluster scale {name} --workers N, "
-                    f"or remove it first: provision cluster destroy {name}",
-                )
+            if rec is None and orphaned:
+                rec = self._adopt_by_name(store, client, name)
+            self._refuse_other_inputs(rec, name, fingerprint)
             if rec is None:
                 deployment_id = new_deployment_id()
-                doc = tosca.render(template, site_obj, resolved, cluster_name=name, deployment_id=deployment_id)
+                doc = tosca.render(
+                    template,
+                    site_obj,
+                    resolved,
+                    cluster_name=name,
+                    deployment_id=deployment_id,
+                    inputs_hash=fingerprint,
+                )
                 text = tosca.dump(doc)
                 rec = store.upsert_cluster(
                     name,
@@ -757,72 +806,143 @@ class Lifecycle:
         adopted: list[str] = []
         updated: list[str] = []
         forgotten: list[str] = []
+        not_visible: list[str] = []
+        moved: list[str] = []
         with self._store() as store:
             live = client.list_infrastructures()
+            for rec in store.list_clusters():
+                # An IM that moved: the records of another endpoint whose infrastructure this one holds (lists).
+                if rec.im_url in (client.url, EDGE_IM_URL) or not rec.infra_id or rec.infra_id not in live:
+                    continue
+                store.update_cluster(rec.name, im_url=client.url)
+                store.append(
+                    rec.name, Phase.ADOPTED, {"infra_id": rec.infra_id, "by": "sync", "moved_from": rec.im_url}
+                )
+                moved.append(rec.name)
             by_infra = {rec.infra_id: rec for rec in store.list_clusters() if rec.infra_id}
             for infra_id in live:
                 if infra_id in by_infra:
                     continue
                 meta = self._metadata(client, infra_id)
-                name = meta.get(META_CLUSTER)
-                if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or META_DEPLOYMENT not in meta:
+                name = _cluster_of(meta)
+                if name is None:
                     continue
                 existing = store.get_cluster(name)
                 if existing is not None and existing.infra_id not in (None, infra_id):
                     continue
-                template = str(meta.get("provisioner_template", "unknown"))
-                site = str(meta.get("provisioner_site", "unknown"))
-                public = self._public_inputs(client, infra_id, template)
-                store.upsert_cluster(
-                    name,
-                    im_url=client.url,
-                    template=template,
-                    site=site,
-                    inputs=public,
-                    deployment_id=str(meta[META_DEPLOYMENT]),
-                    inputs_hash=self._fingerprint(template, site, public),
-                    infra_id=infra_id,
-                    state="unknown",
-                )
-                store.append(name, Phase.ADOPTED, {"infra_id": infra_id, "by": "sync"})
+                self._adopt(store, client, infra_id, meta, by="sync")
                 adopted.append(name)
             for rec in store.list_clusters():
                 if rec.im_url != client.url:
                     continue
                 if rec.infra_id and rec.infra_id not in live:
-                    store.append(rec.name, Phase.FORGOTTEN, {"infra_id": rec.infra_id, "by": "sync"})
-                    store.delete_cluster(rec.name)
-                    forgotten.append(rec.name)
-                    continue
+                    # Not listed: forget it only when IM says it is gone (404), never for what these
+                    # credentials may not see (403: another IM user, or one whose token changed).
+                    try:
+                        client.state(rec.infra_id)
+                    except IMNotFound:
+                        store.append(rec.name, Phase.FORGOTTEN, {"infra_id": rec.infra_id, "by": "sync"})
+                        store.delete_cluster(rec.name)
+                        forgotten.append(rec.name)
+                        continue
+                    except (IMForbidden, IMAuthError):
+                        not_visible.append(rec.name)
+                        continue
                 if rec.infra_id:
                     with contextlib.suppress(IMNotFound):
                         self._view(store, rec)
                         if rec.name not in adopted:
                             updated.append(rec.name)
-        return SyncReport(adopted=adopted, updated=updated, forgotten=forgotten)
+        return SyncReport(adopted=adopted, updated=updated, forgotten=forgotten, not_visible=not_visible, moved=moved)
+
+    def _adopt(self, store: Store, client: IMClient, infra_id: str, meta: Mapping[str, Any], *, by: str) -> Any:
+        """Record an infrastructure this tool created (found in IM by its metadata) as the cluster it names.
+
+        The record carries what create compares (template, site and the create's fingerprint, from the metadata),
+        so the same create command resumes it instead of refusing it.
+        """
+        name = str(meta[META_CLUSTER])
+        template = str(meta.get(META_TEMPLATE, "unknown"))
+        site = str(meta.get(META_SITE, "unknown"))
+        public, secret = self._inputs_in_im(client, infra_id, template)
+        if secret:
+            # The values IM holds are the cluster's: later renders (scale) must send the same ones.
+            tosca.SecretStore(self.home, name).update(secret)
+        recorded = meta.get(META_INPUTS_HASH)
+        fingerprint = recorded if isinstance(recorded, str) and recorded else self._fingerprint(template, site, public)
+        workers = public.get("wn_num")
+        rec = store.upsert_cluster(
+            name,
+            im_url=client.url,
+            template=template,
+            site=site,
+            inputs=public,
+            deployment_id=str(meta[META_DEPLOYMENT]),
+            inputs_hash=fingerprint,
+            infra_id=infra_id,
+            state="unknown",
+            workers=workers if isinstance(workers, int) else None,
+        )
+        store.append(name, Phase.ADOPTED, {"infra_id": infra_id, "by": by})
+        return rec
+
+    def _adopt_by_name(self, store: Store, client: IMClient, name: str) -> Any:
+        """Before any POST for a cluster the registry does not know: this tool's infrastructure of that name in
+        IM (a lost or rebuilt registry), adopted; None when IM has none."""
+        known = {r.infra_id for r in store.list_clusters() if r.infra_id}
+        for infra_id in client.list_infrastructures():
+            if infra_id in known:
+                continue
+            meta = self._metadata(client, infra_id)
+            if _cluster_of(meta) == name:
+                return self._adopt(store, client, infra_id, meta, by="create")
+        return None
 
     @staticmethod
-    def _public_inputs(client: IMClient, infra_id: str, template: str) -> dict[str, Any]:
+    def _inputs_in_im(client: IMClient, infra_id: str, template: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """The infrastructure's inputs as IM holds them: (public ones, non-empty secret ones)."""
         try:
             doc = yaml.safe_load(client.tosca(infra_id))
             schema = tosca.load_schema(template)
         except (IMError, yaml.YAMLError, InputError):
-            return {}
+            return {}, {}
         inputs = (doc or {}).get("topology_template", {}).get("inputs", {}) or {}
-        return {
-            key: spec.get("default")
-            for key, spec in inputs.items()
-            if key in schema.inputs and not schema.inputs[key].secret and isinstance(spec, dict)
+        found = {
+            key: spec.get("default") for key, spec in inputs.items() if key in schema.inputs and isinstance(spec, dict)
         }
+        public = {key: value for key, value in found.items() if not schema.inputs[key].secret}
+        secret = {
+            key: value for key, value in found.items() if schema.inputs[key].secret and isinstance(value, str) and value
+        }
+        return public, secret
 
     def dry_run(self, name: str, *, template: str, site: str, inputs: Mapping[str, Any]) -> DryRunPlan:
+        """What ``create`` would do, sending IM only a dry run: its refusals (with "dry run:"), or its plan."""
         check_name(name)
+        self._refuse_changed_secrets(name, template, inputs, dry_run=True)
         site_obj, resolved = self._prepare(name, template, site, inputs, keep_secrets=False)
+        with self._store() as store:
+            rec = store.get_cluster(name)
+        self._refuse_other_inputs(rec, name, self._fingerprint(template, site, dict(resolved.public)), dry_run=True)
         doc = tosca.render(template, site_obj, resolved, cluster_name=name, deployment_id="dry-run")
         tosca.validate_offline(doc)
-        clouds = self.client().dry_run(tosca.dump(doc))
         shown = tosca.dump(tosca.masked(doc, resolved.secret_values))
+        if rec is not None and rec.infra_id is not None:
+            # Same inputs as the recorded cluster: create resumes it and launches nothing.
+            note = (
+                f"cluster {name!r} exists with these inputs ({rec.infra_id}): create would resume it, launching nothing"
+            )
+            return DryRunPlan(name, template, site, [], shown, note=note)
+        clouds = self.client(rec.im_url if rec is not None else None).dry_run(tosca.dump(doc))
         return DryRunPlan(name, template, site, [asdict(c) for c in clouds], shown)
+
+
+def _cluster_of(meta: Mapping[str, Any]) -> str | None:
+    """The cluster name in an infrastructure's metadata, when this tool created it."""
+    name = meta.get(META_CLUSTER)
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or META_DEPLOYMENT not in meta:
+        return None
+    return name
 
 
 def _forget_autoscale(home: Path, name: str) -> None:

@@ -27,6 +27,7 @@ from provisioner.errors import InputError, LocalIMError
 IM_VERSION = "2.0.0"
 HOST = "127.0.0.1"
 _STATE_FILE = "state.json"
+_PORT_FILE = "port"  # the port of the last start: kept by stop, so the IM comes back where clusters recorded it
 _MARKER = "im_launcher.py"
 
 
@@ -142,9 +143,14 @@ def _write_secret(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
+def auth_file_path(run_dir: Path) -> Path:
+    """Where the local IM's auth file is (it outlives a stop, like the database)."""
+    return run_dir / "auth.dat"
+
+
 def ensure_auth_file(run_dir: Path) -> Path:
     """An auth file for the local IM: the Dummy cloud (id ``sim``) and a random IM user. Kept 0600."""
-    path = run_dir / "auth.dat"
+    path = auth_file_path(run_dir)
     if not path.exists():
         password = secrets.token_urlsafe(18)
         _write_secret(
@@ -162,6 +168,26 @@ def read_state(run_dir: Path) -> LocalIM | None:
         return LocalIM(**data)
     except (OSError, ValueError, TypeError):
         return None
+
+
+def previous_port(run_dir: Path) -> int | None:
+    """The port the local IM had when it last started (None before its first start)."""
+    try:
+        port = int((run_dir / _PORT_FILE).read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+    return port if 0 < port < 65536 else None
+
+
+def port_is_free(port: int) -> bool:
+    """True if nothing listens on 127.0.0.1:``port`` (connections of a stopped IM in TIME_WAIT do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
 
 
 def _pid_is_ours(pid: int) -> bool:
@@ -217,7 +243,7 @@ def start(
     if fresh:
         for stale in (db_file, run_dir / "im.log"):
             stale.unlink(missing_ok=True)
-    chosen = port or free_port()
+    chosen = port or _port_to_reuse(run_dir, fresh=fresh) or free_port()
     config = run_dir / "im.cfg"
     config.write_text(_config_text(run_dir, chosen, db_file, options), encoding="utf-8")
     auth_file = ensure_auth_file(run_dir)
@@ -257,11 +283,27 @@ def start(
             raise LocalIMError(f"IM exited with code {proc.returncode} while starting: {_log_tail(run_dir)}")
         if _answers(url):
             (run_dir / _STATE_FILE).write_text(json.dumps(asdict(info), indent=2), encoding="utf-8")
+            (run_dir / _PORT_FILE).write_text(f"{chosen}\n", encoding="utf-8")
             return info
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
     _terminate(proc.pid, grace=5.0)
     raise LocalIMError(f"IM did not answer GET /version within {wait_seconds:.0f} s: {_log_tail(run_dir)}")
+
+
+def _port_to_reuse(run_dir: Path, *, fresh: bool) -> int | None:
+    """The port of the last start, so clusters recorded at that URL keep working. Taken: an error, unless the
+    database is started afresh (then nothing recorded refers to it and any free port does)."""
+    previous = previous_port(run_dir)
+    if previous is None or port_is_free(previous):
+        return previous
+    if fresh:
+        return None
+    raise LocalIMError(
+        f"the local IM's port {previous} (where its clusters are recorded: http://{HOST}:{previous}) is taken",
+        hint="free that port and start again, or start on another one with --port N "
+        f"and re-point the clusters: provision cluster sync --im-url http://{HOST}:N",
+    )
 
 
 def _log_tail(run_dir: Path, lines: int = 5) -> str:

@@ -21,13 +21,14 @@ from provisioner.cli.common import (
     emit,
     lifecycle,
     message,
+    state,
 )
 from provisioner.errors import InputError, OperationFailed
 from provisioner.triage import see_runbook
 
 if TYPE_CHECKING:
     from provisioner.addons import InstallReport, Stack, VerifyReport
-    from provisioner.lifecycle import ClusterView, Lifecycle
+    from provisioner.lifecycle import ClusterView, DryRunPlan, Lifecycle
 
 app = typer.Typer(help="Create and run clusters: the whole lifecycle, journaled and resumable.", no_args_is_help=True)
 
@@ -140,7 +141,12 @@ def create(
     inputs_file: Path | None = typer.Option(None, "--inputs", help="A YAML file of inputs."),
     wait: bool = WaitOption,
     timeout: float = TimeoutOption,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Render, validate and ask IM for a plan; create nothing."),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Render, validate and ask IM for a plan (or say why create would refuse); make nothing.",
+    ),
+    show_tosca: bool = typer.Option(False, "--show-tosca", help="With --dry-run: print the TOSCA (secrets masked)."),
     install: bool = typer.Option(False, "--install", help="Once configured, install the add-ons (cluster install)."),
     components: str | None = ComponentsOption,
     ssh_timeout: float = SSHTimeoutOption,
@@ -156,15 +162,7 @@ def create(
     with service(ctx, output) as lc:
         if dry_run:
             plan = lc.dry_run(name, template=template, site=site, inputs=raw)
-            emit(
-                asdict(plan),
-                output,
-                lambda: (
-                    plan.tosca
-                    + "\n# IM would launch: "
-                    + "; ".join(f"{c['cloud_id']} ({c['cloud_type']}): {len(c['vms'])} VMs" for c in plan.clouds)
-                ),
-            )
+            emit(asdict(plan), output, lambda: _plan_text(plan, show_tosca))
             return
         view = lc.create(name, template=template, site=site, inputs=raw, wait=wait, timeout=timeout)
     if not install:
@@ -177,6 +175,14 @@ def create(
         output,
         lambda: view_text(view) + "\n" + install_text(report),
     )
+
+
+def _plan_text(plan: DryRunPlan, show_tosca: bool) -> str:
+    head = plan.tosca.rstrip("\n") + "\n" if show_tosca else ""
+    if plan.note:
+        return f"{head}dry run: {plan.note}"
+    launch = "; ".join(f"{c['cloud_id']} ({c['cloud_type']}): {len(c['vms'])} VMs" for c in plan.clouds)
+    return f"{head}dry run: cluster {plan.name} ({plan.template} on {plan.site}): IM would launch {launch or 'nothing'}"
 
 
 @app.command("list")
@@ -374,18 +380,38 @@ def ssh(
 
 
 @app.command()
-def sync(ctx: typer.Context, output: OutputFormat = OutputOption) -> None:
-    """Rebuild the local registry from IM (adopt this tool's infrastructures, forget deleted ones)."""
+def sync(
+    ctx: typer.Context,
+    im_url: str | None = typer.Option(
+        None, "--im-url", help="The IM endpoint to sync with (default: the configured one, or the local IM)."
+    ),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Rebuild the local registry from IM (adopt this tool's infrastructures, forget deleted ones).
+
+    A cluster IM answers 404 for is forgotten; one it will not show these credentials is kept (not visible).
+    When IM moved: clusters recorded at another endpoint whose infrastructure the synced endpoint holds are
+    re-pointed to it (sync --im-url NEW)."""
+    if im_url is not None:
+        app_state = state(ctx)
+        app_state.flags["im_url"] = im_url
+        app_state._settings = None  # resolved again with this endpoint
     with service(ctx, output) as lc:
         report = lc.sync()
-    emit(
-        asdict(report),
-        output,
-        lambda: (
-            f"adopted: {', '.join(report.adopted) or '-'}\nupdated: {', '.join(report.updated) or '-'}\n"
-            f"forgotten: {', '.join(report.forgotten) or '-'}"
-        ),
-    )
+
+    def text() -> str:
+        lines = [
+            f"adopted: {', '.join(report.adopted) or '-'}",
+            f"updated: {', '.join(report.updated) or '-'}",
+            f"forgotten: {', '.join(report.forgotten) or '-'}",
+        ]
+        if report.moved:
+            lines.append(f"moved (re-pointed to this IM): {', '.join(report.moved)}")
+        if report.not_visible:
+            lines.append(f"not visible with these credentials (kept): {', '.join(report.not_visible)}")
+        return "\n".join(lines)
+
+    emit(asdict(report), output, text)
 
 
 @app.command()

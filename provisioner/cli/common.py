@@ -128,6 +128,7 @@ def im_client(ctx: typer.Context) -> IMClient:
 
 def lifecycle(ctx: typer.Context, progress: ProgressLine | None = None) -> Lifecycle:
     """The lifecycle service for this invocation, reporting to ``progress`` when given."""
+    from provisioner import localim
     from provisioner.lifecycle import Lifecycle
 
     settings = state(ctx).settings
@@ -135,9 +136,16 @@ def lifecycle(ctx: typer.Context, progress: ProgressLine | None = None) -> Lifec
         url, auth_file = im_endpoint(settings)
     except InputError as missing:
         # Commands that only read the registry (cluster list) need no IM; the others raise this when they do.
+        # A stopped local IM: its clusters' recorded loopback URLs are used with its kept auth file (a command
+        # on one says IM is unreachable, exit 3); commands needing the default endpoint raise ``missing``.
         error = missing
+        kept = localim.auth_file_path(settings.local_im_dir)
+        local = f"http://{localim.HOST}:"
+        kept_auth = settings.auth_file or kept
 
-        def unavailable(_: str) -> IMClient:
+        def unavailable(im_url: str) -> IMClient:
+            if settings.im_url is None and im_url.startswith(local) and kept_auth.exists():
+                return _client_for(settings, im_url, kept_auth)
             raise error
 
         return Lifecycle(settings, client_factory=unavailable, default_im_url="unconfigured", progress=progress)

@@ -39,7 +39,10 @@ def install(
 @app.command()
 def start(
     ctx: typer.Context,
-    port: int | None = typer.Option(None, help="Port on 127.0.0.1 (default: a free one)."),
+    port: int | None = typer.Option(
+        None,
+        help="Port on 127.0.0.1 (default: the one it had, so recorded clusters keep working; else a free one).",
+    ),
     fresh: bool = typer.Option(False, "--fresh", help="Start with an empty database (forget every infrastructure)."),
     venv: Path | None = typer.Option(None, help="IM's venv (default: <home>/im-venv)."),
     output: OutputFormat = OutputOption,

@@ -73,11 +73,13 @@ def render(
     deployment_id: str,
     removal_list: list[str] | None = None,
     wn_count: int | None = None,
+    inputs_hash: str | None = None,
 ) -> dict[str, Any]:
     """The TOSCA document (as data) for ``template`` on ``site`` with ``inputs`` (from ``prepare_inputs``).
 
     ``wn_count`` overrides the ``wn_num`` input (the workers' ``scalable.count`` reads it with get_input);
     ``removal_list`` (IM VM ids, live ones only) goes on the workers' scalable capability so IM removes those.
+    ``inputs_hash`` (the create's fingerprint) goes into ``metadata.provisioner_inputs_hash`` when given.
     """
     if inputs.template != template:
         raise ValueError(f"inputs were prepared for template {inputs.template!r}, not {template!r}")
@@ -113,6 +115,9 @@ def render(
     _apply_site(doc, site, values)
     doc = set_scaling(doc, removal_list=removal_list)
     doc["metadata"] = _metadata(doc, schema, site, values, cluster_name, deployment_id)
+    if inputs_hash is not None:
+        # The create's fingerprint (template, site, inputs): a registry rebuilt from IM resumes like the original.
+        doc["metadata"]["provisioner_inputs_hash"] = _meta_value(inputs_hash, "inputs_hash")
     return _ordered(doc)
 
 

@@ -112,3 +112,61 @@ def test_unreachable_im_exits_3(home: Path, tmp_path: Path) -> None:
     assert result.returncode == 3
     assert result.stderr.splitlines()[0].startswith("error: cannot connect to IM at http://127.0.0.1:")
     assert "p4ssw0rd-x" not in result.stderr + result.stdout
+
+
+def test_local_im_comes_back_where_its_clusters_are_recorded(home: Path) -> None:
+    import socket
+
+    venv = str(im_venv())
+    started = cli(home, "local-im", "start", "--venv", venv, "-o", "json")
+    assert started.returncode == 0, started.stderr
+    url = json.loads(started.stdout)["url"]
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        created = cli(home, "cluster", "create", "homed", "-t", "kubernetes", "-s", "local-sim", "-o", "json")
+        assert created.returncode == 0, created.stderr
+        infra = json.loads(created.stdout)["infra_id"]
+        assert cli(home, "local-im", "stop").returncode == 0
+
+        # Stopped: the cluster's recorded URL is used (unreachable, exit 3), not "no IM endpoint configured".
+        down = cli(home, "cluster", "status", "homed", env={"PROVISION_CONNECT_TIMEOUT": "1"})
+        assert down.returncode == 3, down.stderr
+        assert down.stderr.startswith(f"error: cannot connect to IM at {url}")
+
+        # Started again: the same address and data, so the recorded cluster works as before.
+        again = cli(home, "local-im", "start", "--venv", venv)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.strip() == url
+        status = cli(home, "cluster", "status", "homed", "-o", "json")
+        assert status.returncode == 0, status.stderr
+        assert (json.loads(status.stdout)["infra_id"], json.loads(status.stdout)["state"]) == (infra, "configured")
+        assert cli(home, "local-im", "stop").returncode == 0
+
+        # Its port taken: said so (exit 1), unless --port moves it; sync --im-url then re-points the cluster.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+            squatter.bind(("127.0.0.1", port))
+            squatter.listen()
+            taken = cli(home, "local-im", "start", "--venv", venv)
+            assert taken.returncode == 1
+            assert f"port {port}" in taken.stderr and "taken" in taken.stderr
+            assert "--port" in taken.stderr
+            moved = cli(home, "local-im", "start", "--venv", venv, "--port", str(_free()))
+            assert moved.returncode == 0, moved.stderr
+            new_url = moved.stdout.strip()
+            assert new_url != url
+            report = cli(home, "cluster", "sync", "--im-url", new_url, "-o", "json")
+            assert report.returncode == 0, report.stderr
+            assert json.loads(report.stdout)["moved"] == ["homed"]
+            status = cli(home, "cluster", "status", "homed", "-o", "json")
+            assert status.returncode == 0, status.stderr
+            assert json.loads(status.stdout)["im_url"] == new_url
+        destroyed = cli(home, "cluster", "destroy", "homed", "--yes")
+        assert destroyed.returncode == 0, destroyed.stderr
+    finally:
+        cli(home, "local-im", "stop")
+
+
+def _free() -> int:
+    from provisioner.localim import free_port
+
+    return free_port()

@@ -291,3 +291,133 @@ def test_secrets_stay_out_of_state_and_output(cli: CLI, im_client: IMClient) -> 
             assert planted.encode() not in path.read_bytes(), path
     assert cli("cluster", "destroy", "secret", "--yes").returncode == 0
     assert not secrets_file.exists()
+
+
+def test_dry_run_predicts_what_create_does(cli: CLI, im_client: IMClient) -> None:
+    args = ("cluster", "create", "drypred", "--template", "kubernetes", "--site", "local-sim", "--set", "wn_num=1")
+    before = im_client.list_infrastructures()
+    plan = cli(*args, "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    assert "IM would launch" in plan.stdout
+    assert "tosca_definitions_version" not in plan.stdout  # the plan, not the template...
+    shown = cli(*args, "--dry-run", "--show-tosca")
+    assert "tosca_definitions_version" in shown.stdout  # ...unless asked for
+    as_json = cli.json(*args, "--dry-run")
+    assert isinstance(as_json, dict)
+    assert "tosca_definitions_version" in as_json["tosca"]
+    assert im_client.list_infrastructures() == before
+
+    created = cli.json(*args)
+    assert isinstance(created, dict)
+    real = cli(*args[:-1], "wn_num=5")
+    dry = cli(*args[:-1], "wn_num=5", "--dry-run")
+    assert real.returncode == dry.returncode == 2
+    assert "already exists with other" in real.stderr
+    assert dry.stderr == real.stderr.replace("NAME: cluster", "NAME: dry run: cluster")
+    assert "would launch" not in dry.stdout
+    same = cli(*args, "--dry-run")
+    assert same.returncode == 0, same.stderr
+    assert "would resume it" in same.stdout
+    assert set(im_client.list_infrastructures()) - set(before) == {created["infra_id"]}
+    assert cli("cluster", "destroy", "drypred", "--yes").returncode == 0
+
+
+def test_changed_secret_on_rerun_is_refused(cli: CLI, im_client: IMClient) -> None:
+    first, other = "First-Secret-7hq2", "Other-Secret-4kz8"
+    args = ("cluster", "create", "rotate", "--template", "oscar", "--site", "local-sim", "--set", "wn_num=1")
+    created = cli.json(*args, "--set", f"minio_password={first}")
+    assert isinstance(created, dict)
+    secrets_file = cli.home / "secrets" / "rotate.yaml"
+    for extra in ((), ("--dry-run",)):
+        changed = cli(*args, "--set", f"minio_password={other}", *extra)
+        assert changed.returncode == 2, changed.stderr
+        assert changed.stderr.startswith("error: minio_password: " + ("dry run: " if extra else "cluster"))
+        assert "provision cluster destroy rotate" in changed.stderr  # how to rotate it
+        assert first not in changed.stderr and other not in changed.stderr
+        assert first in secrets_file.read_text()  # never overwritten
+        assert other not in secrets_file.read_text()
+    assert first in im_client.tosca(created["infra_id"])
+    again = cli.json(*args, "--set", f"minio_password={first}")  # the same value resumes
+    assert isinstance(again, dict)
+    assert again["infra_id"] == created["infra_id"]
+    kept = cli.json(*args)  # and so does leaving it out
+    assert isinstance(kept, dict)
+    assert kept["infra_id"] == created["infra_id"]
+    assert cli("cluster", "destroy", "rotate", "--yes").returncode == 0
+
+
+def test_lost_registry_then_create_adopts_instead_of_duplicating(
+    cli: CLI, local_im: RunningIM, tmp_path: Path, im_client: IMClient
+) -> None:
+    args = ("cluster", "create", "orphan", "--template", "kubernetes", "--site", "local-sim", "--set", "wn_num=1")
+    before = set(im_client.list_infrastructures())
+    created = cli.json(*args)
+    assert isinstance(created, dict)
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        (cli.home / name).unlink(missing_ok=True)
+    again = cli.json(*args)
+    assert isinstance(again, dict)
+    assert again["infra_id"] == created["infra_id"]
+    assert set(im_client.list_infrastructures()) - before == {created["infra_id"]}
+    with Store.open(cli.home) as store:
+        assert Phase.ADOPTED in [e.phase for e in store.journal("orphan")]
+        assert Phase.SUBMITTING not in [e.phase for e in store.journal("orphan")]
+
+    # A registry rebuilt by sync resumes too: the adopted record carries what create compares.
+    rebuilt = CLI(tmp_path / "rebuilt-home", local_im.url, local_im.auth_file)
+    report = rebuilt.json("cluster", "sync")
+    assert isinstance(report, dict)
+    assert "orphan" in report["adopted"]
+    resumed = rebuilt(*args, "-o", "json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["infra_id"] == created["infra_id"]
+    # IM's secret values came with it: a scale from the rebuilt registry sends the same admin token.
+    token = (cli.home / "secrets" / "orphan.yaml").read_text()
+    assert (rebuilt.home / "secrets" / "orphan.yaml").read_text() == token
+    different = rebuilt(*args[:-1], "wn_num=3")
+    assert different.returncode == 2
+    assert "already exists with other" in different.stderr
+    assert set(im_client.list_infrastructures()) - before == {created["infra_id"]}
+    assert cli("cluster", "destroy", "orphan", "--yes").returncode == 0
+
+
+def test_sync_with_other_credentials_forgets_nothing(
+    cli: CLI, local_im: RunningIM, tmp_path: Path, im_client: IMClient
+) -> None:
+    from provisioner.credentials import write_secret_file
+
+    created = cli.json("cluster", "create", "mine", "--template", "kubernetes", "--site", "local-sim")
+    assert isinstance(created, dict)
+    stranger = tmp_path / "stranger.dat"
+    write_secret_file(stranger, "id = im; type = InfrastructureManager; username = stranger; password = s7r4ng3r\n")
+    other = cli("--auth", str(stranger), "cluster", "sync", "-o", "json")
+    assert other.returncode == 0, other.stderr
+    report = json.loads(other.stdout)
+    assert report["forgotten"] == []
+    assert report["not_visible"] == ["mine"]
+    text = cli("--auth", str(stranger), "cluster", "sync")
+    assert "not visible with these credentials (kept): mine" in text.stdout
+    listed = cli.json("cluster", "list")
+    assert isinstance(listed, list)
+    assert [c["name"] for c in listed] == ["mine"]
+    assert cli.json("cluster", "status", "mine")["infra_id"] == created["infra_id"]  # type: ignore[index]
+    assert cli("cluster", "destroy", "mine", "--yes").returncode == 0
+
+
+def test_sync_repoints_clusters_to_an_im_that_moved(
+    local_im: RunningIM, proxy: FaultProxy, tmp_path: Path, im_client: IMClient
+) -> None:
+    cli = CLI(tmp_path / "home", proxy.url, local_im.auth_file)  # IM at its old address
+    created = cli.json("cluster", "create", "mover", "--template", "kubernetes", "--site", "local-sim")
+    assert isinstance(created, dict)
+    assert created["im_url"] == proxy.url
+    proxy.stop()  # the old address is gone
+    report = cli.json("cluster", "sync", "--im-url", local_im.url)
+    assert isinstance(report, dict)
+    assert report["moved"] == ["mover"]
+    assert report["forgotten"] == []
+    status = cli.json("cluster", "status", "mover")
+    assert isinstance(status, dict)
+    assert (status["im_url"], status["infra_id"], status["state"]) == (local_im.url, created["infra_id"], "configured")
+    assert cli("cluster", "destroy", "mover", "--yes").returncode == 0
+    assert created["infra_id"] not in im_client.list_infrastructures()
