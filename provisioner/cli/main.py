@@ -26,8 +26,11 @@ def _guard_startup() -> Any:
 
 _BEFORE_STARTUP = _guard_startup()
 
-import logging  # noqa: E402 - imported after the guard above
+import functools  # noqa: E402 - imported after the guard above
+import logging  # noqa: E402
+import math  # noqa: E402
 import sys  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import FrameType  # noqa: E402
@@ -108,6 +111,66 @@ def _configure_logging(verbose: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     install_log_masking(root)
+
+
+# The rule of every numeric option, checked as the command line is parsed: before anything is sent.
+# tests/unit/test_cli_basics.py fails for a numeric option that is not named here.
+NUMBER_RULES: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "--timeout": ("must be greater than 0", lambda v: v > 0),
+    "--ssh-timeout": ("must be greater than 0", lambda v: v > 0),
+    "--interval": ("must be greater than 0", lambda v: v > 0),
+    "--lock-timeout": ("must be 0 (try once) or more", lambda v: v >= 0),
+    "--workers": ("must be 0 or more", lambda v: v >= 0),
+    "--concurrency": ("must be 1 or more", lambda v: v >= 1),
+    "--last": ("must be 1 or more", lambda v: v >= 1),
+    "--port": ("must be a port number from 1 to 65535", lambda v: 1 <= v <= 65535),
+}
+
+
+def number_option(param: Any) -> str | None:
+    """The long name of ``param`` when it is an option taking a number (not a -v counter), else None."""
+    if param.param_type_name != "option" or getattr(param, "count", False):
+        return None
+    if param.bare_type() not in ("int", "float"):
+        return None
+    return str(next((opt for opt in param.opts if opt.startswith("--")), param.opts[0]))
+
+
+def _number_check(option: str, previous: Callable[..., Any] | None) -> Callable[..., Any]:
+    rule, ok = NUMBER_RULES[option]
+
+    def check(ctx: Any, param: Any, value: Any) -> Any:
+        if value is not None and (not math.isfinite(value) or not ok(value)):
+            raise typer.BadParameter(f"{rule}, got {value!r}", ctx=ctx, param=param)
+        return previous(ctx, param, value) if previous is not None else value
+
+    return check
+
+
+def walk(command: Any) -> Iterator[Any]:
+    """``command`` and every command under it."""
+    yield command
+    for sub in getattr(command, "commands", {}).values():
+        yield from walk(sub)
+
+
+@functools.cache
+def cli_command() -> Any:
+    """The click command tree of ``app``, with what typer does not give: number rules, no metavar on flags."""
+    root = typer.main.get_command(app)
+    for command in walk(root):
+        params = list(command.params)
+        # The help option is made on demand from the context's names: made here, once, so it can be fixed too.
+        help_option = command.get_help_option(typer.Context(command, help_option_names=["-h", "--help"]))
+        for param in [*params, help_option]:
+            if param is None or param.param_type_name != "option":
+                continue
+            if param.is_flag or param.count:
+                param.metavar = ""  # a flag takes no value: typer would show "<bool>" (or "<int>") next to it
+            option = number_option(param)
+            if option is not None:
+                param.callback = _number_check(option, param.callback)
+    return root
 
 
 def _show_error(exc: ProvisionError) -> None:
@@ -220,7 +283,7 @@ def main_exit_code(argv: list[str] | None = None) -> int:
 def _run_app(argv: list[str] | None) -> int:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        result = app(args=argv, standalone_mode=False, prog_name="provision")
+        result = cli_command().main(args=argv, standalone_mode=False, prog_name="provision")
     except ProvisionError as exc:
         _show_error(exc)
         return exc.exit_code

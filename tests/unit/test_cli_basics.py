@@ -287,3 +287,72 @@ def test_answering_no_at_the_confirmation_is_aborted_exit_1(tmp_path: Path, args
     assert proc.returncode == 1, err
     assert err.startswith("Destroy ") and err.endswith("aborted\n"), err
     assert out.strip() == ""  # click leaves the prompt's trailing space on stdout
+
+
+# --- numeric options and flags in --help ---------------------------------------------------------------------------
+
+
+def test_every_numeric_option_has_a_rule() -> None:
+    from provisioner.cli.main import NUMBER_RULES, cli_command, number_option, walk
+
+    found = {number_option(p) for command in walk(cli_command()) for p in command.params} - {None}
+    assert found, "no numeric options found: the check itself is broken"
+    assert found <= set(NUMBER_RULES), f"numeric options without a rule: {sorted(found - set(NUMBER_RULES))}"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["cluster", "create", "c1", "-t", "oscar", "-s", "local-sim", "--timeout", "-5"],
+            "error: Invalid value for '--timeout': must be greater than 0, got -5.0 "
+            "(see: provision cluster create --help)",
+        ),
+        (
+            ["cluster", "scale", "c1", "--workers", "-1"],
+            "error: Invalid value for '--workers' / '-w': must be 0 or more, got -1 "
+            "(see: provision cluster scale --help)",
+        ),
+        (
+            ["--lock-timeout", "nan", "cluster", "list"],
+            "error: Invalid value for '--lock-timeout': must be 0 (try once) or more, got nan (see: provision --help)",
+        ),
+        (
+            ["local-im", "start", "--port", "65536"],
+            "error: Invalid value for '--port': must be a port number from 1 to 65535, got 65536 "
+            "(see: provision local-im start --help)",
+        ),
+    ],
+)
+def test_a_bad_number_is_one_line_exit_2_naming_the_option_and_the_rule(
+    tmp_path: Path, args: list[str], line: str
+) -> None:
+    env = isolated_env(tmp_path)
+    result = cli("--im-url", "http://127.0.0.1:9", *args, env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [line]
+    assert not (tmp_path / "home").exists()  # refused before the command ran: not even the state directory
+
+
+def test_lock_timeout_zero_is_a_valid_flag(tmp_path: Path) -> None:
+    result = cli("--lock-timeout", "0", "cluster", "list", env=isolated_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+
+
+def test_flags_show_no_value_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from provisioner.cli.main import cli_command, main_exit_code, walk
+
+    def paths(command: object, prefix: list[str]) -> Iterator[list[str]]:
+        yield prefix
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from paths(sub, [*prefix, name])
+
+    seen = 0
+    for path in paths(cli_command(), []):
+        assert main_exit_code([*path, "--help"]) == 0
+        shown = capsys.readouterr().out
+        assert "<bool>" not in shown and "--help" in shown, (path, shown)
+        seen += 1
+    assert seen == len(list(walk(cli_command()))) > 20
+    main_exit_code(["cluster", "create", "--help"])
+    assert "<float>" in capsys.readouterr().out  # options that take a value still show its type
