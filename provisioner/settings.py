@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.resources
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ ENV_LOCK_TIMEOUT = "PROVISION_LOCK_TIMEOUT"
 ENV_IM_VENV = "PROVISION_IM_VENV"
 ENV_IM_PIP_ARGS = "PROVISION_IM_PIP_ARGS"
 ENV_LOG_LEVEL = "PROVISION_LOG_LEVEL"
+ENV_PROGRESS_INTERVAL = "PROVISION_PROGRESS_INTERVAL"
 
 APP_NAME = "provision"
 
@@ -71,6 +73,8 @@ class Settings:
     lock_timeout: float = 30.0
     im_venv: Path | None = None
     log_level: str = "WARNING"
+    # Off a terminal (CI, cron, pipes): a progress line on stderr at least this often (s); 0 turns the lines off.
+    progress_interval: float = 30.0
     sites: Mapping[str, Any] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -102,7 +106,10 @@ _KEYS: dict[str, tuple[type, str | None]] = {
     "lock_timeout": (float, ENV_LOCK_TIMEOUT),
     "im_venv": (Path, ENV_IM_VENV),
     "log_level": (str, ENV_LOG_LEVEL),
+    "progress_interval": (float, ENV_PROGRESS_INTERVAL),
 }
+# Settings where 0 means something ("try once", "no progress lines"); every other number must be above 0.
+_ZERO_ALLOWED = {"lock_timeout", "progress_interval"}
 _CONFIG_ONLY = {"sites"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -127,7 +134,11 @@ def _convert(name: str, kind: type, value: Any, origin: str) -> Any:
             number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"must be a number of seconds, got {value!r}", field=where) from None
-        if not number > 0:
+        if not math.isfinite(number):
+            raise ConfigError(f"must be a finite number of seconds, got {value!r}", field=where)
+        if name in _ZERO_ALLOWED and number < 0:
+            raise ConfigError(f"must be 0 or more, got {value!r}", field=where)
+        if name not in _ZERO_ALLOWED and not number > 0:
             raise ConfigError(f"must be greater than 0, got {value!r}", field=where)
         return number
     if not isinstance(value, str | os.PathLike) or not str(value).strip():

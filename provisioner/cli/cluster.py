@@ -18,6 +18,7 @@ from provisioner.cli.common import (
     OutputOption,
     ProgressLine,
     RunProgress,
+    confirm,
     emit,
     lifecycle,
     message,
@@ -332,11 +333,7 @@ def destroy(
     force: bool = typer.Option(False, "--force", help="Tell IM to delete even if some cloud resources resist."),
 ) -> None:
     """Destroy the cluster in IM, check it is gone, and forget it."""
-    if not yes:
-        if not os.isatty(0):
-            raise InputError("refusing to destroy without confirmation", field="--yes", hint="add --yes")
-        if not typer.confirm(f"Destroy cluster {name} and all its VMs?", err=True):
-            raise typer.Abort()
+    confirm(f"Destroy cluster {name} and all its VMs?", yes=yes, what=f"destroy cluster {name}")
     with service(ctx, OutputFormat.text) as lc:
         lc.destroy(name, force=force)
     message(f"cluster {name} destroyed; nothing left in IM")

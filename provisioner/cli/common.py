@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from provisioner.errors import InputError
+from provisioner.errors import EXIT_FAILED, InputError
 from provisioner.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -62,6 +62,21 @@ def stderr_console() -> Console:
 def message(text: str) -> None:
     """A human message: always stderr, so stdout stays clean for data."""
     stderr_console().print(text, markup=False)
+
+
+def confirm(question: str, *, yes: bool, what: str) -> None:
+    """Go on only with --yes or a "y" at the prompt; "n" is exit 1 ("aborted"), no terminal to ask on exit 2."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise InputError(
+            f"refusing to {what} without confirmation (no terminal to ask on)",
+            field="--yes",
+            hint="pass --yes to go ahead without being asked",
+        )
+    if not typer.confirm(question, err=True):
+        message("aborted")
+        raise typer.Exit(EXIT_FAILED)
 
 
 def emit(data: Any, fmt: OutputFormat, text: Callable[[], str] | str | None = None) -> None:

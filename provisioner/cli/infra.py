@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from provisioner.cli.common import OutputFormat, OutputOption, emit, im_client, message
+from provisioner.cli.common import OutputFormat, OutputOption, confirm, emit, im_client, message
 from provisioner.errors import InputError
 
 app = typer.Typer(
@@ -114,8 +114,7 @@ def destroy(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Destroy an infrastructure and every VM in it."""
-    if not yes and not typer.confirm(f"Destroy infrastructure {infra_id}?", err=True):
-        raise typer.Abort()
+    confirm(f"Destroy infrastructure {infra_id}?", yes=yes, what=f"destroy infrastructure {infra_id}")
     with im_client(ctx) as client:
         client.destroy(infra_id, force=force)
     message(f"destroyed {infra_id}")

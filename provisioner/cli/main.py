@@ -2,16 +2,45 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-from pathlib import Path
+import os
+import signal
+from typing import Any
 
-import typer
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
-from provisioner import __version__
-from provisioner.cli import autoscale, cluster, edge, infra, localim, runbook, template
-from provisioner.cli.common import AppState, message
-from provisioner.errors import EXIT_BAD_INPUT, EXIT_FAILED, ProvisionError
+
+def _interrupted_while_starting(signum: int, frame: Any) -> None:
+    os.write(2, b"interrupted\n")
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _guard_startup() -> Any:
+    """Ctrl-C while the modules below import: one line and exit 130, not a traceback from deep in an import."""
+    try:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            return signal.signal(signal.SIGINT, _interrupted_while_starting)
+    except ValueError:  # not the main thread: nothing to guard
+        pass
+    return None
+
+
+_BEFORE_STARTUP = _guard_startup()
+
+import functools  # noqa: E402 - imported after the guard above
+import logging  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from types import FrameType  # noqa: E402
+
+import typer  # noqa: E402
+
+from provisioner import __version__  # noqa: E402
+from provisioner.cli import autoscale, cluster, edge, infra, localim, runbook, template  # noqa: E402
+from provisioner.cli.common import AppState, message  # noqa: E402
+from provisioner.errors import EXIT_BAD_INPUT, EXIT_FAILED, ProvisionError  # noqa: E402
 
 app = typer.Typer(
     name="provision",
@@ -84,6 +113,66 @@ def _configure_logging(verbose: int) -> None:
     install_log_masking(root)
 
 
+# The rule of every numeric option, checked as the command line is parsed: before anything is sent.
+# tests/unit/test_cli_basics.py fails for a numeric option that is not named here.
+NUMBER_RULES: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "--timeout": ("must be greater than 0", lambda v: v > 0),
+    "--ssh-timeout": ("must be greater than 0", lambda v: v > 0),
+    "--interval": ("must be greater than 0", lambda v: v > 0),
+    "--lock-timeout": ("must be 0 (try once) or more", lambda v: v >= 0),
+    "--workers": ("must be 0 or more", lambda v: v >= 0),
+    "--concurrency": ("must be 1 or more", lambda v: v >= 1),
+    "--last": ("must be 1 or more", lambda v: v >= 1),
+    "--port": ("must be a port number from 1 to 65535", lambda v: 1 <= v <= 65535),
+}
+
+
+def number_option(param: Any) -> str | None:
+    """The long name of ``param`` when it is an option taking a number (not a -v counter), else None."""
+    if param.param_type_name != "option" or getattr(param, "count", False):
+        return None
+    if param.bare_type() not in ("int", "float"):
+        return None
+    return str(next((opt for opt in param.opts if opt.startswith("--")), param.opts[0]))
+
+
+def _number_check(option: str, previous: Callable[..., Any] | None) -> Callable[..., Any]:
+    rule, ok = NUMBER_RULES[option]
+
+    def check(ctx: Any, param: Any, value: Any) -> Any:
+        if value is not None and (not math.isfinite(value) or not ok(value)):
+            raise typer.BadParameter(f"{rule}, got {value!r}", ctx=ctx, param=param)
+        return previous(ctx, param, value) if previous is not None else value
+
+    return check
+
+
+def walk(command: Any) -> Iterator[Any]:
+    """``command`` and every command under it."""
+    yield command
+    for sub in getattr(command, "commands", {}).values():
+        yield from walk(sub)
+
+
+@functools.cache
+def cli_command() -> Any:
+    """The click command tree of ``app``, with what typer does not give: number rules, no metavar on flags."""
+    root = typer.main.get_command(app)
+    for command in walk(root):
+        params = list(command.params)
+        # The help option is made on demand from the context's names: made here, once, so it can be fixed too.
+        help_option = command.get_help_option(typer.Context(command, help_option_names=["-h", "--help"]))
+        for param in [*params, help_option]:
+            if param is None or param.param_type_name != "option":
+                continue
+            if param.is_flag or param.count:
+                param.metavar = ""  # a flag takes no value: typer would show "<bool>" (or "<int>") next to it
+            option = number_option(param)
+            if option is not None:
+                param.callback = _number_check(option, param.callback)
+    return root
+
+
 def _show_error(exc: ProvisionError) -> None:
     from provisioner.credentials import mask
     from provisioner.triage import classify_error
@@ -115,23 +204,98 @@ def run(argv: list[str] | None = None) -> int:
     sys.exit(code)
 
 
+@dataclass
+class _Interrupt:
+    """Where a Ctrl-C (SIGINT) landed: the command running then and its parameters."""
+
+    command: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _running_command(frame: FrameType | None) -> _Interrupt:
+    """The command whose code ``frame`` is in: the innermost frame holding its context as ``ctx``."""
+    # Commands get the click Context typer builds on (typer.Context is a subclass, for annotations only).
+    context_class = typer.Context.__mro__[1]
+    while frame is not None:
+        ctx = frame.f_locals.get("ctx")
+        if isinstance(ctx, context_class):
+            return _Interrupt(str(getattr(ctx, "command_path", "")), dict(getattr(ctx, "params", {})))
+        frame = frame.f_back
+    return _Interrupt()
+
+
+def _resume_hint(interrupt: _Interrupt) -> str:
+    """What to run to pick up where an interrupted command left off (IM keeps working on what it was sent)."""
+    params = interrupt.params
+    name = params.get("name") or "NAME"
+    command = interrupt.command.removeprefix("provision ").strip()
+    if command in ("cluster create", "cluster status", "cluster reconfigure"):
+        then = f", then `provision cluster install {name}`" if params.get("install") else ""
+        return f"IM goes on; resume with `provision cluster status {name} --wait`{then}"
+    if command == "cluster scale":
+        workers = params.get("workers")
+        return f"IM goes on; resume with `provision cluster scale {name} --workers {workers if workers else 'N'}`"
+    if command == "cluster destroy":
+        return f"IM may still be deleting; resume with `provision cluster destroy {name} --yes`"
+    if command == "cluster install":
+        extra = f" --components {params['components']}" if params.get("components") else ""
+        return f"the playbooks stopped; resume with `provision cluster install {name}{extra}` (it converges)"
+    if command == "edge create":
+        inventory = params.get("inventory") or "FILE"
+        return f"the playbooks stopped; resume with `provision edge create {name} --inventory {inventory}`"
+    if command == "infra destroy":
+        return f"IM may still be deleting; resume with `provision infra destroy {params.get('infra_id')} --yes`"
+    return ""
+
+
+def _show_interrupt(interrupt: _Interrupt) -> int:
+    hint = _resume_hint(interrupt)
+    message(f"interrupted: {hint}" if hint else "interrupted")
+    return EXIT_INTERRUPTED
+
+
 def main_exit_code(argv: list[str] | None = None) -> int:
+    interrupts: list[_Interrupt] = []
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        # Noted here, where it lands: typer and click turn the KeyboardInterrupt into a bare exit code 130 or an
+        # Abort, which tell neither that it was an interrupt nor what was running.
+        interrupts.append(_running_command(frame))
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread (tests calling this in a worker): no handler of ours
+        previous = None
+    try:
+        code = _run_app(argv)
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+        interrupts.append(_Interrupt())
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if interrupts:
+        return _show_interrupt(interrupts[0])
+    return code
+
+
+def _run_app(argv: list[str] | None) -> int:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        result = app(args=argv, standalone_mode=False, prog_name="provision")
+        result = cli_command().main(args=argv, standalone_mode=False, prog_name="provision")
     except ProvisionError as exc:
         _show_error(exc)
         return exc.exit_code
-    except typer.Abort:
+    except typer.Abort as exc:
+        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
         message("aborted")
-        return 130
+        return EXIT_FAILED
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.TyperException as exc:
         return _usage_error(exc)
-    except KeyboardInterrupt:
-        message("interrupted")
-        return 130
     except Exception as exc:  # the one place that turns unexpected errors into a message
         if debug:
             raise
@@ -141,3 +305,7 @@ def main_exit_code(argv: list[str] | None = None) -> int:
         message("hint: this is a bug in provision; re-run with --debug for the traceback and report it")
         return EXIT_FAILED
     return int(result) if isinstance(result, int) else 0
+
+
+if _BEFORE_STARTUP is not None:  # imports done: Ctrl-C is a KeyboardInterrupt again (main_exit_code handles it)
+    signal.signal(signal.SIGINT, _BEFORE_STARTUP)

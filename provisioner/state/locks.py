@@ -44,16 +44,27 @@ class LockHolder:
 
 
 def ensure_private_dir(path: Path) -> None:
-    """Create ``path`` (and its parents) if missing; a directory this creates gets mode 0700."""
-    try:
-        path.mkdir(mode=0o700, parents=True)
-    except FileExistsError:
-        if not path.is_dir():
-            raise OperationFailed(f"{path} exists and is not a directory") from None
-        return
-    except OSError as e:
-        raise OperationFailed(f"cannot create directory {path}: {e.strerror}") from e
-    os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
+    """Create ``path`` (and its parents) if missing; every directory this creates gets mode 0700.
+
+    Not ``mkdir(parents=True)``: the parents it makes get the umask's mode (0755), not the one asked for.
+    """
+    missing: list[Path] = []
+    cursor = path
+    while not os.path.lexists(cursor) and cursor.parent != cursor:
+        missing.append(cursor)
+        cursor = cursor.parent
+    if not missing and not path.is_dir():
+        raise OperationFailed(f"{path} exists and is not a directory")
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile by another process
+            if not directory.is_dir():
+                raise OperationFailed(f"{directory} exists and is not a directory") from None
+            continue
+        except OSError as e:
+            raise OperationFailed(f"cannot create directory {directory}: {e.strerror}") from e
+        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
 
 
 def cluster_lock_path(home: Path, name: str) -> Path:

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from provisioner.errors import EXIT_BAD_INPUT, ConfigError
-from provisioner.settings import ENV_CONFIG, ENV_HOME, ENV_IM_URL, ENV_INSECURE, ENV_READ_TIMEOUT, load_settings
+from provisioner.errors import EXIT_BAD_INPUT, ConfigError, OperationFailed
+from provisioner.settings import (
+    ENV_CONFIG,
+    ENV_HOME,
+    ENV_IM_URL,
+    ENV_INSECURE,
+    ENV_LOCK_TIMEOUT,
+    ENV_READ_TIMEOUT,
+    load_settings,
+)
+from provisioner.state import ensure_private_dir
 
 
 @pytest.fixture
@@ -86,3 +99,49 @@ def test_bad_env_value_names_the_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings({}, {ENV_CONFIG: str(empty), ENV_READ_TIMEOUT: "abc"})
     assert str(err.value).startswith(f"read_timeout ({ENV_READ_TIMEOUT}): must be a number of seconds")
+
+
+def test_lock_timeout_zero_means_try_once(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    settings = load_settings({}, {ENV_CONFIG: str(empty), ENV_LOCK_TIMEOUT: "0"})
+    assert settings.lock_timeout == 0.0
+    assert load_settings({"lock_timeout": 0}, {ENV_CONFIG: str(empty)}).lock_timeout == 0.0
+    for bad in ("-1", "nan", "inf"):
+        with pytest.raises(ConfigError) as err:
+            load_settings({}, {ENV_CONFIG: str(empty), ENV_LOCK_TIMEOUT: bad})
+        assert str(err.value).startswith(f"lock_timeout ({ENV_LOCK_TIMEOUT}): must be")
+    with pytest.raises(ConfigError, match="must be greater than 0"):
+        load_settings({}, {ENV_CONFIG: str(empty), ENV_READ_TIMEOUT: "0"})
+
+
+def test_lock_timeout_zero_is_accepted_by_the_cli(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    env = {**os.environ, ENV_CONFIG: str(empty), ENV_HOME: str(tmp_path / "home"), ENV_LOCK_TIMEOUT: "0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "provisioner", "cluster", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "no clusters\n"
+
+
+def test_a_new_home_and_the_parents_made_for_it_are_private(tmp_path: Path) -> None:
+    home = tmp_path / "new" / "deeper" / "home"
+    old = os.umask(0o022)
+    try:
+        ensure_private_dir(home)
+    finally:
+        os.umask(old)
+    for made in (tmp_path / "new", tmp_path / "new" / "deeper", home):
+        assert stat.S_IMODE(made.stat().st_mode) == 0o700, made
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OperationFailed, match="not a directory"):
+        ensure_private_dir(tmp_path / "file")
+    with pytest.raises(OperationFailed, match="cannot create directory"):
+        ensure_private_dir(tmp_path / "file" / "below")
