@@ -18,6 +18,7 @@ from provisioner.cli.common import (
     OutputOption,
     ProgressLine,
     RunProgress,
+    SSHWaitLines,
     emit,
     lifecycle,
     message,
@@ -59,7 +60,7 @@ def stack_service(ctx: typer.Context, output: OutputFormat, ssh_timeout: float =
         yield Stack(
             lc,
             on_event=progress.event if progress else None,
-            on_ssh=progress.ssh if progress else None,
+            on_ssh=progress.ssh if progress else SSHWaitLines(),
             ssh_timeout=ssh_timeout,
         )
     finally:
