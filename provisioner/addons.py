@@ -18,12 +18,21 @@ from typing import Any
 from provisioner import tosca
 from provisioner.ansible import inventory as inv
 from provisioner.ansible import runner, ssh
-from provisioner.errors import HostKeyChanged, InputError, OperationFailed, PlaybookFailed, ProvisionError
+from provisioner.errors import (
+    HostKeyChanged,
+    InputError,
+    OperationFailed,
+    OperationTimeout,
+    PlaybookFailed,
+    ProvisionError,
+)
 from provisioner.lifecycle import EDGE_IM_URL, Lifecycle, check_name
 from provisioner.state import Phase, Store, inputs_hash, new_deployment_id
 
 COMPONENTS = ("knative", "yunikorn", "minio", "onedata", "oscar", "registry")
 SECRET_VARS = ("minio_password", "oscar_password", "onedata_token", "registry_password", "admin_token", "k3s_token")
+SITE_PLAYBOOK = "site.yml"  # under provisioner/data/playbooks/ (or an absolute path)
+EDGE_PLAYBOOK = "edge.yml"
 EDGE_TEMPLATE = "k3s-edge"
 EDGE_SITE = "edge"
 KUBECONFIG_KUBEADM = "/etc/kubernetes/admin.conf"
@@ -385,12 +394,14 @@ class Stack:
         on_event: Callable[[runner.RunEvent], None] | None = None,
         on_ssh: Callable[[list[ssh.SSHResult]], None] | None = None,
         ssh_timeout: float = 600.0,
+        playbook_timeout: float | None = runner.DEFAULT_PLAYBOOK_TIMEOUT,
     ) -> None:
         self.lc = lc
         self.home = lc.home
         self.on_event = on_event
         self.on_ssh = on_ssh
         self.ssh_timeout = ssh_timeout
+        self.playbook_timeout = playbook_timeout
 
     # -- inventory --
 
@@ -495,7 +506,7 @@ class Stack:
         tags = ["preflight"] if preflight_only else []
         # In a preflight-only run on an edge cluster K3s (and so kubectl) is not there yet: skip the tool checks.
         skip = ["kube_tools"] if preflight_only and edge else []
-        playbook = "edge.yml" if edge else "site.yml"
+        playbook = EDGE_PLAYBOOK if edge else SITE_PLAYBOOK
         with Store.open(self.home) if draft is None else _NoStore() as store:
             detail = {"components": chosen, "playbook": playbook, "preflight_only": preflight_only}
             if edge:
@@ -515,6 +526,7 @@ class Stack:
                 skip_tags=skip,
                 on_event=self.on_event,
                 scan_secrets=inventory.secrets(),
+                timeout=self.playbook_timeout,
             )
             what = f"{'preflight of' if preflight_only else 'install of'} {', '.join(chosen) or 'k3s'} on {name}"
             try:
@@ -524,6 +536,13 @@ class Stack:
                     name,
                     Phase.INSTALL_FAILED,
                     {"run_id": result.ident, "task": failed.task, "host": failed.host, "status": result.status},
+                )
+                raise
+            except OperationTimeout:  # the run was stopped at --playbook-timeout (the lock is released as it unwinds)
+                store.append(
+                    name,
+                    Phase.INSTALL_FAILED,
+                    {"run_id": result.ident, "task": result.running_task, "host": None, "status": result.status},
                 )
                 raise
             store.append(name, Phase.INSTALLED, {"run_id": result.ident, "preflight_only": preflight_only})

@@ -545,3 +545,45 @@ def test_verify_reports_a_changed_host_key_and_goes_on(
         assert PLANTED not in checked.stdout + checked.stderr
     finally:
         server.stop()
+
+
+def test_an_install_past_its_playbook_timeout_exits_4_naming_the_task_and_frees_the_lock(
+    ssh_lab: SSHLab, edge_cli: CLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from provisioner import addons
+    from provisioner.cli.main import main_exit_code
+    from provisioner.lifecycle import EDGE_IM_URL
+    from provisioner.state import cluster_lock, inputs_hash, new_deployment_id
+    from tests.playbooks.test_playbook_timeout import SLEEP_TASK, sleeping_playbook
+
+    inventory = edge_inventory(ssh_lab, tmp_path / "edge-hosts.yml")
+    name = "edge-slow"
+    with Store.open(edge_cli.home) as store:
+        store.upsert_cluster(
+            name,
+            im_url=EDGE_IM_URL,
+            template="k3s-edge",
+            site="edge",
+            inputs={},
+            deployment_id=new_deployment_id(),
+            inputs_hash=inputs_hash({}),
+            infra_id=None,
+            state="installed",
+            extra={"kind": "edge", "inventory_source": str(inventory)},
+        )
+    # The real command, in this process (so that the lock it held can be tried here after), with a playbook that
+    # sleeps on every host in place of edge.yml.
+    monkeypatch.setattr(addons, "EDGE_PLAYBOOK", str(sleeping_playbook(tmp_path / "sleep.yml")))
+    for key, value in edge_cli.env.items():
+        if key.startswith("PROVISION_"):
+            monkeypatch.setenv(key, value)
+    code = main_exit_code(["cluster", "install", name, "--playbook-timeout", "2"])
+    error = capsys.readouterr().err
+    assert code == 4, error
+    assert f"ansible-playbook was stopped after 2 s, during task '{SLEEP_TASK}'" in error
+    assert "--playbook-timeout" in error and "Traceback" not in error
+    failed = [d for p, d in journal(edge_cli.home, name) if p == Phase.INSTALL_FAILED.value]
+    assert failed and failed[-1]["task"] == SLEEP_TASK and failed[-1]["status"] == "timeout"
+    # The cluster lock was released: taken again at once, in the same process (it is not re-entrant).
+    with cluster_lock(edge_cli.home, name, timeout=0, purpose="test"):
+        pass
