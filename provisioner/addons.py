@@ -18,12 +18,21 @@ from typing import Any
 from provisioner import tosca
 from provisioner.ansible import inventory as inv
 from provisioner.ansible import runner, ssh
-from provisioner.errors import HostKeyChanged, InputError, OperationFailed, PlaybookFailed, ProvisionError
+from provisioner.errors import (
+    HostKeyChanged,
+    InputError,
+    OperationFailed,
+    OperationTimeout,
+    PlaybookFailed,
+    ProvisionError,
+)
 from provisioner.lifecycle import EDGE_IM_URL, Lifecycle, check_name
 from provisioner.state import Phase, Store, inputs_hash, new_deployment_id
 
 COMPONENTS = ("knative", "yunikorn", "minio", "onedata", "oscar", "registry")
 SECRET_VARS = ("minio_password", "oscar_password", "onedata_token", "registry_password", "admin_token", "k3s_token")
+SITE_PLAYBOOK = "site.yml"  # under provisioner/data/playbooks/ (or an absolute path)
+EDGE_PLAYBOOK = "edge.yml"
 EDGE_TEMPLATE = "k3s-edge"
 EDGE_SITE = "edge"
 KUBECONFIG_KUBEADM = "/etc/kubernetes/admin.conf"
@@ -32,6 +41,11 @@ INVENTORY_DIR = "inventories"  # under the state directory (PROVISION_HOME): hom
 # Where our roles put things that verify checks (playbooks/roles/*/defaults/main.yml; a test keeps them in step).
 OSCAR_NODE_PORT = 30301  # oscar_node_port
 MINIO_IN_CLUSTER_ENDPOINT = "http://minio.minio:9000"  # oscar_minio_endpoint: Service minio in namespace minio
+# An edge inventory names hosts that are already up: a refusal means no sshd where it points.
+EDGE_SSH_HINT = (
+    "check that sshd runs on each host and listens where the inventory points (ansible_host, ansible_port), "
+    "and that this machine can reach it"
+)
 
 
 # --- pure helpers -----------------------------------------------------------------------------------------------------
@@ -329,6 +343,47 @@ class VerifyReport:
 # --- the service ------------------------------------------------------------------------------------------------------
 
 
+class _UnsavedSecrets(tosca.SecretStore):
+    """A cluster's kept secrets, read from its file; what a run adds is held in memory only (for a preflight)."""
+
+    def __init__(self, home: Path, cluster: str) -> None:
+        super().__init__(home, cluster)
+        self._added: dict[str, str | None] = {}
+
+    def load(self) -> dict[str, str]:
+        merged: dict[str, str | None] = {**super().load(), **self._added}
+        return {k: v for k, v in merged.items() if v is not None}
+
+    def update(self, values: Mapping[str, str | None]) -> None:
+        self._added.update(values)
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """What an edge preflight runs with instead of the registry's row: nothing of it is recorded."""
+
+    inventory: inv.Inventory
+    secrets: dict[str, str]
+    inputs: dict[str, Any]
+    extra: dict[str, Any]
+
+
+class _NoStore:
+    """Stands in for the registry where a run records nothing (an edge preflight)."""
+
+    def __enter__(self) -> _NoStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def append(self, *args: object) -> None:
+        return None
+
+    def update_cluster(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
 class Stack:
     """Install and check the add-on stack of a cluster (IM or edge)."""
 
@@ -339,12 +394,14 @@ class Stack:
         on_event: Callable[[runner.RunEvent], None] | None = None,
         on_ssh: Callable[[list[ssh.SSHResult]], None] | None = None,
         ssh_timeout: float = 600.0,
+        playbook_timeout: float | None = runner.DEFAULT_PLAYBOOK_TIMEOUT,
     ) -> None:
         self.lc = lc
         self.home = lc.home
         self.on_event = on_event
         self.on_ssh = on_ssh
         self.ssh_timeout = ssh_timeout
+        self.playbook_timeout = playbook_timeout
 
     # -- inventory --
 
@@ -357,8 +414,11 @@ class Stack:
             return inv.load_user_inventory(Path(rec.extra["inventory_source"]), name)
         return inv.from_vms(name, self.lc.live_vms(name), self.home)
 
-    def write_inventory(self, name: str, path: Path | None = None) -> tuple[inv.Inventory, Path]:
-        inventory = self.build_inventory(name)
+    def write_inventory(
+        self, name: str, path: Path | None = None, inventory: inv.Inventory | None = None
+    ) -> tuple[inv.Inventory, Path]:
+        """Write ``inventory`` (default: the one of the recorded cluster ``name``) as the cluster's hosts.yml."""
+        inventory = inventory if inventory is not None else self.build_inventory(name)
         target = Path(path) if path is not None else self.home / INVENTORY_DIR / name / "hosts.yml"
         written = inv.write(inventory, target, inv.known_hosts_path(self.home, name))
         return inventory, written.resolve()
@@ -407,11 +467,30 @@ class Stack:
         raise OperationFailed(f"cluster {name!r} is {state} in IM, not configured: nothing was installed", hint=hint)
 
     def _run(
-        self, name: str, rec: Any, chosen: list[str], *, edge: bool, preflight_only: bool, path: Path | None
+        self,
+        name: str,
+        rec: Any,
+        chosen: list[str],
+        *,
+        edge: bool,
+        preflight_only: bool,
+        path: Path | None,
+        draft: _Draft | None = None,
     ) -> InstallReport:
-        inventory, written = self.write_inventory(name, path)
-        results = ssh.wait_ready(inventory, self.pins(name), timeout=self.ssh_timeout, on_tick=self.on_ssh)
-        secrets = tosca.SecretStore(self.home, name).load()
+        """Wait for SSH, then run the playbook; journal it and record the result on the cluster.
+
+        With a ``draft`` (an edge preflight of a cluster that may not be recorded), its inventory and secrets
+        are used and nothing is journaled or recorded."""
+        inventory, written = self.write_inventory(name, path, draft.inventory if draft is not None else None)
+        results = ssh.wait_ready(
+            inventory,
+            self.pins(name),
+            timeout=self.ssh_timeout,
+            on_tick=self.on_ssh,
+            refused_is_final=edge,
+            hint=EDGE_SSH_HINT if edge else ssh.CLOUD_SSH_HINT,
+        )
+        secrets = draft.secrets if draft is not None else tosca.SecretStore(self.home, name).load()
         public = playbook_vars(
             name,
             rec.inputs,
@@ -427,8 +506,8 @@ class Stack:
         tags = ["preflight"] if preflight_only else []
         # In a preflight-only run on an edge cluster K3s (and so kubectl) is not there yet: skip the tool checks.
         skip = ["kube_tools"] if preflight_only and edge else []
-        playbook = "edge.yml" if edge else "site.yml"
-        with Store.open(self.home) as store:
+        playbook = EDGE_PLAYBOOK if edge else SITE_PLAYBOOK
+        with Store.open(self.home) if draft is None else _NoStore() as store:
             detail = {"components": chosen, "playbook": playbook, "preflight_only": preflight_only}
             if edge:
                 detail["k3s_disable_traefik"] = public["k3s_disable_traefik"]
@@ -447,6 +526,7 @@ class Stack:
                 skip_tags=skip,
                 on_event=self.on_event,
                 scan_secrets=inventory.secrets(),
+                timeout=self.playbook_timeout,
             )
             what = f"{'preflight of' if preflight_only else 'install of'} {', '.join(chosen) or 'k3s'} on {name}"
             try:
@@ -456,6 +536,13 @@ class Stack:
                     name,
                     Phase.INSTALL_FAILED,
                     {"run_id": result.ident, "task": failed.task, "host": failed.host, "status": result.status},
+                )
+                raise
+            except OperationTimeout:  # the run was stopped at --playbook-timeout (the lock is released as it unwinds)
+                store.append(
+                    name,
+                    Phase.INSTALL_FAILED,
+                    {"run_id": result.ident, "task": result.running_task, "host": None, "status": result.status},
                 )
                 raise
             store.append(name, Phase.INSTALLED, {"run_id": result.ident, "preflight_only": preflight_only})
@@ -491,13 +578,14 @@ class Stack:
         """
         check_name(name)
         source = Path(inventory_file).resolve()
-        inv.load_user_inventory(source, name)  # refuse a bad inventory before recording anything
+        hosts = inv.load_user_inventory(source, name)  # refuse a bad inventory before recording anything
         with self.lc.lock(name, "edge create"), Store.open(self.home) as store:
             existing = store.get_cluster(name)
             if existing is not None and existing.im_url != EDGE_IM_URL:
                 # Before the inputs are resolved: that would write this run's secrets into the IM cluster's file.
                 raise InputError(f"cluster {name!r} exists and is an IM cluster", field="NAME")
-            store_secrets = tosca.SecretStore(self.home, name)
+            # A preflight changes nothing: its generated secrets stay in memory (no secrets file, no record).
+            store_secrets = _UnsavedSecrets(self.home, name) if preflight_only else tosca.SecretStore(self.home, name)
             raw = edge_inputs(existing.inputs if existing is not None else {}, raw_inputs or {})
             resolved = tosca.prepare_inputs("oscar", raw, secrets_store=store_secrets)
             public = {k: v for k, v in resolved.values.items() if k not in resolved.secret_names}
@@ -506,7 +594,9 @@ class Stack:
             chosen = list(components) if components is not None else default_components(public, "oscar")
             chosen = with_dependencies(chosen, public)
             check_components(chosen, public)
-            if existing is None:
+            if preflight_only:
+                existing_extra = dict(existing.extra) if existing is not None else {}
+            elif existing is None:
                 store.upsert_cluster(
                     name,
                     im_url=EDGE_IM_URL,
@@ -522,6 +612,11 @@ class Stack:
                 store.append(name, Phase.REGISTERED, {"inventory": str(source)})
             else:
                 store.update_cluster(name, inputs=public, extra={**existing.extra, "inventory_source": str(source)})
+        if preflight_only:
+            # Nothing recorded: no registry row, no journal, no secrets file.
+            draft = _Draft(hosts, store_secrets.load(), public, existing_extra)
+            with self.lc.lock(name, "edge preflight"):
+                return self._run(name, draft, chosen, edge=True, preflight_only=True, path=None, draft=draft)
         rec = self.lc.record(name)
         with self.lc.lock(name, "edge install"):
             report = self._run(name, rec, chosen, edge=True, preflight_only=preflight_only, path=None)

@@ -148,6 +148,12 @@ class OperationTimeout(ProvisionError):
     exit_code = EXIT_TIMEOUT
 
 
+class HostsUnreachable(ProvisionError):
+    """Hosts that refuse SSH connections: nothing listens on their SSH port (waiting will not help)."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
 class LockBusy(ProvisionError):
     """Another command holds the lock on the same cluster."""
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -28,11 +30,12 @@ from typing import Any
 import yaml
 
 from provisioner.credentials import register_secret, write_secret_file
-from provisioner.errors import OperationFailed, PlaybookFailed
+from provisioner.errors import OperationFailed, OperationTimeout, PlaybookFailed
 from provisioner.settings import data_path
 from provisioner.state.locks import ensure_private_dir
 
 KEEP_RUNS = 20
+DEFAULT_PLAYBOOK_TIMEOUT = 3600.0  # seconds a whole run may take (--playbook-timeout)
 FAILED_EVENTS = frozenset({"runner_on_failed", "runner_on_unreachable", "runner_on_async_failed"})
 
 
@@ -69,6 +72,8 @@ class RunResult:
     failures: list[TaskFailure] = field(default_factory=list)
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
     tasks_seen: int = 0
+    running_task: str | None = None  # the last task started ("role : task"), e.g. the one a timeout cut short
+    timeout: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -77,6 +82,13 @@ class RunResult:
     def raise_for_failure(self, what: str) -> None:
         if self.ok:
             return
+        if self.status == "timeout":
+            during = f"during task '{self.running_task}'" if self.running_task else "before its first task"
+            limit = f"{self.timeout:g} s" if self.timeout is not None else "its time limit"
+            raise OperationTimeout(
+                f"{what}: ansible-playbook was stopped after {limit}, {during}",
+                hint=f"a longer --playbook-timeout lets it finish; the run so far is in {self.artifacts}/stdout",
+            )
         first = self.failures[0] if self.failures else None
         if first is not None:
             # Hosts run a task in parallel, so which one reports first is chance: name every host
@@ -156,6 +168,40 @@ def scrub_artifacts(artifacts: Path, secrets: Sequence[str]) -> list[Path]:
     return hits
 
 
+RUN_MARKER = "AWX_ISOLATED_DATA_DIR"  # ansible-runner puts the run's artifacts directory in ansible-playbook's env
+
+
+def _leftover_processes(artifacts: Path) -> list[int]:
+    """The processes of a run still alive: everything whose environment carries the run's artifacts directory."""
+    marker = f"{RUN_MARKER}={artifacts}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except (OSError, ValueError):
+            continue  # gone, or not ours
+    return [pid for pid in found if pid != os.getpid()]
+
+
+def _stop_leftovers(artifacts: Path) -> None:
+    """Kill what a stopped run left running.
+
+    At the time limit ansible-runner SIGKILLs ansible-playbook's process group, but Ansible's workers run in
+    sessions of their own (``setsid``), with the task's processes under them: they would go on (a remote command,
+    a local sleep) after the command has said the run was stopped. Each one's whole process group is killed.
+    """
+    for _ in range(5):
+        pids = _leftover_processes(artifacts)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def run_playbook(
     playbook: str,
     inventory: Path,
@@ -171,11 +217,14 @@ def run_playbook(
     extra_env: Mapping[str, str] | None = None,
     verbosity: int = 0,
     scan_secrets: Sequence[str] = (),
+    timeout: float | None = None,
 ) -> RunResult:
     """Run ``playbooks/<playbook>`` (or an absolute path) on ``inventory``; never raises for a failed task.
 
     ``scan_secrets``: more values the artifacts must not hold (the inventory's passwords, kept in its 0600
-    host_vars), scanned for with the secret variables after the run."""
+    host_vars), scanned for with the secret variables after the run. ``timeout``: seconds the whole run may take
+    (whole seconds, at least 1); past it ansible-runner kills ansible-playbook's process group and the result's
+    status is ``timeout``, with ``running_task`` the task it was in."""
     import ansible_runner
 
     book = Path(playbook) if Path(playbook).is_absolute() else playbook_dir() / playbook
@@ -194,6 +243,7 @@ def run_playbook(
     failures: list[TaskFailure] = []
     stats: dict[str, dict[str, int]] = {}
     seen = {"tasks": 0}
+    running: dict[str, str | None] = {"task": None}
 
     def handle(event: dict[str, Any]) -> bool:
         name = event.get("event", "")
@@ -204,6 +254,7 @@ def run_playbook(
         if name == "playbook_on_task_start":
             seen["tasks"] += 1
             kind = "task"
+            running["task"] = f"{role} : {task}" if role else str(task)
         elif name == "playbook_on_play_start":
             kind = "play"
             task = data.get("play")
@@ -250,6 +301,7 @@ def run_playbook(
     }
     with _secrets_file(home, ident, secret_vars) as secret_file:
         cmdline = f"-e @{public_file}" + (f" -e @{secret_file}" if secret_file else "")
+        runner: Any = None
         try:
             runner = ansible_runner.run(
                 private_data_dir=str(work),
@@ -268,8 +320,11 @@ def run_playbook(
                 verbosity=verbosity or None,
                 rotate_artifacts=0,
                 suppress_env_files=True,
+                timeout=max(1, math.ceil(timeout)) if timeout is not None else None,
             )
         finally:
+            if runner is None or str(runner.status) in ("timeout", "canceled"):
+                _stop_leftovers(artifacts)  # stopped at the time limit, or interrupted
             shutil.rmtree(work, ignore_errors=True)
             shutil.rmtree(control_dir, ignore_errors=True)
     leaked = scrub_artifacts(artifacts, [*secret_vars.values(), *scan_secrets])
@@ -287,4 +342,6 @@ def run_playbook(
         failures=failures,
         stats=stats,
         tasks_seen=seen["tasks"],
+        running_task=running["task"],
+        timeout=timeout,
     )

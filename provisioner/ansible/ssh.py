@@ -11,6 +11,7 @@ the front-end (a ``direct-tcpip`` channel, as ``ssh -J`` does).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import random
 import socket
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from provisioner.ansible.inventory import Host, Inventory, known_hosts_path
-from provisioner.errors import HostKeyChanged, OperationTimeout
+from provisioner.errors import HostKeyChanged, HostsUnreachable, OperationTimeout
 from provisioner.polling import PollSchedule, wait_until
 from provisioner.state.locks import ensure_private_dir
 
@@ -43,6 +44,7 @@ class SSHResult:
     seconds: float = 0.0
     new_key: bool = False
     key_changed: bool = False  # refused: the host's (or its jump host's) key is not the pinned one
+    given_up: bool = False  # wait_ready stopped waiting for it (the connection was refused)
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,19 @@ def check_all(
     return [results[h.name] for h in targets]
 
 
+CLOUD_SSH_HINT = "check the nodes' security groups allow SSH (22) from here and through the front-end"
+
+
+def refused(result: SSHResult) -> bool:
+    """Whether the host actively refused the TCP connection (nothing listens there), as opposed to no answer."""
+    return not result.ok and result.detail.endswith(": connection refused")
+
+
+def awaited(results: list[SSHResult]) -> list[SSHResult]:
+    """The hosts of a wait_ready round still being waited for: not answering, and not given up on."""
+    return [r for r in results if not r.ok and not r.given_up]
+
+
 def wait_ready(
     inv: Inventory,
     pins: HostKeyPins,
@@ -255,21 +270,37 @@ def wait_ready(
     sleep: Callable[[float], None] = time.sleep,
     rand: Callable[[], float] = random.random,
     on_tick: Callable[[list[SSHResult]], None] | None = None,
+    refused_is_final: bool = False,
+    hint: str = CLOUD_SSH_HINT,
 ) -> list[SSHResult]:
-    """Wait until every node answers SSH; raise :class:`OperationTimeout` naming the ones that never did."""
+    """Wait until every node answers SSH; raise :class:`OperationTimeout` naming the ones that never did.
+
+    With ``refused_is_final`` (hosts that are already up, e.g. an edge inventory), a refused connection ends that
+    host's wait at once: nothing listens on its SSH port, and waiting will not change that (a host that does not
+    answer at all is still waited for, until ``timeout``). Once no host is left to wait for,
+    :class:`HostsUnreachable` names the refused ones. (A booting cloud VM may refuse before its sshd starts: there,
+    a refusal is waited out like no answer.) ``hint`` is the error's hint. ``on_tick`` gets every host's last
+    result after each round; :func:`awaited` picks the ones still waited for."""
     ready: dict[str, SSHResult] = {}
     last: dict[str, SSHResult] = {}
+    given_up: dict[str, SSHResult] = {}
+    per_try = min(connect_timeout, max(timeout, 1.0))
 
     def check() -> list[SSHResult] | None:
-        pending = [h for h in inv.hosts if h.name not in ready]
-        for result in check_all(inv, pins, connect_timeout, pending):
+        pending = [h for h in inv.hosts if h.name not in ready and h.name not in given_up]
+        for result in check_all(inv, pins, per_try, pending):
             last[result.host] = result
             if result.ok:
                 ready[result.host] = result
+            elif refused_is_final and refused(result):
+                given_up[result.host] = last[result.host] = dataclasses.replace(result, given_up=True)
         if on_tick is not None:
             on_tick([last[h.name] for h in inv.hosts if h.name in last])
         if len(ready) == len(inv.hosts):
             return [ready[h.name] for h in inv.hosts]
+        if len(ready) + len(given_up) == len(inv.hosts):
+            refusals = "; ".join(given_up[h.name].detail for h in inv.hosts if h.name in given_up)
+            raise HostsUnreachable(f"SSH refused: {refusals}", hint=hint)
         return None
 
     try:
@@ -286,7 +317,7 @@ def wait_ready(
         missing = [last[h.name].detail for h in inv.hosts if h.name not in ready and h.name in last]
         raise OperationTimeout(
             f"timed out after {timeout:g} s waiting for SSH; not answering: {'; '.join(missing)}",
-            hint="check the nodes' security groups allow SSH (22) from here and through the front-end",
+            hint=hint,
         ) from None
 
 

@@ -18,6 +18,7 @@ from provisioner.cli.common import (
     OutputOption,
     ProgressLine,
     RunProgress,
+    SSHWaitLines,
     confirm,
     emit,
     lifecycle,
@@ -51,9 +52,12 @@ def service(ctx: typer.Context, output: OutputFormat) -> Iterator[Lifecycle]:
 
 
 @contextlib.contextmanager
-def stack_service(ctx: typer.Context, output: OutputFormat, ssh_timeout: float = 600.0) -> Iterator[Stack]:
+def stack_service(
+    ctx: typer.Context, output: OutputFormat, ssh_timeout: float = 600.0, playbook_timeout: float | None = None
+) -> Iterator[Stack]:
     """The add-on service (inventory, SSH, ansible-runner), with a live line on a TTY in text mode."""
     from provisioner.addons import Stack
+    from provisioner.ansible.runner import DEFAULT_PLAYBOOK_TIMEOUT
 
     progress = RunProgress() if output is OutputFormat.text and sys.stderr.isatty() else None
     lc = lifecycle(ctx)
@@ -61,8 +65,9 @@ def stack_service(ctx: typer.Context, output: OutputFormat, ssh_timeout: float =
         yield Stack(
             lc,
             on_event=progress.event if progress else None,
-            on_ssh=progress.ssh if progress else None,
+            on_ssh=progress.ssh if progress else SSHWaitLines(),
             ssh_timeout=ssh_timeout,
+            playbook_timeout=playbook_timeout or DEFAULT_PLAYBOOK_TIMEOUT,
         )
     finally:
         if progress is not None:
@@ -77,6 +82,12 @@ ComponentsOption = typer.Option(
 )
 PreflightOption = typer.Option(False, "--preflight", help="Run only the roles' preflight checks; change nothing.")
 SSHTimeoutOption = typer.Option(600.0, "--ssh-timeout", help="Seconds to wait for every node to answer SSH.")
+PlaybookTimeoutOption = typer.Option(
+    3600.0,
+    "--playbook-timeout",
+    min=1.0,
+    help="Seconds the Ansible run may take; past it, it is stopped and the command exits 4 naming the task.",
+)
 
 
 def install_text(report: InstallReport) -> str:
@@ -151,6 +162,7 @@ def create(
     install: bool = typer.Option(False, "--install", help="Once configured, install the add-ons (cluster install)."),
     components: str | None = ComponentsOption,
     ssh_timeout: float = SSHTimeoutOption,
+    playbook_timeout: float = PlaybookTimeoutOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Create a cluster (or resume the one of the same name and inputs)."""
@@ -169,7 +181,7 @@ def create(
     if not install:
         emit_view(view, output)
         return
-    with stack_service(ctx, output, ssh_timeout) as stack:
+    with stack_service(ctx, output, ssh_timeout, playbook_timeout) as stack:
         report = stack.install(name, chosen)
     emit(
         {"cluster": view.as_dict(), "install": report.as_dict()},
@@ -452,6 +464,7 @@ def install_cmd(
     preflight: bool = PreflightOption,
     path: Path | None = typer.Option(None, "--inventory-path", help="Where to write the inventory."),
     ssh_timeout: float = SSHTimeoutOption,
+    playbook_timeout: float = PlaybookTimeoutOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Install the add-ons (Knative, YuniKorn, MinIO, OneData, OSCAR, registry) with our playbooks.
@@ -461,7 +474,7 @@ def install_cmd(
     from provisioner.addons import parse_components
 
     chosen = parse_components(components)
-    with stack_service(ctx, output, ssh_timeout) as stack:
+    with stack_service(ctx, output, ssh_timeout, playbook_timeout) as stack:
         report = stack.install(name, chosen, preflight_only=preflight, inventory_path=path)
     emit(report.as_dict(), output, lambda: install_text(report))
 

@@ -198,6 +198,40 @@ class ProgressLine:
             self._status = None
 
 
+def ssh_waiting(results: list[Any], *, details: bool) -> str:
+    """One line on an SSH wait (ssh.wait_ready's round of results): how many answer, the hosts still awaited
+    (with why, given ``details``) and the ones given up on (refused)."""
+    from provisioner.ansible.ssh import awaited
+
+    ready = sum(1 for r in results if r.ok)
+    line = f"waiting for SSH: {ready}/{len(results)} nodes answer"
+    waiting = awaited(results)
+    if waiting:
+        what = "; ".join(f"{r.host} ({r.detail})" for r in waiting) if details else ", ".join(r.host for r in waiting)
+        line += f"; still waiting for: {what}"
+    refused = [r for r in results if r.given_up]
+    if refused:
+        line += f"; not waiting for (connection refused): {', '.join(r.host for r in refused)}"
+    return line
+
+
+class SSHWaitLines:
+    """Where there is no live line (stderr is not a terminal): a plain line on stderr each time the set of hosts
+    still awaited changes, so that a long wait is never silent. Nothing when every host answers at once."""
+
+    def __init__(self) -> None:
+        self._last: tuple[str, ...] | None = None
+
+    def __call__(self, results: list[Any]) -> None:
+        from provisioner.ansible.ssh import awaited
+
+        waiting = tuple(r.host for r in awaited(results))
+        if not waiting or waiting == self._last:
+            return
+        self._last = waiting
+        message(ssh_waiting(results, details=True))
+
+
 class RunProgress:
     """One live line on stderr for SSH waits and Ansible runs: the task running and the hosts done with it."""
 
@@ -215,8 +249,7 @@ class RunProgress:
             self._status.update(text)
 
     def ssh(self, results: list[Any]) -> None:
-        ready = sum(1 for r in results if r.ok)
-        self._show(f"waiting for SSH: {ready}/{len(results)} nodes answer")
+        self._show(ssh_waiting(results, details=False))
 
     def event(self, event: Any) -> None:
         if event.kind == "task":

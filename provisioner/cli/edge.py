@@ -8,6 +8,7 @@ import typer
 
 from provisioner.cli.cluster import (
     ComponentsOption,
+    PlaybookTimeoutOption,
     PreflightOption,
     SSHTimeoutOption,
     _inputs,
@@ -31,6 +32,7 @@ def create(
     inputs_file: Path | None = typer.Option(None, "--inputs", help="A YAML file of inputs."),
     preflight: bool = PreflightOption,
     ssh_timeout: float = SSHTimeoutOption,
+    playbook_timeout: float = PlaybookTimeoutOption,
     output: OutputFormat = OutputOption,
 ) -> None:
     """Record the edge cluster, install K3s on its hosts, then the add-ons (running it again converges)."""
@@ -38,6 +40,6 @@ def create(
 
     chosen = parse_components(components)
     raw = _inputs(sets, inputs_file)
-    with stack_service(ctx, output, ssh_timeout) as stack:
+    with stack_service(ctx, output, ssh_timeout, playbook_timeout) as stack:
         report = stack.edge_create(name, inventory, components=chosen, raw_inputs=raw, preflight_only=preflight)
     emit(report.as_dict(), output, lambda: install_text(report))

@@ -110,6 +110,9 @@ def _configure_logging(verbose: int) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # paramiko's transport thread logs a traceback for every host that does not answer; ssh.py reports those
+    # hosts itself (one line each), so paramiko speaks only with -vv.
+    logging.getLogger("paramiko").setLevel(logging.DEBUG if verbose >= 2 else logging.CRITICAL)
     install_log_masking(root)
 
 

@@ -226,8 +226,11 @@ def test_edge_route_preflight_install_failure_and_verify(
     assert all(host["ok"] for host in report["ssh"])
     known = (edge_cli.home / "known_hosts" / name).read_text()
     assert all(h.address in known for h in ssh_lab.hosts)
-    phases = [p for p, _ in journal(edge_cli.home, name)]
-    assert phases[:3] == [Phase.REGISTERED.value, Phase.INSTALLING.value, Phase.INSTALLED.value]
+    # A preflight records nothing: no registry row, no journal, no secrets file.
+    with Store.open(edge_cli.home) as store:
+        assert store.get_cluster(name) is None
+    assert journal(edge_cli.home, name) == []
+    assert not (edge_cli.home / "secrets" / f"{name}.yaml").exists()
     # Each role's preflight tasks ran through ansible-runner and passed (ok events in the run's job_events).
     (run,) = sorted((edge_cli.home / "runs" / name).iterdir())
     events = job_events(run)
@@ -247,8 +250,10 @@ def test_edge_route_preflight_install_failure_and_verify(
     assert PLANTED_BECOME not in (edge_cli.home / "inventories" / name / "hosts.yml").read_text()
 
     # 2. The real install stops where the network is needed (K3s download): exit 1 naming the task and host.
-    full = edge_cli("edge", "create", name, "--inventory", str(inventory))
+    full = edge_cli("edge", "create", name, "--inventory", str(inventory), *EDGE_SETS)
     assert full.returncode == 1, full.stderr
+    phases = [p for p, _ in journal(edge_cli.home, name)]
+    assert phases == [Phase.REGISTERED.value, Phase.INSTALLING.value, Phase.INSTALL_FAILED.value]
     first = full.stderr.strip().splitlines()[0]
     # Every host downloads K3s in parallel; the message names all that failed, in a stable order.
     assert "task 'Download K3s" in first
@@ -321,8 +326,9 @@ def test_edge_route_preflight_install_failure_and_verify(
 def test_partial_install_keeps_what_the_cluster_has(ssh_lab: SSHLab, edge_cli: CLI, tmp_path: Path, kube: Path) -> None:
     inventory = edge_inventory(ssh_lab, tmp_path / "edge-hosts.yml")
     name = "edge-part"
-    created = edge_cli("edge", "create", name, "--inventory", str(inventory), "--preflight", *EDGE_SETS)
-    assert created.returncode == 0, created.stderr
+    # Recorded by a real edge create (a preflight records nothing), which stops at the K3s download here.
+    created = edge_cli("edge", "create", name, "--inventory", str(inventory), *EDGE_SETS)
+    assert created.returncode == 1 and "task 'Download K3s" in created.stderr, created.stderr
     # As a successful install of the default components leaves the record (no K3s can be installed here).
     with Store.open(edge_cli.home) as store:
         rec = store.get_cluster(name)
@@ -359,25 +365,111 @@ def test_partial_install_keeps_what_the_cluster_has(ssh_lab: SSHLab, edge_cli: C
 def test_edge_create_again_keeps_the_recorded_inputs(ssh_lab: SSHLab, edge_cli: CLI, tmp_path: Path) -> None:
     inventory = edge_inventory(ssh_lab, tmp_path / "edge-hosts.yml")
     name = "edge-again"
-    first = edge_cli("edge", "create", name, "--inventory", str(inventory), "--preflight", "--components", "registry",
-                     *EDGE_SETS)  # fmt: skip
-    assert first.returncode == 0, first.stderr
+    # A real create records the cluster (and stops at the K3s download here: exit 1).
+    first = edge_cli("edge", "create", name, "--inventory", str(inventory), "--components", "registry", *EDGE_SETS)
+    assert first.returncode == 1 and "task 'Download K3s" in first.stderr, first.stderr
     with Store.open(edge_cli.home) as store:
         recorded = store.get_cluster(name)
     assert recorded is not None and recorded.inputs["onedata_host"] == "oneprovider.example.org"
-    # Again, with one new value and none of the first run's: they are kept, not reset to the template's defaults.
+    secrets = (edge_cli.home / "secrets" / f"{name}.yaml").read_text()
+    journaled = journal(edge_cli.home, name)
+    # A preflight with one new value and none of the first run's: they are kept, not reset to the template's
+    # defaults; the default components follow the kept inputs (OneData and the registry are still asked for).
     again = edge_cli(
         "edge", "create", name, "--inventory", str(inventory), "--preflight", "--set", "minio_buckets=inbox",
         "-o", "json",
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["components"] == ["knative", "minio", "onedata", "oscar", "registry"]
+    # ... and it records nothing: the record, the journal and the secrets file are as they were.
+    with Store.open(edge_cli.home) as store:
+        rec = store.get_cluster(name)
+    assert rec is not None and rec.inputs == recorded.inputs
+    assert journal(edge_cli.home, name) == journaled
+    assert (edge_cli.home / "secrets" / f"{name}.yaml").read_text() == secrets
+    # The real run again, with the new value: recorded over the kept inputs.
+    third = edge_cli("edge", "create", name, "--inventory", str(inventory), "--set", "minio_buckets=inbox")
+    assert third.returncode == 1 and "task 'Download K3s" in third.stderr, third.stderr
     with Store.open(edge_cli.home) as store:
         rec = store.get_cluster(name)
     assert rec is not None
     assert rec.inputs == {**recorded.inputs, "minio_buckets": ["inbox"]}
-    # The default components follow the kept inputs: OneData and the registry are still asked for.
-    assert json.loads(again.stdout)["components"] == ["knative", "minio", "onedata", "oscar", "registry"]
     assert edge_cli("cluster", "destroy", name, "--yes").returncode == 0
+
+
+def test_edge_preflight_on_refused_ports_fails_at_once_and_records_nothing(edge_cli: CLI, tmp_path: Path) -> None:
+    from tests.sshd import free_port
+
+    # Nothing listens on these ports: each connection is refused at once.
+    doc = {
+        "front": {"hosts": {"edge-server": {"ansible_host": "127.0.0.2", "ansible_port": free_port("127.0.0.2")}}},
+        "wn": {"hosts": {"edge-agent-1": {"ansible_host": "127.0.0.3", "ansible_port": free_port("127.0.0.3")}}},
+    }
+    inventory = tmp_path / "refused.yml"
+    inventory.write_text(yaml.safe_dump(doc))
+    name = "edge-refused"
+    # The default --ssh-timeout (600 s, longer than the CLI helper's 300 s limit): a refusal ends the wait.
+    result = edge_cli("edge", "create", name, "--inventory", str(inventory), "--preflight", *EDGE_SETS)
+    assert result.returncode == 3, result.stderr
+    error = result.stderr
+    assert "SSH refused:" in error and error.count("connection refused") >= 2, error
+    assert "127.0.0.2" in error and "127.0.0.3" in error
+    # The hint fits hosts the user runs, not a cloud's security groups.
+    assert "security group" not in error and "sshd runs on each host" in error
+    assert "Traceback" not in error
+    # Nothing recorded: no registry row, no journal, no secrets file (the planted passwords written nowhere).
+    with Store.open(edge_cli.home) as store:
+        assert store.get_cluster(name) is None
+    assert journal(edge_cli.home, name) == []
+    assert not (edge_cli.home / "secrets").exists() or not list((edge_cli.home / "secrets").iterdir())
+    for value in (PLANTED, PLANTED_TOKEN, PLANTED_REGISTRY):
+        assert grep_home(edge_cli.home, value, skip=()) == []
+
+
+def test_edge_ssh_wait_names_the_hosts_still_awaited(ssh_lab: SSHLab, edge_cli: CLI, tmp_path: Path) -> None:
+    import socket
+
+    from tests.sshd import free_port
+
+    # A host that accepts TCP but never speaks SSH (no answer: waited for), one that refuses (not waited for),
+    # and the lab's front-end (answers).
+    silent = socket.socket()
+    silent.bind(("127.0.0.3", 0))
+    silent.listen(8)
+    try:
+        doc = {
+            "all": {
+                "vars": {"ansible_user": ssh_lab.front.user, "ansible_ssh_private_key_file": str(ssh_lab.client_key)},
+                "children": {
+                    "front": {"hosts": {"edge-server": {"ansible_host": ssh_lab.front.address}}},
+                    "wn": {
+                        "hosts": {
+                            "edge-mute": {"ansible_host": "127.0.0.3", "ansible_port": silent.getsockname()[1]},
+                            "edge-off": {"ansible_host": "127.0.0.4", "ansible_port": free_port("127.0.0.4")},
+                        }
+                    },
+                },
+            }
+        }
+        inventory = tmp_path / "mixed.yml"
+        inventory.write_text(yaml.safe_dump(doc))
+        result = edge_cli(
+            "edge", "create", "edge-mixed", "--inventory", str(inventory), "--preflight", "--ssh-timeout", "2"
+        )  # fmt: skip
+    finally:
+        silent.close()
+    # A host that does not answer is waited for until the timeout: exit 4.
+    assert result.returncode == 4, result.stderr
+    lines = result.stderr.splitlines()
+    progress = [line for line in lines if line.startswith("waiting for SSH: 1/3 nodes answer")]
+    assert progress, result.stderr
+    assert "; still waiting for: edge-mute (" in progress[0] and "127.0.0.3" in progress[0]
+    assert "not waiting for (connection refused): edge-off" in progress[0]
+    assert "timed out after 2 s waiting for SSH" in result.stderr
+    assert "Traceback" not in result.stderr and "paramiko" not in result.stderr  # one line per host, no noise
+    assert "security group" not in result.stderr and "sshd runs on each host" in result.stderr
+    with Store.open(edge_cli.home) as store:
+        assert store.get_cluster("edge-mixed") is None
 
 
 def test_verify_reports_a_changed_host_key_and_goes_on(
@@ -453,3 +545,45 @@ def test_verify_reports_a_changed_host_key_and_goes_on(
         assert PLANTED not in checked.stdout + checked.stderr
     finally:
         server.stop()
+
+
+def test_an_install_past_its_playbook_timeout_exits_4_naming_the_task_and_frees_the_lock(
+    ssh_lab: SSHLab, edge_cli: CLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from provisioner import addons
+    from provisioner.cli.main import main_exit_code
+    from provisioner.lifecycle import EDGE_IM_URL
+    from provisioner.state import cluster_lock, inputs_hash, new_deployment_id
+    from tests.playbooks.test_playbook_timeout import SLEEP_TASK, sleeping_playbook
+
+    inventory = edge_inventory(ssh_lab, tmp_path / "edge-hosts.yml")
+    name = "edge-slow"
+    with Store.open(edge_cli.home) as store:
+        store.upsert_cluster(
+            name,
+            im_url=EDGE_IM_URL,
+            template="k3s-edge",
+            site="edge",
+            inputs={},
+            deployment_id=new_deployment_id(),
+            inputs_hash=inputs_hash({}),
+            infra_id=None,
+            state="installed",
+            extra={"kind": "edge", "inventory_source": str(inventory)},
+        )
+    # The real command, in this process (so that the lock it held can be tried here after), with a playbook that
+    # sleeps on every host in place of edge.yml.
+    monkeypatch.setattr(addons, "EDGE_PLAYBOOK", str(sleeping_playbook(tmp_path / "sleep.yml")))
+    for key, value in edge_cli.env.items():
+        if key.startswith("PROVISION_"):
+            monkeypatch.setenv(key, value)
+    code = main_exit_code(["cluster", "install", name, "--playbook-timeout", "2"])
+    error = capsys.readouterr().err
+    assert code == 4, error
+    assert f"ansible-playbook was stopped after 2 s, during task '{SLEEP_TASK}'" in error
+    assert "--playbook-timeout" in error and "Traceback" not in error
+    failed = [d for p, d in journal(edge_cli.home, name) if p == Phase.INSTALL_FAILED.value]
+    assert failed and failed[-1]["task"] == SLEEP_TASK and failed[-1]["status"] == "timeout"
+    # The cluster lock was released: taken again at once, in the same process (it is not re-entrant).
+    with cluster_lock(edge_cli.home, name, timeout=0, purpose="test"):
+        pass
