@@ -84,11 +84,14 @@ def _configure_logging(verbose: int) -> None:
     install_log_masking(root)
 
 
-def _show_error(exc: ProvisionError) -> None:
+def _show_error(exc: ProvisionError, *, debug: bool = False) -> None:
     from provisioner.credentials import mask
     from provisioner.triage import classify_error
 
     message(f"error: {mask(str(exc))}")
+    body = getattr(exc, "body", None)
+    if debug and body:
+        message(f"IM's whole answer (--debug):\n{mask(body)}")
     if exc.hint:
         message(f"hint: {mask(exc.hint)}")
     found = classify_error(exc)
@@ -120,7 +123,7 @@ def main_exit_code(argv: list[str] | None = None) -> int:
     try:
         result = app(args=argv, standalone_mode=False, prog_name="provision")
     except ProvisionError as exc:
-        _show_error(exc)
+        _show_error(exc, debug=debug)
         return exc.exit_code
     except typer.Abort:
         message("aborted")
