@@ -23,8 +23,10 @@ from provisioner.errors import (
     InputError,
     OperationFailed,
     OperationTimeout,
+    OSCARUnreachable,
     PlaybookFailed,
     ProvisionError,
+    SSHUnreachable,
 )
 from provisioner.lifecycle import EDGE_IM_URL, Lifecycle, check_name
 from provisioner.state import Phase, Store, inputs_hash, new_deployment_id
@@ -700,7 +702,7 @@ class Stack:
             try:
                 url = str(self.lc.outputs(name).get("oscar_endpoint") or "") or None
             except ProvisionError as exc:
-                return [Check("oscar health", "failed", f"cannot read the OSCAR endpoint from IM: {exc}")]
+                return [Check("oscar health", "failed", f"{_OSCAR_ENDPOINT_UNREAD}: {exc}")]
             url = url or f"https://{front}/"
             fallback = node_port
         return check_oscar(
@@ -782,9 +784,21 @@ def _short(exc: BaseException) -> str:
     return text.splitlines()[0][:200]
 
 
+# A failed SSH check whose node did answer: refused login, a failing command, a changed host key (a security stop).
+_SSH_ANSWERED = ("authentication refused", "logged in, but", "refusing to connect")
+_OSCAR_ENDPOINT_UNREAD = "cannot read the OSCAR endpoint from IM"
+
+
 def fail_if_not_ok(report: VerifyReport) -> None:
+    """Raise for a failed report; the first failed check decides the error's class (and so its triage): a node
+    not answering SSH, OSCAR not answering its health check, or some other failure."""
     if not report.ok:
         failed = [c for c in report.checks if c.status == "failed"]
-        raise OperationFailed(
-            f"{len(failed)} check(s) failed on {report.cluster}: " + "; ".join(f"{c.name}: {c.detail}" for c in failed)
-        )
+        listed = "; ".join(f"{c.name}: {c.detail}" for c in failed)
+        text = f"{len(failed)} check(s) failed on {report.cluster}: {listed}"
+        first = failed[0]
+        if first.name.startswith("ssh ") and not any(mark in first.detail for mark in _SSH_ANSWERED):
+            raise SSHUnreachable(text)
+        if first.name == "oscar health" and not first.detail.startswith(_OSCAR_ENDPOINT_UNREAD):
+            raise OSCARUnreachable(text)
+        raise OperationFailed(text)

@@ -77,6 +77,14 @@ class PlaybookFailed(OperationFailed):
         self.host = host
 
 
+class SSHUnreachable(OperationFailed):
+    """A cluster's node did not answer SSH from this machine (``cluster verify``'s SSH checks)."""
+
+
+class OSCARUnreachable(OperationFailed):
+    """OSCAR did not answer its health check from this machine (``cluster verify``)."""
+
+
 class SourceError(OperationFailed):
     """An autoscale signal source (Kubernetes, OSCAR) could not be read; one line naming the source and the cause.
     The autoscale job turns it into a ``hold`` for that cluster and logs it in the decision log."""
@@ -92,9 +100,13 @@ class NotFound(ProvisionError):
 class IMError(ProvisionError):
     """An error answered by (or on the way to) the Infrastructure Manager."""
 
-    def __init__(self, message: str, *, status: int | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, hint: str | None = None, body: str | None = None
+    ) -> None:
         super().__init__(message, hint=hint)
         self.status = status
+        # IM's whole answer (a traceback, an HTML page): shown only with --debug; the message has its one line.
+        self.body = body
 
 
 class IMUnreachable(IMError):

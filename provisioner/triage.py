@@ -13,9 +13,12 @@ ansible-task-failed     a contextualization or add-on Ansible task failed (``fat
 timeout                 a wait ran out of time (ours or IM's maximum contextualization time)
 auth                    IM refused the credentials, or an OIDC / EGI Check-in token expired
 im-unreachable          no answer from the IM endpoint (refused, reset, DNS, TLS)
+oscar-unreachable       OSCAR on a cluster did not answer its health check from this machine (cluster verify)
 ======================  ==========================================================================================
 
-Specific evidence wins over generic: a quota message inside a failed launch is "quota", not "timeout".
+Specific evidence wins over generic: a quota message inside a failed launch is "quota", not "timeout". What failed
+decides before any text: IM refusing a request (400) is bad input, never an outage, whatever its traceback says; a
+node not answering SSH and OSCAR not answering are told by their own exceptions.
 """
 
 from __future__ import annotations
@@ -28,13 +31,16 @@ from enum import StrEnum
 from provisioner.errors import (
     HostKeyChanged,
     IMAuthError,
+    IMBadRequest,
     IMForbidden,
     IMTimeout,
     IMUnreachable,
     InputError,
     OperationTimeout,
+    OSCARUnreachable,
     PlaybookFailed,
     ProvisionError,
+    SSHUnreachable,
 )
 
 __all__ = [
@@ -64,6 +70,7 @@ class Cause(StrEnum):
     TIMEOUT = "timeout"
     AUTH = "auth"
     IM_UNREACHABLE = "im-unreachable"
+    OSCAR_UNREACHABLE = "oscar-unreachable"
 
 
 # Where an on-call person goes next, per cause (runbook names: ``provision runbook NAME``, RUNBOOK_DIR/NAME.md).
@@ -75,6 +82,7 @@ RUNBOOKS: dict[Cause, str] = {
     Cause.TIMEOUT: "stuck-or-unconfigured",
     Cause.AUTH: "token-expired",
     Cause.IM_UNREACHABLE: "im-down",
+    Cause.OSCAR_UNREACHABLE: "oscar-down",
 }
 
 SUMMARIES: dict[Cause, str] = {
@@ -85,6 +93,7 @@ SUMMARIES: dict[Cause, str] = {
     Cause.TIMEOUT: "it ran out of time",
     Cause.AUTH: "the credentials were refused or the token expired",
     Cause.IM_UNREACHABLE: "the IM endpoint did not answer",
+    Cause.OSCAR_UNREACHABLE: "OSCAR on the cluster did not answer",
 }
 
 
@@ -205,6 +214,11 @@ _PATTERNS: list[tuple[Cause, re.Pattern[str]]] = [
             r"could not reach \S+: ",
             r"UNREACHABLE!",
         ),
+    ),
+    (
+        Cause.OSCAR_UNREACHABLE,
+        # cluster verify's failed OSCAR health check (OSCAR is not IM's: IM's texts never say this).
+        _rx(r"oscar health: \S+/health(?:: | answered [45][0-9][0-9])"),
     ),
     (
         Cause.TIMEOUT,
@@ -353,8 +367,13 @@ def classify_error(exc: BaseException, evidence: str | None = None) -> Triage | 
         return Triage(Cause.IM_UNREACHABLE, _trim(message))
     if isinstance(exc, IMAuthError | IMForbidden):
         return Triage(Cause.AUTH, _trim(message))
-    if isinstance(exc, HostKeyChanged):
-        return None  # not an outage: a security stop with its own hint
+    if isinstance(exc, HostKeyChanged | IMBadRequest):
+        return None  # not an outage: a security stop with its own hint; IM refusing the request (bad input)
+    # What our own checks found unreachable (cluster verify): their exception says it, not words in the details.
+    if isinstance(exc, SSHUnreachable):
+        return Triage(Cause.SSH_UNREACHABLE, _trim(message))
+    if isinstance(exc, OSCARUnreachable):
+        return Triage(Cause.OSCAR_UNREACHABLE, _trim(message))
     # Then IM's text, more specific than our exception's kind (a failed launch ended by a quota is "quota").
     for text in (evidence or exc.evidence, message):
         found = classify_text(text)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from provisioner import tosca
 from provisioner.cli.common import OutputFormat, OutputOption, confirm, emit, im_client, message
 from provisioner.errors import InputError
 
@@ -17,10 +18,18 @@ app = typer.Typer(
 
 @app.command("version")
 def version_cmd(ctx: typer.Context, output: OutputFormat = OutputOption) -> None:
-    """IM's version (checks the endpoint and the credentials are usable)."""
+    """IM's version, and whether IM accepts the credentials (an authenticated call: the list of infrastructures).
+
+    Exit 3 when IM refuses them. IM without a user database accepts any user name and password (each is a user
+    of its own): "accepted" then means only that IM took them."""
     with im_client(ctx) as client:
         found = client.version()
-    emit({"im_url": client.url, "version": found}, output, f"IM {found} at {client.url}")
+        owned = client.list_infrastructures()
+    emit(
+        {"im_url": client.url, "version": found, "credentials": "accepted", "infrastructures": len(owned)},
+        output,
+        f"IM {found} at {client.url}; credentials accepted ({len(owned)} infrastructures)",
+    )
 
 
 @app.command("list")
@@ -37,13 +46,25 @@ def create(
     template: Path = typer.Argument(..., help="A TOSCA file (YAML)."),
     async_: bool = typer.Option(False, "--async", help="Return at once; IM creates the VMs in the background."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only ask IM to parse the template."),
+    validate: bool = typer.Option(
+        True, "--validate/--no-validate", help="Validate offline first, as `template validate FILE` does."
+    ),
     output: OutputFormat = OutputOption,
 ) -> None:
-    """POST a TOSCA template to IM and print the new infrastructure id."""
+    """POST a TOSCA template to IM and print the new infrastructure id.
+
+    Nothing is sent for a file that is not a TOSCA mapping, that holds masked secrets (***), or (unless
+    --no-validate) that fails offline validation."""
     try:
         text = template.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read {template}: {exc.strerror}", field="TEMPLATE") from None
+    except UnicodeDecodeError:
+        raise InputError(f"cannot read {template}: not UTF-8 text", field="TEMPLATE") from None
+    doc = tosca.read_tosca_file(template, field="TEMPLATE")
+    tosca.check_no_mask(doc)  # even with --no-validate: a masked render would deploy *** as passwords
+    if validate:
+        tosca.validate_offline(doc, base_dir=template.resolve().parent)
     with im_client(ctx) as client:
         if dry_run:
             plan = client.dry_run(text)
@@ -81,11 +102,11 @@ def outputs(ctx: typer.Context, infra_id: str, output: OutputFormat = OutputOpti
 
 
 @app.command()
-def contmsg(ctx: typer.Context, infra_id: str) -> None:
+def contmsg(ctx: typer.Context, infra_id: str, output: OutputFormat = OutputOption) -> None:
     """The contextualization log."""
     with im_client(ctx) as client:
         text = client.contmsg(infra_id)
-    emit(text, OutputFormat.text, text)
+    emit({"infra_id": infra_id, "contmsg": text}, output, text)
 
 
 @app.command()

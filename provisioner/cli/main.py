@@ -176,11 +176,14 @@ def cli_command() -> Any:
     return root
 
 
-def _show_error(exc: ProvisionError) -> None:
+def _show_error(exc: ProvisionError, *, debug: bool = False) -> None:
     from provisioner.credentials import mask
     from provisioner.triage import classify_error
 
     message(f"error: {mask(str(exc))}")
+    body = getattr(exc, "body", None)
+    if debug and body:
+        message(f"IM's whole answer (--debug):\n{mask(body)}")
     if exc.hint:
         message(f"hint: {mask(exc.hint)}")
     found = classify_error(exc)
@@ -288,7 +291,7 @@ def _run_app(argv: list[str] | None) -> int:
     try:
         result = cli_command().main(args=argv, standalone_mode=False, prog_name="provision")
     except ProvisionError as exc:
-        _show_error(exc)
+        _show_error(exc, debug=debug)
         return exc.exit_code
     except typer.Abort as exc:
         if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):

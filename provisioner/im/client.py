@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import html
 import logging
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -258,15 +260,19 @@ class IMClient:
         try:
             data = resp.json()
         except ValueError as exc:
+            said = one_line(resp.text) or "an empty body"
             raise IMServerError(
-                f"IM answered {resp.request.method} {_path_of(resp)} with a body that is not JSON",
+                f"IM answered {resp.request.method} {_path_of(resp)} with a body that is not JSON: {said}",
                 status=resp.status_code,
+                body=resp.text,
             ) from exc
         if key is None:
             return data
         if not isinstance(data, dict) or key not in data:
             raise IMServerError(
-                f"IM's answer to {resp.request.method} {_path_of(resp)} has no {key!r} field", status=resp.status_code
+                f"IM's answer to {resp.request.method} {_path_of(resp)} has no {key!r} field: {one_line(resp.text)}",
+                status=resp.status_code,
+                body=resp.text,
             )
         return data[key]
 
@@ -542,7 +548,10 @@ def _path_of(resp: requests.Response) -> str:
 
 
 def _error_from_response(resp: requests.Response, method: str, path: str) -> IMError:
+    """IM's error answer as one of our errors: its message in ONE line (IM's messages may carry a whole server
+    traceback, a proxy's an HTML page); the whole body rides along (``body``) for ``--debug``."""
     status = resp.status_code
+    text = resp.text
     message = ""
     try:
         data = resp.json()
@@ -556,28 +565,74 @@ def _error_from_response(resp: requests.Response, method: str, path: str) -> IME
                 else str(detail)
             )
     except ValueError:
-        message = resp.text.strip()[:500]
-    message = message or resp.reason or "no message"
+        message = text
+    said = one_line(message) or resp.reason or "no message"
+    body = text if text.strip() and text.strip() != said else None
     where = f"{method} {path}"
     if status == 401:
         return IMAuthError(
-            f"IM refused the credentials ({status}): {message}",
+            f"IM refused the credentials ({status}): {said}",
             status=status,
             hint="check the InfrastructureManager line of the auth file; an EGI token may have expired",
+            body=body,
         )
     if status == 403:
         return IMForbidden(
-            f"IM denied {where} ({status}): {message}",
+            f"IM denied {where} ({status}): {said}",
             status=status,
             hint="the infrastructure belongs to another IM user; use the credentials that created it",
+            body=body,
         )
     if status == 404:
-        return IMNotFound(f"IM does not know it ({status}): {message}", status=status)
+        return IMNotFound(f"IM does not know it ({status}): {said}", status=status, body=body)
     if status in (400, 415, 422):
-        return IMBadRequest(f"IM refused {where} ({status}): {message}", status=status)
+        return IMBadRequest(f"IM refused {where} ({status}): {said}", status=status, body=body)
     if status >= 500:
-        return IMServerError(f"IM failed on {where} ({status}): {message}", status=status)
-    return IMError(f"IM answered {where} with {status}: {message}", status=status)
+        return IMServerError(f"IM failed on {where} ({status}): {said}", status=status, body=body)
+    return IMError(f"IM answered {where} with {status}: {said}", status=status, body=body)
+
+
+LINE_LIMIT = 200
+_HTML_RE = re.compile(r"<(?:!doctype|html|head|body|title)\b", re.IGNORECASE)
+_TITLE_RE = re.compile(r"<title[^>]*>(?P<title>.*?)</title>", re.IGNORECASE | re.DOTALL)
+_HIDDEN_RE = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_TAG_RE = re.compile(r"<[^>]*>")
+_ERROR_LINE_RE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exc)\b: ")
+_URL_FAILED_RE = re.compile(r'Failed to reach server "(?P<url>[^"]+)"\.(?: Reason is: (?P<why>.*?))?\.?$')
+
+
+def one_line(text: str, limit: int = LINE_LIMIT) -> str:
+    """What an answer of IM (or of a proxy before it) says, in one trimmed line.
+
+    An HTML page gives its ``<title>`` (else its first line of text); a text gives its first line, and when that
+    line only announces what follows (``Error parsing TOSCA template:``), the first error line after it, not the
+    traceback; an import IM could not fetch is said as such.
+    """
+    text = text.strip()
+    if _HTML_RE.search(text):
+        title = _TITLE_RE.search(text)
+        if title is not None and title.group("title").strip():
+            text = title.group("title")
+        else:
+            text = _TAG_RE.sub("\n", _HIDDEN_RE.sub("", text))
+        text = html.unescape(text)
+    lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    for line in lines:
+        failed = _URL_FAILED_RE.search(line)
+        if failed is not None:
+            why = f": {failed.group('why')}" if failed.group("why") else ""
+            return _cut(f"IM could not fetch import URL {failed.group('url')}{why}", limit)
+    chosen = lines[0]
+    if chosen.endswith(":"):
+        cause = next((line for line in lines[1:] if _ERROR_LINE_RE.match(line)), None)
+        chosen = f"{chosen} {cause}" if cause else chosen.rstrip(":")
+    return _cut(chosen, limit)
+
+
+def _cut(line: str, limit: int) -> str:
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _outcome_text(outcome: Any) -> str:

@@ -35,7 +35,15 @@ from provisioner.tosca.schema import (
 )
 from provisioner.tosca.secrets import SecretStore, generate_secret
 from provisioner.tosca.sites import LOCAL_SIM, Site, known_sites, resolve_site, site_from_config
-from provisioner.tosca.validate import check_rendered_inputs, parse_with_tosca_parser, validate_offline
+from provisioner.tosca.validate import (
+    OfflineImportError,
+    check_no_mask,
+    check_rendered_inputs,
+    is_ours,
+    parse_with_tosca_parser,
+    read_tosca_file,
+    validate_offline,
+)
 
 __all__ = [
     "GRYCAP_COMMIT",
@@ -45,15 +53,18 @@ __all__ = [
     "Addon",
     "Constraints",
     "InputSpec",
+    "OfflineImportError",
     "ResolvedInputs",
     "SchemaFileError",
     "SecretStore",
     "Site",
     "TemplateSchema",
+    "check_no_mask",
     "check_rendered_inputs",
     "dns_label",
     "dump",
     "generate_secret",
+    "is_ours",
     "known_sites",
     "list_templates",
     "load_inputs_file",
@@ -63,6 +74,7 @@ __all__ = [
     "parse_set_options",
     "parse_with_tosca_parser",
     "prepare_inputs",
+    "read_tosca_file",
     "render",
     "resolve_site",
     "set_scaling",

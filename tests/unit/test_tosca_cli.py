@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -141,7 +147,7 @@ def test_validate_template_and_file(run, tmp_path: Path) -> None:  # type: ignor
     assert isinstance(forced.exception, ProvisionError)
     assert getattr(forced.exception, "field", None) == "--im-url"
 
-    rendered = run("render", "oscar", "--site", "ifca")
+    rendered = run("render", "oscar", "--site", "ifca", "--show-secrets")
     path = tmp_path / "rendered.yaml"
     path.write_text(rendered.stdout)
     result = run("validate", str(path), "-o", "json")
@@ -161,3 +167,117 @@ def test_validate_template_and_file(run, tmp_path: Path) -> None:  # type: ignor
 def test_sites(run) -> None:  # type: ignore[no-untyped-def]
     rows = json.loads(run("sites", "-o", "json").stdout)
     assert [r["name"] for r in rows] == ["egi-cesnet", "ifca", "local-sim"]
+
+
+def test_validate_refuses_a_masked_render(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "masked.yaml"
+    path.write_text(run("render", "oscar", "--site", "ifca").stdout)
+    err = refused(run("validate", str(path)))
+    field = str(getattr(err, "field", ""))
+    assert field.startswith("topology_template.inputs.") and field.endswith(".default"), err
+    assert "'***'" in str(err) and "--show-secrets" in str(err)
+
+    # The mask in a node's property (e.g. a secret pasted into the template by hand) is refused too, by its path.
+    doc = yaml.safe_load(run("render", "oscar", "--site", "ifca", "--show-secrets").stdout)
+    front = doc["topology_template"]["node_templates"]["front"]
+    front.setdefault("capabilities", {}).setdefault("endpoint", {}).setdefault("properties", {})["dns_name"] = "***"
+    path.write_text(yaml.safe_dump(doc))
+    err = refused(run("validate", str(path)), "topology_template.node_templates.front.capabilities.endpoint"
+                  ".properties.dns_name")  # fmt: skip
+
+
+def test_validate_any_tosca_file_not_only_ours(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # A third party's template (GRyCAP's types from their main branch, a types file of its own next to it).
+    third = DATA / "third-party-webapp.yaml"
+    result = run("validate", str(third), "--no-im", "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["checked"] == ["tosca-parser"]  # not our schema: it is not ours
+
+    # tosca-parser really checks it, with the types of the local import.
+    (tmp_path / "third-party-types.yaml").write_text((DATA / "third-party-types.yaml").read_text())
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(third.read_text().replace("listen_port: 8080", "listen_port: eighty"))
+    err = refused(run("validate", str(broken), "--no-im"), "template")
+    assert '"eighty" is not an integer' in str(err)
+
+    # An import that needs the network: one line, at once, naming it; nothing fetched.
+    remote = tmp_path / "remote.yaml"
+    remote.write_text(third.read_text().replace("third-party-types.yaml", "https://types.example.org/web.yaml"))
+    err = refused(run("validate", str(remote), "--no-im"), "imports")
+    assert "cannot fetch https://types.example.org/web.yaml offline" in str(err)
+    (tmp_path / "third-party-types.yaml").unlink()
+    err = refused(run("validate", str(broken), "--no-im"), "imports")
+    assert "'third-party-types.yaml' not found" in str(err)
+
+
+# --- infra create FILE: refused offline, nothing sent -------------------------------------------------------------
+
+
+@pytest.fixture
+def recorder() -> Iterator[list[str]]:
+    """A loopback HTTP server standing in for IM that only records what reached it (and answers 500)."""
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            return
+
+        def _any(self) -> None:
+            seen.append(f"{self.command} {self.path}")
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = do_PUT = do_DELETE = _any
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    seen.append(f"http://127.0.0.1:{server.server_address[1]}")
+    yield seen
+    server.shutdown()
+    server.server_close()
+
+
+def infra_cli(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    auth = tmp_path / "auth.dat"
+    if not auth.exists():
+        auth.write_text("id = im; type = InfrastructureManager; username = u; password = not-a-real-one\n")
+        auth.chmod(0o600)
+    env = {**os.environ, "PROVISION_HOME": str(tmp_path / "home"), "PROVISION_CONFIG": str(DATA / "sites-config.yaml"),
+           "PROVISION_IM_URL": url, "PROVISION_AUTH_FILE": str(auth)}  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "provisioner", "infra", *args],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_infra_create_refuses_offline_and_sends_nothing(run, recorder: list[str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url = recorder[0]
+    not_yaml = tmp_path / "notes.txt"
+    not_yaml.write_text("key: [unclosed\n  - and: {broken\n")
+    a_list = tmp_path / "list.yaml"
+    a_list.write_text("- tosca_definitions_version: tosca_simple_yaml_1_0\n")
+    masked = tmp_path / "masked.yaml"
+    masked.write_text(run("render", "oscar", "--site", "ifca").stdout)
+    remote = tmp_path / "remote.yaml"
+    remote.write_text((DATA / "third-party-webapp.yaml").read_text().replace(
+        "third-party-types.yaml", "https://types.example.org/web.yaml"))  # fmt: skip
+    invalid = tmp_path / "invalid.yaml"
+    doc = yaml.safe_load(run("render", "oscar", "--site", "ifca", "--show-secrets").stdout)
+    doc["topology_template"]["node_templates"]["front"]["colour"] = "blue"
+    invalid.write_text(yaml.safe_dump(doc))
+    cases = [
+        (not_yaml, [], "TEMPLATE: ", "is not valid YAML at line"),
+        (a_list, ["--no-validate"], "TEMPLATE: ", "is not a TOSCA document (a YAML mapping)"),
+        (masked, [], "topology_template.inputs.", "--show-secrets"),
+        (masked, ["--no-validate", "--dry-run"], "topology_template.inputs.", "--show-secrets"),
+        (remote, [], "imports: ", "cannot fetch https://types.example.org/web.yaml offline"),
+        (invalid, ["--dry-run"], "template: ", "colour"),
+    ]
+    for path, flags, field, words in cases:
+        result = infra_cli(tmp_path, url, "create", str(path), *flags)
+        assert result.returncode == 2, (path.name, flags, result.stderr)
+        first = result.stderr.splitlines()[0]
+        assert first.startswith(f"error: {field}") and words in first, (path.name, flags, result.stderr)
+        assert result.stdout == ""
+    assert recorder[1:] == [], "nothing reached IM"

@@ -436,7 +436,7 @@ def test_validation_failure_is_one_line() -> None:
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        (lambda d: d.pop("metadata"), "has no metadata"),
+        (lambda d: d["metadata"].pop("provisioner_cluster"), "metadata lacks provisioner_cluster"),
         (lambda d: d["topology_template"]["inputs"].pop("wn_num"), "wn_num is missing"),
         (lambda d: d["topology_template"]["inputs"]["wn_num"].update(default=1000), "between 0 and 100"),
         (lambda d: d["topology_template"]["inputs"]["admin_token"].update(default="short"), "at least 16"),
@@ -452,8 +452,12 @@ def test_validate_offline_applies_our_schema(change: Any, words: str) -> None:
         validate_offline(doc)
 
 
-def test_masked_render_still_validates() -> None:
+def test_a_masked_render_is_never_valid() -> None:
     from provisioner.tosca import masked
 
     doc, inputs = rendered("oscar", {})
-    validate_offline(masked(doc, inputs.secret_values))
+    with pytest.raises(InputError) as info:
+        validate_offline(masked(doc, inputs.secret_values))
+    assert info.value.field is not None and info.value.field.startswith("topology_template.inputs.")
+    assert info.value.field.endswith(".default") and "--show-secrets" in str(info.value)
+    assert "\n" not in str(info.value)

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.addons import Check, VerifyReport, fail_if_not_ok
 from provisioner.errors import (
     CredentialsError,
     HostKeyChanged,
     IMAuthError,
+    IMBadRequest,
     IMForbidden,
     IMServerError,
     IMTimeout,
@@ -152,3 +154,50 @@ def test_analyse_contmsg_skips_ignored_failures() -> None:
     )
     assert analyse_contmsg(log) == ("real", "wn-1", "task 'real' failed on wn-1: disk full")
     assert analyse_contmsg("TASK [probe] ***\nfatal: [fe]: FAILED! => {}\n...ignoring\nok\n") == (None, None, None)
+
+
+def test_im_refusing_a_request_is_bad_input_not_an_outage() -> None:
+    # IM's 400 to a template whose import it could not fetch: its traceback is full of connection words.
+    refused = IMBadRequest(
+        "IM refused POST /infrastructures (400): IM could not fetch import URL https://example.org/t.yaml: "
+        "[Errno -3] Temporary failure in name resolution; Failed to establish a new connection: Connection refused",
+        status=400,
+    )
+    assert classify_error(refused) is None
+
+
+REFUSED = "root@10.0.0.1:22: connection refused"
+OSCAR_DOWN = "https://10.0.0.1/health: HTTPSConnectionPool(host='10.0.0.1', port=443): Max retries exceeded"
+
+
+@pytest.mark.parametrize(
+    ("checks", "cause"),
+    [
+        # A node down: ssh, whatever the OSCAR check after it says (its words are IM-unreachable-like).
+        ([("ssh front", "failed", REFUSED), ("oscar health", "failed", OSCAR_DOWN)], Cause.SSH_UNREACHABLE),
+        ([("ssh front", "failed", "root@a-very-long-front-end-name.example.org:22: no answer (timed out)")],
+         Cause.SSH_UNREACHABLE),
+        # Every node answers, OSCAR does not: OSCAR, not IM (IM is not even asked).
+        ([("ssh front", "ok", "answers SSH"), ("oscar health", "failed", OSCAR_DOWN),
+          ("oscar config", "skipped", "OSCAR does not answer")], Cause.OSCAR_UNREACHABLE),
+        ([("oscar health", "failed", "https://10.0.0.1/health answered 502")], Cause.OSCAR_UNREACHABLE),
+        # IM not answering when verify asks it for OSCAR's endpoint is IM.
+        ([("oscar health", "failed", "cannot read the OSCAR endpoint from IM: cannot connect to IM at "
+          "http://127.0.0.1:1: Connection refused")], Cause.IM_UNREACHABLE),
+    ],
+)  # fmt: skip
+def test_verify_failures_are_triaged_by_what_failed(checks: list[tuple[str, str, str]], cause: Cause | None) -> None:
+    report = VerifyReport("c1", [Check(*check) for check in checks])
+    with pytest.raises(OperationFailed) as raised:
+        fail_if_not_ok(report)
+    found = classify_error(raised.value)
+    assert (found.cause if found else None) == cause, found
+    if cause is Cause.OSCAR_UNREACHABLE:
+        assert found is not None and found.runbook == "oscar-down"
+
+
+def test_a_node_that_answers_ssh_but_refuses_the_login_is_not_unreachable() -> None:
+    report = VerifyReport("c1", [Check("ssh front", "failed", "root@10.0.0.1:22: authentication refused (no key)")])
+    with pytest.raises(OperationFailed) as raised:
+        fail_if_not_ok(report)
+    assert type(raised.value) is OperationFailed
