@@ -19,13 +19,7 @@ from provisioner.cli.main import app
 from provisioner.cli.render import PIPE_WIDTH, human, plural, table
 from provisioner.lifecycle import EDGE_IM_URL
 from provisioner.state import Store
-
-PYTHON_VALUES = re.compile(r"\bNone\b|\bTrue\b|\bFalse\b|\[\s*'|\['|\[\]|\{'")
-
-
-def assert_human(text: str) -> None:
-    """No Python value leaked into the text: None, True/False, a list's or a dict's repr."""
-    assert not PYTHON_VALUES.search(text), text
+from tests.clihelper import assert_human
 
 
 def columns_of(line: str) -> list[int]:
