@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+PYTHON_VALUES = re.compile(r"\bNone\b|\bTrue\b|\bFalse\b|\['|\[\]|\{'")
+
+
+def assert_human(text: str) -> None:
+    """No Python value leaked into a command's text output: None, True/False, a list's or a dict's repr."""
+    assert not PYTHON_VALUES.search(text), text
 
 
 class CLI:

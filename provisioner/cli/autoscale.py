@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from provisioner.cli.common import OutputFormat, OutputOption, emit, lifecycle, message, state
+from provisioner.cli.render import human, plural, table
 from provisioner.errors import OperationFailed, ProvisionError
 
 if TYPE_CHECKING:
@@ -38,7 +39,8 @@ def enable(
         {"cluster": name, "policy": parsed.to_dict(), "path": str(job.policy_path(settings.home, name))},
         output,
         f"{name}: autoscaled between {parsed.min_workers} and {parsed.max_workers} workers "
-        f"(schedule entries: {len(parsed.schedules)}, demand rules: {'on' if parsed.demand else 'off'})",
+        f"({plural(len(parsed.schedules), 'schedule entry', 'schedule entries')}, "
+        f"demand rules {'on' if parsed.demand else 'off'})",
     )
 
 
@@ -132,12 +134,20 @@ def run(
         lc.close()
 
 
+def _outcome_row(o: TickOutcome) -> tuple[str, str, str, list[str], str, str]:
+    tag = " (dry run)" if o.dry_run and o.action in ("scale_up", "scale_down") else ""
+    counts = f"{o.current} -> {o.target}" if o.current is not None else "-"
+    return (o.cluster, o.action + tag, counts, o.remove, o.rule, o.reason)
+
+
 def _report(outcomes: list[TickOutcome], output: OutputFormat) -> None:
     emit(
         [o.as_dict() for o in outcomes],
         output,
-        lambda: (
-            "\n".join(_outcome_line(o) for o in outcomes) or "no managed clusters (see: provision autoscale enable)"
+        lambda: table(
+            ["CLUSTER", "ACTION", "WORKERS", "REMOVE", "RULE", "REASON"],
+            [_outcome_row(o) for o in outcomes],
+            empty="no managed clusters (see: provision autoscale enable)",
         ),
     )
 
@@ -192,13 +202,13 @@ def explain(
         for e in entries:
             head = f"{e['at']}  {e['action']}"
             if e.get("current") is not None:
-                head += f" {e['current']} -> {e['target']}"
+                head += f" {e['current']} -> {human(e.get('target'))}"
             if e.get("dry_run"):
                 head += " (dry run)"
             lines.append(head)
             if e.get("rule"):
                 lines.append(f"  rule: {e['rule']}")
-            lines.append(f"  why: {e.get('reason') or e.get('error')}")
+            lines.append(f"  why: {human(e.get('reason') or e.get('error'))}")
             sig = e.get("signals") or {}
             keys = ("pending_pods", "oscar_job_pods", "waiting_jobs", "jobs_without_pod")
             read_parts = [f"{k}={sig[k]}" for k in keys if sig.get(k) is not None]
@@ -206,7 +216,7 @@ def explain(
                 read_parts.append("unreadable: " + "; ".join(sig["errors"]))
             bounds = e.get("bounds") or {}
             if bounds:
-                read_parts.append(f"bounds {bounds.get('floor')}..{bounds.get('ceiling')}")
+                read_parts.append(f"bounds {human(bounds.get('floor'))}..{human(bounds.get('ceiling'))}")
             if read_parts:
                 lines.append(f"  signals: {', '.join(read_parts)}")
             if e.get("remove"):

@@ -25,6 +25,7 @@ from provisioner.cli.common import (
     message,
     state,
 )
+from provisioner.cli.render import human, plural, table
 from provisioner.errors import InputError, OperationFailed
 from provisioner.triage import see_runbook
 
@@ -93,20 +94,23 @@ PlaybookTimeoutOption = typer.Option(
 def install_text(report: InstallReport) -> str:
     what = "preflight passed" if report.preflight_only else "installed"
     lines = [f"{report.cluster}: {what}: {', '.join(report.components) or 'k3s only'}"]
-    for host, counts in sorted(report.stats.items()):
-        lines.append(
-            f"  {host:<12} ok={counts.get('ok', 0)} changed={counts.get('changed', 0)} "
-            f"skipped={counts.get('skipped', 0)}"
-        )
+    hosts = [
+        (host, counts.get("ok", 0), counts.get("changed", 0), counts.get("skipped", 0))
+        for host, counts in sorted(report.stats.items())
+    ]
+    if hosts:
+        lines.append(table(["HOST", "OK", "CHANGED", "SKIPPED"], hosts, indent=2))
     lines.append(f"  inventory {report.inventory}")
     lines.append(f"  ansible artifacts {report.artifacts}")
     return "\n".join(lines)
 
 
 def verify_text(report: VerifyReport) -> str:
-    marks = {"ok": "ok  ", "failed": "FAIL", "skipped": "skip"}
+    marks = {"ok": "ok", "failed": "FAIL", "skipped": "skip"}
     lines = [f"{report.cluster}: {'all checks passed' if report.ok else 'some checks failed'}"]
-    lines += [f"  {marks.get(c.status, c.status)}  {c.name:<18} {c.detail}" for c in report.checks]
+    rows = [(marks.get(c.status, c.status), c.name, c.detail) for c in report.checks]
+    if rows:
+        lines.append(table(["RESULT", "CHECK", "DETAIL"], rows, indent=2))
     return "\n".join(lines)
 
 
@@ -121,14 +125,14 @@ def _inputs(sets: list[str], inputs_file: Path | None) -> dict[str, Any]:
 
 
 def view_text(view: ClusterView) -> str:
+    workers = plural(view.workers, "worker") if view.workers is not None else "workers unknown"
     lines = [
-        f"cluster {view.name}: {view.state or 'unknown'} ({view.workers if view.workers is not None else '?'} workers)",
-        f"  infrastructure {view.infra_id or '-'} at {view.im_url} (template {view.template}, site {view.site})",
+        f"cluster {view.name}: {view.state or 'unknown'} ({workers})",
+        f"  infrastructure {human(view.infra_id)} at {view.im_url} (template {view.template}, site {view.site})",
     ]
-    lines += [
-        f"  vm {vm.id:>3}  {vm.role:<5} {vm.state or '?':<12} {vm.private_ip or '-':<15} {vm.public_ip or '-'}"
-        for vm in view.vms
-    ]
+    vms = [(vm.id, vm.role, vm.state, vm.private_ip, vm.public_ip) for vm in view.vms]
+    if vms:
+        lines.append(table(["VM", "ROLE", "STATE", "PRIVATE IP", "PUBLIC IP"], vms, indent=2))
     if view.note:
         lines.append(f"  note: {view.note}")
     if view.cause:
@@ -194,7 +198,7 @@ def _plan_text(plan: DryRunPlan, show_tosca: bool) -> str:
     head = plan.tosca.rstrip("\n") + "\n" if show_tosca else ""
     if plan.note:
         return f"{head}dry run: {plan.note}"
-    launch = "; ".join(f"{c['cloud_id']} ({c['cloud_type']}): {len(c['vms'])} VMs" for c in plan.clouds)
+    launch = "; ".join(f"{c['cloud_id']} ({c['cloud_type']}): {plural(len(c['vms']), 'VM')}" for c in plan.clouds)
     return f"{head}dry run: cluster {plan.name} ({plan.template} on {plan.site}): IM would launch {launch or 'nothing'}"
 
 
@@ -206,13 +210,10 @@ def list_cmd(ctx: typer.Context, output: OutputFormat = OutputOption) -> None:
     emit(
         [v.as_dict() for v in views],
         output,
-        lambda: (
-            "\n".join(
-                f"{v.name:<20} {v.state or '-':<13} {v.workers if v.workers is not None else '-':>3} workers  "
-                f"{v.template:<10} {v.site:<12} {v.infra_id or '-'}"
-                for v in views
-            )
-            or "no clusters"
+        lambda: table(
+            ["NAME", "STATE", "WORKERS", "TEMPLATE", "SITE", "INFRASTRUCTURE"],
+            [(v.name, v.state, v.workers, v.template, v.site, v.infra_id) for v in views],
+            empty="no clusters",
         ),
     )
 
@@ -245,7 +246,7 @@ def outputs(
         found = lc.outputs(name)
         secrets = [] if show_secrets else lc.secret_values(name)
     shown = {key: _mask_value(value, secrets, mask) for key, value in found.items()}
-    emit(shown, output, lambda: "\n".join(f"{key}: {value}" for key, value in shown.items()))
+    emit(shown, output, lambda: table(["OUTPUT", "VALUE"], shown.items(), empty="no outputs"))
 
 
 def _mask_value(value: Any, secrets: list[str], mask: Any) -> Any:
@@ -410,14 +411,14 @@ def sync(
 
     def text() -> str:
         lines = [
-            f"adopted: {', '.join(report.adopted) or '-'}",
-            f"updated: {', '.join(report.updated) or '-'}",
-            f"forgotten: {', '.join(report.forgotten) or '-'}",
+            f"adopted: {human(report.adopted)}",
+            f"updated: {human(report.updated)}",
+            f"forgotten: {human(report.forgotten)}",
         ]
         if report.moved:
-            lines.append(f"moved (re-pointed to this IM): {', '.join(report.moved)}")
+            lines.append(f"moved (re-pointed to this IM): {human(report.moved)}")
         if report.not_visible:
-            lines.append(f"not visible with these credentials (kept): {', '.join(report.not_visible)}")
+            lines.append(f"not visible with these credentials (kept): {human(report.not_visible)}")
         return "\n".join(lines)
 
     emit(asdict(report), output, text)
@@ -447,10 +448,11 @@ def inventory(
         data,
         output,
         lambda: (
-            f"wrote {written} ({len(inv.hosts)} hosts)\n"
-            + "\n".join(
-                f"  {h.group:<5} {h.name:<8} {h.user}@{h.address}" + (f" via {h.jump}" if h.jump else "")
-                for h in inv.hosts
+            f"wrote {written} ({plural(len(inv.hosts), 'host')})\n"
+            + table(
+                ["GROUP", "HOST", "ADDRESS", "USER", "VIA"],
+                [(h.group, h.name, h.address, h.user, h.jump) for h in inv.hosts],
+                indent=2,
             )
         ),
     )

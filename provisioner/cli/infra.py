@@ -9,6 +9,7 @@ import typer
 
 from provisioner import tosca
 from provisioner.cli.common import OutputFormat, OutputOption, confirm, emit, im_client, message
+from provisioner.cli.render import human, plural, table
 from provisioner.errors import InputError
 
 app = typer.Typer(
@@ -37,7 +38,7 @@ def list_cmd(ctx: typer.Context, output: OutputFormat = OutputOption) -> None:
     """The infrastructures of this IM user."""
     with im_client(ctx) as client:
         ids = client.list_infrastructures()
-    emit(ids, output, "\n".join(ids))
+    emit(ids, output, lambda: table(["INFRASTRUCTURE"], [(i,) for i in ids], empty="no infrastructures"))
 
 
 @app.command()
@@ -71,8 +72,12 @@ def create(
             emit(
                 [asdict(cloud) for cloud in plan],
                 output,
-                lambda: "\n".join(
-                    f"{c.cloud_id} ({c.cloud_type}): {len(c.vms)} VMs, {len(c.storage)} disks" for c in plan
+                lambda: (
+                    "\n".join(
+                        f"{c.cloud_id} ({c.cloud_type}): {plural(len(c.vms), 'VM')}, {plural(len(c.storage), 'disk')}"
+                        for c in plan
+                    )
+                    or "IM would launch nothing"
                 ),
             )
             return
@@ -87,8 +92,8 @@ def state(ctx: typer.Context, infra_id: str, output: OutputFormat = OutputOption
         found = client.state(infra_id)
 
     def text() -> str:
-        vms = ", ".join(f"{vm}={st}" for vm, st in found.vm_states.items())
-        return f"{found.state} ({vms})" if vms else found.state
+        vms = table(["VM", "STATE"], found.vm_states.items(), indent=2)
+        return f"{human(found.state)}\n{vms}" if vms else human(found.state)
 
     emit(asdict(found), output, text)
 
@@ -98,7 +103,7 @@ def outputs(ctx: typer.Context, infra_id: str, output: OutputFormat = OutputOpti
     """The TOSCA outputs of an infrastructure."""
     with im_client(ctx) as client:
         found = client.outputs(infra_id)
-    emit(found, output, lambda: "\n".join(f"{key}: {value}" for key, value in found.items()))
+    emit(found, output, lambda: table(["OUTPUT", "VALUE"], found.items(), empty="no outputs"))
 
 
 @app.command()
@@ -121,8 +126,10 @@ def vms(ctx: typer.Context, infra_id: str, output: OutputFormat = OutputOption) 
     emit(
         rows,
         output,
-        lambda: "\n".join(
-            f"{r['id']}\t{r['name']}\t{r['state']}\t{r['private_ip'] or '-'}\t{r['public_ip'] or '-'}" for r in rows
+        lambda: table(
+            ["VM", "NAME", "STATE", "PRIVATE IP", "PUBLIC IP"],
+            [(r["id"], r["name"], r["state"], r["private_ip"], r["public_ip"]) for r in rows],
+            empty="no VMs",
         ),
     )
 
@@ -147,7 +154,7 @@ def images(ctx: typer.Context, cloud_id: str, output: OutputFormat = OutputOptio
     with im_client(ctx) as client:
         found = client.cloud_images(cloud_id)
     data = [{"uri": image.uri, "name": image.name} for image in found]
-    emit(data, output, "\n".join(f"{image.uri}  {image.name or ''}".rstrip() for image in found) or "no images")
+    emit(data, output, lambda: table(["URI", "NAME"], [(i.uri, i.name) for i in found], empty="no images"))
 
 
 @app.command("quotas")
@@ -158,10 +165,7 @@ def quotas(ctx: typer.Context, cloud_id: str, output: OutputFormat = OutputOptio
     data = {name: {"used": q.used, "limit": q.limit} for name, q in found.items()}
 
     def text() -> str:
-        def number(value: float | None) -> str:
-            return "-" if value is None else f"{value:g}"
-
-        rows = [f"{name:<16} used {number(q.used):>8}  limit {number(q.limit):>8}" for name, q in sorted(found.items())]
-        return "\n".join(rows) or "IM reports no quotas for this cloud"
+        rows = [(name, q.used, q.limit) for name, q in sorted(found.items())]
+        return table(["RESOURCE", "USED", "LIMIT"], rows, empty="IM reports no quotas for this cloud")
 
     emit(data, output, text)

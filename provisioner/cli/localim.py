@@ -76,7 +76,8 @@ def status(
     def text() -> str:
         if current.info is None:
             return f"not running (IM {'installed' if current.installed else 'not installed'} in {current.venv})"
-        return f"running at {current.info.url} (pid {current.info.pid}, IM {current.version or '?'})"
+        version = f"IM {current.version}" if current.version else "IM version unknown"
+        return f"running at {current.info.url} (pid {current.info.pid}, {version})"
 
     emit(data, output, text)
     if not current.running:

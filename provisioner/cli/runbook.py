@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from provisioner.cli.common import OutputFormat, OutputOption, emit
+from provisioner.cli.render import table
 from provisioner.errors import InputError
 from provisioner.settings import data_path
 
@@ -30,9 +31,8 @@ def runbook(
     """Print a runbook (the page an error's ``see provision runbook NAME`` line names), or list them."""
     pages = _pages()
     if name is None:
-        width = max((len(n) for n in pages), default=0)
         rows = [{"name": n, "title": t} for n, t in pages.items()]
-        emit(rows, output, "\n".join(f"{r['name']:<{width}}  {r['title']}" for r in rows))
+        emit(rows, output, lambda: table(["RUNBOOK", "TITLE"], pages.items(), empty="no runbooks"))
         return
     key = name.removesuffix(".md")
     if key not in pages:

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 
 from provisioner import tosca
 from provisioner.cli.common import OutputFormat, OutputOption, emit, message, state
+from provisioner.cli.render import plural, table
 from provisioner.errors import InputError
 from provisioner.settings import Settings
 
@@ -36,8 +36,7 @@ def _raw_inputs(inputs_file: Path | None, sets: list[str]) -> dict[str, Any]:
 def list_cmd(output: OutputFormat = OutputOption) -> None:
     """The templates, with their descriptions."""
     rows = [{"name": name, "description": tosca.load_schema(name).description} for name in tosca.list_templates()]
-    width = max((len(r["name"]) for r in rows), default=0)
-    emit(rows, output, "\n".join(f"{r['name']:<{width}}  {r['description']}" for r in rows))
+    emit(rows, output, lambda: table(["NAME", "DESCRIPTION"], [(r["name"], r["description"]) for r in rows]))
 
 
 @app.command()
@@ -60,9 +59,6 @@ def _show_text(schema: tosca.TemplateSchema) -> str:
     lines = [f"{schema.name}: {schema.description}", ""]
     rows = []
     for spec in schema.inputs.values():
-        info = spec.describe()
-        default = info["default"]
-        shown = yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
         rules = spec.constraints.describe(spec.type)
         if spec.rule:
             rules = [r for r in rules if not r.startswith("matches ")] + [spec.rule]
@@ -70,13 +66,8 @@ def _show_text(schema: tosca.TemplateSchema) -> str:
             rules.append("'' = not set")
         if spec.requires:
             rules.append("needs " + ", ".join(spec.requires))
-        rows.append((spec.name, spec.type, shown, "secret" if spec.secret else "", "; ".join(rules), spec.description))
-    widths = [max(len(r[i]) for r in [("INPUT", "TYPE", "DEFAULT", "SECRET", "", ""), *rows]) for i in range(4)]
-    header = ("INPUT", "TYPE", "DEFAULT", "SECRET")
-    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + "  RULES / DESCRIPTION")
-    for row in rows:
-        head = "  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True))
-        lines.append(f"{head}  {row[5]}" + (f" [{row[4]}]" if row[4] else ""))
+        rows.append((spec.name, spec.type, spec.describe()["default"], spec.secret, spec.description, "; ".join(rules)))
+    lines.append(table(["INPUT", "TYPE", "DEFAULT", "SECRET", "DESCRIPTION", "RULES"], rows))
     return "\n".join(lines)
 
 
@@ -88,7 +79,9 @@ def sites(ctx: typer.Context, output: OutputFormat = OutputOption) -> None:
     emit(
         rows,
         output,
-        "\n".join(f"{r['name']}  kind={r['kind']} cloud_id={r['cloud_id']} image={r['image']}" for r in rows),
+        lambda: table(
+            ["NAME", "KIND", "CLOUD ID", "IMAGE"], [(r["name"], r["kind"], r["cloud_id"], r["image"]) for r in rows]
+        ),
     )
 
 
@@ -163,7 +156,7 @@ def validate(
             with im_client(ctx) as client:
                 plan = client.dry_run(tosca.dump(doc))
             result["im"] = {"url": url, "clouds": [asdict(cloud) for cloud in plan]}
-            summary = ", ".join(f"{c.cloud_id}: {len(c.vms)} VM(s)" for c in plan) or "nothing to launch"
+            summary = ", ".join(f"{c.cloud_id}: {plural(len(c.vms), 'VM')}" for c in plan) or "nothing to launch"
             lines.append(f"IM dry run at {url}: accepted ({summary})")
     emit(result, output, "\n".join(lines))
 

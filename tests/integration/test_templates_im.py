@@ -151,4 +151,4 @@ def test_cli_validate_runs_the_im_dry_run(local_im: RunningIM, tmp_path: Path) -
     result = CliRunner(env=env).invoke(root, ["template", "validate", "oscar", "--set", "wn_num=3"])
     assert result.exit_code == 0, result.output
     assert "offline validation ok" in result.stdout
-    assert f"IM dry run at {local_im.url}: accepted (sim: 4 VM(s))" in result.stdout
+    assert f"IM dry run at {local_im.url}: accepted (sim: 4 VMs)" in result.stdout

@@ -59,7 +59,9 @@ def refused(result, field: str | None = None) -> ProvisionError:  # type: ignore
 def test_list(run) -> None:  # type: ignore[no-untyped-def]
     result = run("list")
     assert result.exit_code == 0
-    assert [line.split()[0] for line in result.stdout.splitlines()] == ["kubernetes", "oscar"]
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["NAME", "DESCRIPTION"]
+    assert [line.split()[0] for line in rows] == ["kubernetes", "oscar"]
     rows = json.loads(run("list", "-o", "json").stdout)
     assert [r["name"] for r in rows] == ["kubernetes", "oscar"]
 
