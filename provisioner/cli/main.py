@@ -121,6 +121,7 @@ def _configure_logging(verbose: int) -> None:
 NUMBER_RULES: dict[str, tuple[str, Callable[[float], bool]]] = {
     "--timeout": ("must be greater than 0", lambda v: v > 0),
     "--ssh-timeout": ("must be greater than 0", lambda v: v > 0),
+    "--playbook-timeout": ("must be greater than 0", lambda v: v > 0),
     "--interval": ("must be greater than 0", lambda v: v > 0),
     "--lock-timeout": ("must be 0 (try once) or more", lambda v: v >= 0),
     "--workers": ("must be 0 or more", lambda v: v >= 0),

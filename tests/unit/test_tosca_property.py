@@ -89,7 +89,8 @@ def test_every_value_renders_exactly_or_is_refused(case: tuple[str, str, Any, st
         assert "\n" not in str(err)
         assert err.field is not None
         if spec.secret and isinstance(value, str) and len(value) >= 4:
-            assert value not in str(err)
+            # The value may be a word of the rule itself (IM's reserved "access_token()"): not a leak.
+            assert value not in str(err).replace("'access_token()'", "").replace("'random(N)'", "")
         return
 
     typed = inputs[name]
