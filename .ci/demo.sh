@@ -69,6 +69,6 @@ provision cluster list
 
 step "destroy, and check nothing is left in IM"
 provision cluster destroy demo --yes
-left=$(provision infra list)
-if [[ -n "$left" ]]; then echo "left behind in IM: $left" >&2; exit 1; fi
+left=$(provision infra list -o json)
+if [[ "$left" != "[]" ]]; then echo "left behind in IM: $left" >&2; exit 1; fi
 echo "no infrastructure left in IM"
