@@ -53,7 +53,9 @@ def test_start_status_infra_stop(home: Path) -> None:
         # With no --im-url configured, commands use the running local IM and its auth file.
         version = cli(home, "infra", "version", "-o", "json")
         assert version.returncode == 0, version.stderr
-        assert json.loads(version.stdout) == {"im_url": info["url"], "version": "2.0.0"}
+        assert json.loads(version.stdout) == {
+            "im_url": info["url"], "version": "2.0.0", "credentials": "accepted", "infrastructures": 0,
+        }  # fmt: skip
 
         created = cli(home, "infra", "create", str(REPO / "tests/data/two-vms.yaml"))
         assert created.returncode == 0, created.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
+from provisioner import localim
 from provisioner.cli import template as template_cli
 from provisioner.im import IMClient
 from provisioner.tosca import (
@@ -157,11 +159,23 @@ def test_cli_validate_runs_the_im_dry_run(local_im: RunningIM, tmp_path: Path) -
     assert f"IM dry run at {local_im.url}: accepted (sim: 4 VM(s))" in result.stdout
 
 
-def test_infra_create_dry_run_says_in_one_line_what_im_could_not_fetch(local_im: RunningIM, tmp_path: Path) -> None:
+@pytest.fixture
+def fresh_im(local_im: RunningIM, tmp_path: Path) -> Iterator[localim.LocalIM]:
+    """An IM of this test's own, never restarted: once IM 2.0.0 has reloaded infrastructures from its database
+    (after a restart, as tests/integration/test_im_client.py does to the shared one), its tosca-parser drops the
+    imports it cannot fetch instead of refusing the template."""
+    info = localim.start(tmp_path / "im", local_im.venv, fresh=True)
+    yield info
+    localim.stop(tmp_path / "im")
+
+
+def test_infra_create_dry_run_says_in_one_line_what_im_could_not_fetch(
+    fresh_im: localim.LocalIM, tmp_path: Path
+) -> None:
     """A third party's template passes offline validation (GRyCAP's types from our stub, its own types file next
     to it), then IM, which has no network here, cannot fetch GRyCAP's URL: IM's own reason, in one line, exit 2
     (bad input, not an outage); IM's whole answer (its server traceback) only with --debug."""
-    cli = CLI(tmp_path / "home", local_im.url, local_im.auth_file)
+    cli = CLI(tmp_path / "home", fresh_im.url, Path(fresh_im.auth_file))
     third = str(DATA / "third-party-webapp.yaml")
     checked = cli("template", "validate", third, "--no-im")
     assert checked.returncode == 0, checked.stderr
@@ -170,8 +184,8 @@ def test_infra_create_dry_run_says_in_one_line_what_im_could_not_fetch(local_im:
                       "  - theirs: https://types.example.org/web.yaml\ntopology_template:\n  node_templates:\n"
                       "    vm:\n      type: tosca.nodes.Compute\n")  # fmt: skip
     for args, url in [
-        ((third,), "https://raw.githubusercontent.com/grycap/tosca/main/custom_types.yaml"),
         ((str(remote), "--no-validate"), "https://types.example.org/web.yaml"),
+        ((third,), "https://raw.githubusercontent.com/grycap/tosca/main/custom_types.yaml"),
     ]:
         result = cli("infra", "create", *args, "--dry-run")
         assert result.returncode == 2, result.stderr
