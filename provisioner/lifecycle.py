@@ -443,13 +443,16 @@ class Lifecycle:
         started = self._clock()
         store.append(rec.name, Phase.WAITING, {"timeout": timeout})
         last_refresh = self._clock()
+        last_failure: list[str] = []  # what IM sent (or did not) to the last poll, when it was not a state
 
         def check() -> InfraState | None:
             try:
                 st = client.state(rec.infra_id)
-            except (IMUnreachable, IMTimeout, IMServerError):
+            except (IMUnreachable, IMTimeout, IMServerError) as exc:
+                last_failure[:] = [exc.message]
                 self._emit(rec.name, "im-unreachable", started)
                 return None
+            last_failure.clear()
             self._emit(rec.name, "waiting", started, st)
             return st if st.state in DONE_STATES else None
 
@@ -471,8 +474,9 @@ class Lifecycle:
             )
         except OperationTimeout as exc:
             store.append(rec.name, Phase.TIMED_OUT, {"after": round(self._clock() - started, 3)})
+            said = f"; the last poll failed: {last_failure[0]}" if last_failure else ""
             raise OperationTimeout(
-                f"cluster {rec.name!r} was not configured within {timeout:g} s",
+                f"cluster {rec.name!r} was not configured within {timeout:g} s{said}",
                 hint=f"IM is still working on it; resume with: provision cluster status {rec.name} --wait",
             ) from exc
         if final.state in FAILED_STATES:

@@ -3,7 +3,9 @@
 Each incoming request takes the next planned fault (or forwards cleanly when none is planned):
 ``refuse`` closes the connection before answering, ``reset`` forwards to IM and then resets the
 connection half-way through the response, ``delay:<s>`` waits before forwarding, ``status:<code>``
-answers that status without forwarding. It records every request it saw and what it did with it.
+answers that status without forwarding, ``html:<code>`` answers that status with an HTML error page (a web
+server's, with a traceback in it: :data:`HTML_PAGE`), ``garbage`` answers 200 with a body that is not JSON
+(:data:`GARBAGE`). It records every request it saw and what it did with it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+HTML_TITLE = "500 Internal Server Error"
+HTML_PAGE = (
+    "<!DOCTYPE html>\n<html>\n<head>\n<title>%s</title>\n</head>\n<body>\n<h1>Internal Server Error</h1>\n"
+    "<p>The server encountered an internal error.</p>\n<pre>Traceback (most recent call last):\n"
+    '  File "/usr/local/lib/python3.11/site-packages/IM/rest/REST.py", line 412, in get_infrastructure\n'
+    "    sel_inf = InfrastructureManager.get_infrastructure(infid, auth)\n"
+    "KeyError: 'the server's own words'\n</pre>\n</body>\n</html>\n"
+)
+GARBAGE = "\x1b[31m<<< ~~ upstream sent something that is not JSON ~~ >>>\nand a second line of it\n"
 
 
 @dataclass
@@ -78,6 +89,13 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(payload)
                     return
+                if fault.startswith("html:"):
+                    code = int(fault.split(":", 1)[1])
+                    self._answer(code, "text/html; charset=utf-8", (HTML_PAGE % HTML_TITLE).encode())
+                    return
+                if fault == "garbage":
+                    self._answer(200, "text/plain", GARBAGE.encode())
+                    return
                 if fault.startswith("delay:"):
                     time.sleep(float(fault.split(":", 1)[1]))
                 target = urlsplit(proxy.upstream)
@@ -98,6 +116,13 @@ class FaultProxy:
                     self.wfile.flush()
                     self._abort()
                     return
+                self.wfile.write(payload)
+
+            def _answer(self, code: int, content_type: str, payload: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
                 self.wfile.write(payload)
 
             def _abort(self) -> None:

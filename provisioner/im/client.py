@@ -597,6 +597,7 @@ _HTML_RE = re.compile(r"<(?:!doctype|html|head|body|title)\b", re.IGNORECASE)
 _TITLE_RE = re.compile(r"<title[^>]*>(?P<title>.*?)</title>", re.IGNORECASE | re.DOTALL)
 _HIDDEN_RE = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _TAG_RE = re.compile(r"<[^>]*>")
+_ANSI_RE = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|[@-Z\\-_])")
 _ERROR_LINE_RE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exc)\b: ")
 _URL_FAILED_RE = re.compile(r'Failed to reach server "(?P<url>[^"]+)"\.(?: Reason is: (?P<why>.*?))?\.?$')
 
@@ -616,6 +617,7 @@ def one_line(text: str, limit: int = LINE_LIMIT) -> str:
         else:
             text = _TAG_RE.sub("\n", _HIDDEN_RE.sub("", text))
         text = html.unescape(text)
+    text = "".join(ch for ch in _ANSI_RE.sub("", text) if ch.isprintable() or ch in "\n\t")  # no terminal codes
     lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
     if not lines:
         return ""

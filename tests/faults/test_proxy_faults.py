@@ -19,7 +19,7 @@ import pytest
 from provisioner.state import Phase
 from tests.clihelper import CLI
 from tests.conftest import RunningIM
-from tests.faultproxy import FaultProxy
+from tests.faultproxy import HTML_TITLE, FaultProxy
 from tests.faults.conftest import (
     CREATE_PHASES,
     FAST,
@@ -305,3 +305,85 @@ def test_destroy_with_fault_on_the_delete(kind: str, pcli: CLI, proxy: FaultProx
     assert in_order([*CREATE_PHASES, Phase.DESTROYING, Phase.DESTROYED], journal), journal
     assert journal[-1] == Phase.DESTROYED
     assert pcli.json("cluster", "list") == []
+
+
+# --- what IM answers, when it is not what a client expects ----------------------------------------------------------
+
+# Every command that reads IM, each answered (on every request) with a web server's HTML error page.
+PAGE_COMMANDS = {
+    "infra-version": ("infra", "version"),
+    "infra-list": ("infra", "list"),
+    "status": ("cluster", "status", "ps"),
+    "outputs": ("cluster", "outputs", "ps"),
+    "scale": ("cluster", "scale", "ps", "--workers", "2"),
+    "destroy": ("cluster", "destroy", "ps", "--yes"),
+    "sync": ("cluster", "sync"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(PAGE_COMMANDS))
+def test_an_html_error_page_is_one_line(command: str, status_cluster: tuple[CLI, FaultProxy]) -> None:
+    pcli, proxy = status_cluster
+    args = PAGE_COMMANDS[command]
+    proxy.plan.clear()
+    proxy.add(*["html:500"] * 100)
+    try:
+        result = pcli(*args)
+        debug = pcli("--debug", *args)
+    finally:
+        proxy.plan.clear()
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("error: ")
+    first = result.stderr.splitlines()[0]
+    assert f"(500): {HTML_TITLE}" in first, result.stderr
+    assert "<" not in result.stderr and "Traceback" not in result.stderr and "REST.py" not in result.stderr
+    assert "cause: im-unreachable" not in result.stderr
+    # The page itself only with --debug.
+    assert debug.returncode == 1
+    assert "Traceback (most recent call last):" in debug.stderr and "<title>" in debug.stderr
+    assert pcli.json("cluster", "status", "ps")["state"] == "configured"  # nothing was changed
+
+
+def test_garbage_to_every_poll_is_said_when_the_wait_times_out(status_cluster: tuple[CLI, FaultProxy]) -> None:
+    pcli, proxy = status_cluster
+    proxy.plan.clear()
+    proxy.add(*["garbage"] * 1000)
+    try:
+        result = pcli("cluster", "status", "ps", "--wait", "--timeout", "3")
+    finally:
+        proxy.plan.clear()
+    assert result.returncode == 4, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith("error: cluster 'ps' was not configured within 3 s; the last poll failed: ")
+    assert "with a body that is not JSON: <<< ~~ upstream sent something that is not JSON ~~ >>>" in first
+    assert "second line" not in result.stderr and "\x1b" not in result.stderr
+    assert "cause: timeout" in result.stderr
+
+
+def test_version_checks_the_credentials(status_cluster: tuple[CLI, FaultProxy]) -> None:
+    pcli, proxy = status_cluster
+    accepted = pcli("infra", "version")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "credentials accepted (" in accepted.stdout
+    # IM answers /version (no credentials needed) and refuses them on the authenticated call.
+    proxy.plan.clear()
+    proxy.seen.clear()
+    proxy.add("pass", "status:401", "status:401")
+    refused = pcli("infra", "version")
+    proxy.plan.clear()
+    assert [(s.path, s.fault) for s in proxy.seen[:2]] == [("/version", "pass"), ("/infrastructures", "status:401")]
+    assert refused.returncode == 3, refused.stderr
+    assert refused.stdout == ""
+    assert refused.stderr.startswith("error: IM refused the credentials (401): injected by the fault proxy")
+    assert "cause: auth" in refused.stderr
+
+
+def test_contmsg_has_json_output(status_cluster: tuple[CLI, FaultProxy]) -> None:
+    pcli, _ = status_cluster
+    infra = record(pcli.home, "ps").infra_id
+    text = pcli("infra", "contmsg", infra)
+    assert text.returncode == 0, text.stderr
+    data = pcli.json("infra", "contmsg", infra)
+    assert set(data) == {"infra_id", "contmsg"} and data["infra_id"] == infra
+    assert "Contextualization disabled" in data["contmsg"]
+    assert data["contmsg"].rstrip("\n") == text.stdout.rstrip("\n")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
+from provisioner import localim
 from provisioner.cli import template as template_cli
 from provisioner.im import IMClient
 from provisioner.tosca import (
@@ -28,7 +30,10 @@ from provisioner.tosca import (
     set_scaling,
     validate_offline,
 )
+from tests.clihelper import CLI
 from tests.conftest import RunningIM
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "tosca"
 
 pytestmark = pytest.mark.im
 
@@ -152,3 +157,44 @@ def test_cli_validate_runs_the_im_dry_run(local_im: RunningIM, tmp_path: Path) -
     assert result.exit_code == 0, result.output
     assert "offline validation ok" in result.stdout
     assert f"IM dry run at {local_im.url}: accepted (sim: 4 VMs)" in result.stdout
+
+
+@pytest.fixture
+def fresh_im(local_im: RunningIM, tmp_path: Path) -> Iterator[localim.LocalIM]:
+    """An IM of this test's own, never restarted: once IM 2.0.0 has reloaded infrastructures from its database
+    (after a restart, as tests/integration/test_im_client.py does to the shared one), its tosca-parser drops the
+    imports it cannot fetch instead of refusing the template."""
+    info = localim.start(tmp_path / "im", local_im.venv, fresh=True)
+    yield info
+    localim.stop(tmp_path / "im")
+
+
+def test_infra_create_dry_run_says_in_one_line_what_im_could_not_fetch(
+    fresh_im: localim.LocalIM, tmp_path: Path
+) -> None:
+    """A third party's template passes offline validation (GRyCAP's types from our stub, its own types file next
+    to it), then IM, which has no network here, cannot fetch GRyCAP's URL: IM's own reason, in one line, exit 2
+    (bad input, not an outage); IM's whole answer (its server traceback) only with --debug."""
+    cli = CLI(tmp_path / "home", fresh_im.url, Path(fresh_im.auth_file))
+    third = str(DATA / "third-party-webapp.yaml")
+    checked = cli("template", "validate", third, "--no-im")
+    assert checked.returncode == 0, checked.stderr
+    remote = tmp_path / "remote.yaml"
+    remote.write_text("tosca_definitions_version: tosca_simple_yaml_1_0\nimports:\n"
+                      "  - theirs: https://types.example.org/web.yaml\ntopology_template:\n  node_templates:\n"
+                      "    vm:\n      type: tosca.nodes.Compute\n")  # fmt: skip
+    for args, url in [
+        ((str(remote), "--no-validate"), "https://types.example.org/web.yaml"),
+        ((third,), "https://raw.githubusercontent.com/grycap/tosca/main/custom_types.yaml"),
+    ]:
+        result = cli("infra", "create", *args, "--dry-run")
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.splitlines()
+        said = f"error: IM refused POST /infrastructures (400): IM could not fetch import URL {url}"
+        assert lines[0].startswith(said)
+        assert len(lines) == 1, result.stderr  # not triaged: IM refused the input, it did not go away
+        assert "Traceback" not in result.stderr and "File " not in result.stderr
+        debug = cli("--debug", "infra", "create", *args, "--dry-run")
+        assert debug.returncode == 2
+        assert debug.stderr.splitlines()[0] == lines[0]
+        assert "URLException" in debug.stderr and "File " in debug.stderr  # IM's whole answer
