@@ -78,6 +78,8 @@ class FakeCluster:
             doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace or "crds-stand-in"}}
             write_yaml(releases / name, doc)
         self.release_url = releases.as_uri()
+        # The role verifies each release file against its digest, as it would the real release's.
+        self.knative_sha256 = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in releases.iterdir()}
         self.kubeconfig = base / "admin.conf"
         self.kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
         self.env = {
@@ -99,6 +101,7 @@ class FakeCluster:
             **self.helm_download,
             "knative_serving_release_url": self.release_url,
             "knative_kourier_release_url": self.release_url,
+            "knative_sha256": self.knative_sha256,
             **changes,
         }
 
@@ -225,3 +228,20 @@ def changed_tasks(output: str) -> list[str]:
         elif line.startswith("changed: ") and task is not None and task not in names:
             names.append(task)
     return names
+
+
+def test_knative_refuses_release_files_without_a_pinned_digest(ansible_base: Path) -> None:
+    cluster = FakeCluster(ansible_base)
+    # As vars/versions.yml ships them until the digests are filled in: empty.
+    empty = dict.fromkeys(cluster.knative_sha256, "")
+    rc, output, (_, _, _, failed) = cluster.run(cluster.variables(knative_sha256=empty), tags=["knative"])
+    assert rc != 0 and failed == 1, output
+    assert "knative_sha256['serving-crds.yaml'] in vars/versions.yml is empty" in output
+    assert "not installed unverified" in output
+    # Refused before anything was created, downloaded or applied.
+    assert not (ansible_base / "workdir" / "knative").exists()
+    assert not [c for c in cluster.calls() if c[:2] == ["kubectl", "apply"]]
+    # A digest that does not match the file is refused by the download itself.
+    wrong = {**cluster.knative_sha256, "kourier.yaml": "0" * 64}
+    rc, output, _ = cluster.run(cluster.variables(knative_sha256=wrong), tags=["knative"])
+    assert rc != 0 and "kourier.yaml" in output and "checksum" in output.lower(), output

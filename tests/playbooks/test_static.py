@@ -231,3 +231,46 @@ def test_site_playbook_contract() -> None:
     edge = yaml.safe_load((PLAYBOOKS / "edge.yml").read_text())
     assert edge[0]["hosts"] == "front:wn" and [r["role"] for r in edge[0]["roles"]] == ["k3s"]
     assert edge[1]["ansible.builtin.import_playbook"] == "site.yml"
+
+
+def downloads() -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every get_url task of the roles: (where, its arguments)."""
+    for path in TASK_FILES:
+        for task in load_tasks(path):
+            args = task.get("ansible.builtin.get_url") or task.get("get_url")
+            if args is not None:
+                yield f"{path.relative_to(PLAYBOOKS)}: {task.get('name')}", args
+
+
+def test_every_download_is_checked_against_a_pinned_digest() -> None:
+    versions = yaml.safe_load(VERSIONS.read_text())
+    found = list(downloads())
+    assert len(found) >= 3, found  # K3s, Helm, Knative
+    for where, args in found:
+        checksum = str(args.get("checksum") or "")
+        match = re.fullmatch(r"sha256:\{\{\s*(\w+)(.*?)\}\}(.*)", checksum)
+        assert match, f"{where}: downloads without a sha256 checksum ({checksum!r})"
+        name, rest = match.group(1), match.group(3)
+        if name.endswith("_release_url"):
+            # A sums file published with the same pinned release (K3s's sha256sum-<arch>.txt).
+            assert re.fullmatch(r"/sha256sum-.+\.txt", rest), f"{where}: {checksum!r}"
+        else:
+            # A digest pinned in vars/versions.yml, next to the version it belongs to.
+            assert name in versions and name.endswith("_sha256"), f"{where}: {name} is not pinned in versions.yml"
+
+
+def test_every_knative_release_file_has_a_digest_entry() -> None:
+    versions = yaml.safe_load(VERSIONS.read_text())
+    defaults = yaml.safe_load((ROLES / "knative" / "defaults" / "main.yml").read_text())
+    files = [item["file"] for item in defaults["knative_release_files"]]
+    assert files == ["serving-crds.yaml", "serving-core.yaml", "kourier.yaml"]
+    assert sorted(versions["knative_sha256"]) == sorted(files)
+    # Filled in with real digests, or left empty (the role then refuses): never a made-up placeholder.
+    for file, digest in versions["knative_sha256"].items():
+        assert digest == "" or re.fullmatch(r"[0-9a-f]{64}", digest), f"knative_sha256[{file!r}] = {digest!r}"
+    # The role checks every entry before it creates or downloads anything.
+    tasks = load_tasks(ROLES / "knative" / "tasks" / "main.yml")
+    names = [t.get("name") for t in tasks]
+    refuse = names.index("Refuse to install Knative without the pinned digests of its release manifests")
+    assert refuse < names.index("Create the Knative working directories")
+    assert "preflight" not in (tasks[refuse].get("tags") or [])
