@@ -277,3 +277,25 @@ def test_autoscale_text(run, tmp_path: Path) -> None:  # type: ignore[no-untyped
         )
     enabled = run("autoscale", "enable", "c1", "--policy", str(policy))
     assert enabled == "c1: autoscaled between 1 and 3 workers (1 schedule entry, demand rules off)\n"
+
+
+def test_autoscale_run_once_text_is_a_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from provisioner.autoscale.job import TickOutcome
+    from provisioner.cli import autoscale as cli_autoscale
+    from provisioner.cli.common import OutputFormat
+
+    outcomes = [
+        TickOutcome("c1", "scale_down", 3, 2, ["3"], "idle", "idle for 15m", False, True),
+        TickOutcome("c2", "error", None, None, [], "-", "IM unreachable", False, False, error="boom"),
+    ]
+    cli_autoscale._report(outcomes, OutputFormat.text)
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert lines[0].split() == ["CLUSTER", "ACTION", "WORKERS", "REMOVE", "RULE", "REASON"]
+    assert lines[1].split() == ["c1", "scale_down", "(dry", "run)", "3", "->", "2", "3", "idle", "idle", "for", "15m"]
+    assert lines[2].split()[:4] == ["c2", "error", "-", "-"]
+    assert_human(text)
+    cli_autoscale._report(outcomes, OutputFormat.json)
+    assert json.loads(capsys.readouterr().out) == [o.as_dict() for o in outcomes]
+    cli_autoscale._report([], OutputFormat.text)
+    assert capsys.readouterr().out == "no managed clusters (see: provision autoscale enable)\n"
