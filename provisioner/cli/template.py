@@ -17,6 +17,7 @@ from provisioner import tosca
 from provisioner.cli.common import OutputFormat, OutputOption, emit, message, state
 from provisioner.errors import InputError
 from provisioner.settings import Settings
+from provisioner.yamlfile import read_yaml_file
 
 app = typer.Typer(help="Our TOSCA templates: list, show inputs, render for a site, validate.", no_args_is_help=True)
 
@@ -191,14 +192,7 @@ def _document_to_validate(
         raise InputError(f"is neither a template ({known}) nor a file: {target!r}", field="NAME|FILE")
     if site is not None or sets or inputs_file is not None:
         raise InputError("--site, --set and --inputs apply to a template name, not to a file", field="NAME|FILE")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {path}: {exc}", field="NAME|FILE") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path} is not valid YAML{where}", field="NAME|FILE") from None
+    data = read_yaml_file(path, label=str(path), field="NAME|FILE")
     if not isinstance(data, dict):
         raise InputError(f"{path} is not a TOSCA document (a YAML mapping)", field="NAME|FILE")
     return data, str(path)
