@@ -16,12 +16,12 @@ import typer
 from provisioner.cli.common import (
     OutputFormat,
     OutputOption,
-    ProgressLine,
-    RunProgress,
     confirm,
     emit,
     lifecycle,
     message,
+    progress_for,
+    run_progress_for,
 )
 from provisioner.errors import InputError, OperationFailed
 from provisioner.triage import see_runbook
@@ -38,8 +38,8 @@ WaitOption = typer.Option(True, "--wait/--no-wait", help="Wait until IM has conf
 
 @contextlib.contextmanager
 def service(ctx: typer.Context, output: OutputFormat) -> Iterator[Lifecycle]:
-    """The lifecycle service, with a live progress line on a TTY in text mode (never in JSON mode)."""
-    progress = ProgressLine() if output is OutputFormat.text and sys.stderr.isatty() else None
+    """The lifecycle service, with a live progress line on a TTY in text mode, plain lines on stderr off one."""
+    progress = progress_for(ctx, output)
     lc = lifecycle(ctx, progress)
     try:
         yield lc
@@ -51,10 +51,10 @@ def service(ctx: typer.Context, output: OutputFormat) -> Iterator[Lifecycle]:
 
 @contextlib.contextmanager
 def stack_service(ctx: typer.Context, output: OutputFormat, ssh_timeout: float = 600.0) -> Iterator[Stack]:
-    """The add-on service (inventory, SSH, ansible-runner), with a live line on a TTY in text mode."""
+    """The add-on service (inventory, SSH, ansible-runner), with progress shown as ``service`` shows it."""
     from provisioner.addons import Stack
 
-    progress = RunProgress() if output is OutputFormat.text and sys.stderr.isatty() else None
+    progress = run_progress_for(ctx, output)
     lc = lifecycle(ctx)
     try:
         yield Stack(
