@@ -1,7 +1,13 @@
-"""Reading a user's YAML file (config, inputs, policy...) with one clear line on every failure."""
+"""Reading a user's YAML file (config, inputs, policy, inventory, TOSCA...) with one clear line on every failure.
+
+Every file a user hands the tool goes through :func:`read_yaml_file`, which refuses, before anything is parsed
+into Python values, a file over a size limit, nesting deeper than a limit, and aliases that expand past a limit
+(a "billion laughs" anchor bomb is a few hundred bytes that stand for gigabytes once walked).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,25 +15,106 @@ import yaml
 
 from provisioner.errors import InputError
 
+MAX_FILE_BYTES = 1024 * 1024  # a user's YAML file; ours are a few KiB
+MAX_DEPTH = 64  # nested mappings and sequences
+MAX_ALIASES = 1000  # *alias uses in one file
+MAX_NODES = 200_000  # nodes once every alias is expanded (what a walk over the data would visit)
+
+
+def read_yaml_file(path: Path, *, label: str, field: str, error: type[InputError] = InputError) -> Any:
+    """The data in ``path`` (None for an empty file), within the size, depth and alias limits."""
+    text = _read_text(path, label=label, field=field, error=error)
+    loader = yaml.SafeLoader(text)
+    try:
+        _check_events(text, label=label, field=field, error=error)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, label=label, field=field, error=error)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise error(f"{label} is not valid YAML{where}", field=field) from None
+    finally:
+        loader.dispose()
+
 
 def read_yaml_mapping(
     path: Path, *, label: str, field: str, expected: str = "a YAML mapping", error: type[InputError] = InputError
 ) -> dict[str, Any]:
     """The mapping in ``path`` ({} for an empty file). ``label`` names the file in messages ("config file x")."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise error(f"cannot read {label}: not UTF-8 text", field=field) from None
-    except OSError as exc:
-        raise error(f"cannot read {label}: {exc.strerror or exc}", field=field) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise error(f"{label} is not valid YAML{where}", field=field) from None
+    data = read_yaml_file(path, label=label, field=field, error=error)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise error(f"{label} must be {expected}", field=field)
     return data
+
+
+def _read_text(path: Path, *, label: str, field: str, error: type[InputError]) -> str:
+    try:
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise error(f"{label} is too large: {size} bytes, the limit is {MAX_FILE_BYTES}", field=field)
+            raw = handle.read(MAX_FILE_BYTES + 1)  # a pipe or a file growing meanwhile: no more than the limit
+    except OSError as exc:
+        raise error(f"cannot read {label}: {exc.strerror or exc}", field=field) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise error(f"{label} is too large: over {MAX_FILE_BYTES} bytes", field=field)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise error(f"cannot read {label}: not UTF-8 text", field=field) from None
+
+
+def _check_events(text: str, *, label: str, field: str, error: type[InputError]) -> None:
+    """Depth and alias count from the event stream (no recursion, nothing built yet)."""
+    depth = aliases = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark else "?"
+                raise error(f"{label} nests deeper than {MAX_DEPTH} levels (line {line})", field=field)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                raise error(f"{label} uses more than {MAX_ALIASES} aliases (*name)", field=field)
+
+
+def _check_expansion(root: yaml.Node, *, label: str, field: str, error: type[InputError]) -> None:
+    """Refuse a document whose aliases expand past MAX_NODES nodes (counted per distinct node, not walked)."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    # Iterative post-order over the node graph: a node's size is 1 + its children's (aliases share nodes).
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] > MAX_NODES:
+                raise error(
+                    f"{label}: its aliases expand to more than {MAX_NODES} values (an alias bomb?)", field=field
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise error(f"{label}: an alias refers to the collection it is in (a recursive alias)", field=field)
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []

@@ -35,6 +35,8 @@ class CLI:
             "PROVISION_CONFIG": str(home / "config.yaml"),
             "PROVISION_IM_URL": im_url,
             "PROVISION_AUTH_FILE": str(auth_file),
+            # No progress lines on the (piped) stderr, which tests read for error lines; tests of them set it.
+            "PROVISION_PROGRESS_INTERVAL": "0",
         }
 
     def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

@@ -16,13 +16,13 @@ import typer
 from provisioner.cli.common import (
     OutputFormat,
     OutputOption,
-    ProgressLine,
-    RunProgress,
     SSHWaitLines,
     confirm,
     emit,
     lifecycle,
     message,
+    progress_for,
+    run_progress_for,
     state,
 )
 from provisioner.cli.render import human, plural, table
@@ -41,8 +41,8 @@ WaitOption = typer.Option(True, "--wait/--no-wait", help="Wait until IM has conf
 
 @contextlib.contextmanager
 def service(ctx: typer.Context, output: OutputFormat) -> Iterator[Lifecycle]:
-    """The lifecycle service, with a live progress line on a TTY in text mode (never in JSON mode)."""
-    progress = ProgressLine() if output is OutputFormat.text and sys.stderr.isatty() else None
+    """The lifecycle service, with a live progress line on a TTY in text mode, plain lines on stderr off one."""
+    progress = progress_for(ctx, output)
     lc = lifecycle(ctx, progress)
     try:
         yield lc
@@ -60,7 +60,7 @@ def stack_service(
     from provisioner.addons import Stack
     from provisioner.ansible.runner import DEFAULT_PLAYBOOK_TIMEOUT
 
-    progress = RunProgress() if output is OutputFormat.text and sys.stderr.isatty() else None
+    progress = run_progress_for(ctx, output)
     lc = lifecycle(ctx)
     try:
         yield Stack(

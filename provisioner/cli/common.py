@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,12 +173,52 @@ def lifecycle(ctx: typer.Context, progress: ProgressLine | None = None) -> Lifec
     )
 
 
-class ProgressLine:
-    """One live line on stderr: elapsed time and the VM states (only on a TTY, never in JSON mode)."""
+class Throttle:
+    """Which progress lines to print off a terminal: a new state at once, the same state at most every ``every`` s."""
 
-    def __init__(self) -> None:
+    def __init__(self, every: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every = every
+        self._clock = clock
+        self._key: object = None
+        self._at: float | None = None
+
+    def due(self, key: object) -> bool:
+        now = self._clock()
+        if self._at is not None and key == self._key and now - self._at < self._every:
+            return False
+        self._key, self._at = key, now
+        return True
+
+
+def _plain_line(text: str) -> None:
+    """One progress line on stderr (never stdout), flushed: CI logs and cron mails see it when it happens."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def progress_for(ctx: typer.Context, output: OutputFormat) -> ProgressLine | None:
+    """The progress display for a command: a live line on a terminal (text mode), plain lines off one."""
+    if sys.stderr.isatty():
+        return ProgressLine() if output is OutputFormat.text else None
+    every = state(ctx).settings.progress_interval
+    return ProgressLine(Throttle(every)) if every > 0 else None
+
+
+def run_progress_for(ctx: typer.Context, output: OutputFormat) -> RunProgress | None:
+    """The same for SSH waits and Ansible runs."""
+    if sys.stderr.isatty():
+        return RunProgress() if output is OutputFormat.text else None
+    every = state(ctx).settings.progress_interval
+    return RunProgress(Throttle(every)) if every > 0 else None
+
+
+class ProgressLine:
+    """Elapsed time and the VM states: one live line on a TTY, or (given a Throttle) plain lines off one."""
+
+    def __init__(self, plain: Throttle | None = None) -> None:
         self._console = stderr_console()
         self._status: Any = None
+        self._plain = plain
 
     def __call__(self, event: Progress) -> None:
         from collections import Counter
@@ -186,6 +227,10 @@ class ProgressLine:
         vms = ", ".join(f"{n} {st}" for st, n in sorted(counts.items())) or "no VMs yet"
         state_text = event.state or ("IM not answering, retrying" if event.phase == "im-unreachable" else "...")
         text = f"{event.cluster}: {state_text} after {event.elapsed:.0f} s ({vms})"
+        if self._plain is not None:
+            if self._plain.due((event.cluster, event.phase, event.state, vms)):
+                _plain_line(text)
+            return
         if self._status is None:
             self._status = self._console.status(text)
             self._status.start()
@@ -233,15 +278,20 @@ class SSHWaitLines:
 
 
 class RunProgress:
-    """One live line on stderr for SSH waits and Ansible runs: the task running and the hosts done with it."""
+    """SSH waits and Ansible runs (the task running and the hosts done with it): live on a TTY, else plain lines."""
 
-    def __init__(self) -> None:
+    def __init__(self, plain: Throttle | None = None) -> None:
         self._console = stderr_console()
         self._status: Any = None
         self._task = ""
         self._done: list[str] = []
+        self._plain = plain
 
-    def _show(self, text: str) -> None:
+    def _show(self, text: str, key: object) -> None:
+        if self._plain is not None:
+            if self._plain.due(key):
+                _plain_line(text)
+            return
         if self._status is None:
             self._status = self._console.status(text)
             self._status.start()
@@ -249,7 +299,8 @@ class RunProgress:
             self._status.update(text)
 
     def ssh(self, results: list[Any]) -> None:
-        self._show(ssh_waiting(results, details=False))
+        text = ssh_waiting(results, details=False)
+        self._show(text, text)
 
     def event(self, event: Any) -> None:
         if event.kind == "task":
@@ -260,7 +311,8 @@ class RunProgress:
         elif event.kind != "play":
             return
         suffix = f" ({', '.join(self._done[-4:])})" if self._done else ""
-        self._show(f"ansible: {self._task or event.task}{suffix}")
+        # Off a terminal: a line per task (not per host), and the task again while it runs long.
+        self._show(f"ansible: {self._task or event.task}{suffix}", ("ansible", self._task or event.task))
 
     def close(self) -> None:
         if self._status is not None:

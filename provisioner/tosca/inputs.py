@@ -76,7 +76,7 @@ def load_inputs_file(path: Path | str) -> dict[str, Any]:
     data = read_yaml_mapping(path, label=str(path), field="--inputs", expected="a YAML mapping of input name to value")
     for key in data:
         if not isinstance(key, str):
-            raise InputError(f"{path}: input names must be strings, got {key!r}", field="--inputs")
+            raise InputError(f"{path}: input names must be strings, got {brief(key)}", field="--inputs")
     return dict(data)
 
 

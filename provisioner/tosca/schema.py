@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import reprlib
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -379,9 +380,24 @@ def _yaml_kind(value: Any) -> str:
     return type(value).__name__
 
 
+def _short_repr() -> reprlib.Repr:
+    shown = reprlib.Repr()
+    shown.maxlevel = 3
+    shown.maxlist = shown.maxtuple = shown.maxset = shown.maxdict = 4
+    shown.maxstring = shown.maxother = 80
+    shown.maxlong = 40
+    return shown
+
+
+_SHORT_REPR = _short_repr()
+
+
 def brief(value: Any, limit: int = 60) -> str:
-    """``repr(value)``, cut to ``limit`` characters (for one-line messages)."""
-    text = repr(value)
+    """``repr(value)``, cut to ``limit`` characters (for one-line messages).
+
+    Never the whole value's repr first: a list of lists (an inputs file's aliases) can stand for gigabytes.
+    """
+    text = _SHORT_REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 

@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from provisioner.errors import InputError
 from provisioner.tosca.render import FRONT, GRYCAP_COMMIT, GRYCAP_TYPES_URL, WORKERS, WORKERS_INPUT
 from provisioner.tosca.schema import MASK, STUB_TYPES_FILE, list_templates, load_schema, tosca_dir
+from provisioner.yamlfile import read_yaml_file
 
 log = logging.getLogger(__name__)
 _OPENER_LOCK = threading.Lock()
@@ -221,17 +220,9 @@ def resolve_imports(doc: Mapping[str, Any], base_dir: Path | None) -> dict[str, 
 
 
 def read_tosca_file(path: Path, *, field: str) -> dict[str, Any]:
-    """A TOSCA file as a mapping; one line naming ``field`` if it cannot be read, is not YAML or not a mapping."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}", field=field) from None
-    except UnicodeDecodeError:
-        raise InputError(f"cannot read {path}: not UTF-8 text", field=field) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path} is not valid YAML{where}", field=field) from None
+    """A TOSCA file as a mapping; one line naming ``field`` if it cannot be read, is too large or deep for the
+    limits of every user file (provisioner/yamlfile.py), is not YAML, or is not a mapping."""
+    data = read_yaml_file(path, label=str(path), field=field)
     if not isinstance(data, dict):
         raise InputError(f"{path} is not a TOSCA document (a YAML mapping)", field=field)
     return data

@@ -94,6 +94,12 @@ CASES: list[Case] = [
     Case("inputs-non-string-key", (*CREATE, "--inputs", "{d}/inputs-int-key.yaml"), "--inputs"),
     Case("inputs-missing", (*CREATE, "--inputs", "{d}/nosuch.yaml"), "--inputs"),
     Case("inputs-not-utf8", (*CREATE, "--inputs", "{d}/latin1.yaml"), "--inputs"),
+    Case("inputs-alias-bomb", (*CREATE, "--inputs", "{d}/inputs-bomb.yaml"), "--inputs"),
+    Case("inputs-too-large", (*CREATE, "--inputs", "{d}/inputs-big.yaml"), "--inputs"),
+    Case("inputs-too-deep", (*CREATE, "--inputs", "{d}/inputs-deep.yaml"), "--inputs"),
+    Case("policy-alias-bomb", ("autoscale", "check", "{d}/policy-bomb.yaml"), "policy"),
+    Case("config-alias-bomb", ("cluster", "list"), "config", {"PROVISION_CONFIG": "{d}/config-bomb.yaml"}),
+    Case("edge-alias-bomb", ("edge", "create", "edge-bad", "--inventory", "{d}/inv-bomb.yaml"), "--inventory"),
     # --- auth files --------------------------------------------------------------------------------------------------
     Case("auth-missing", ("--auth", "{d}/nosuch.dat", *CREATE), "auth file"),
     Case("auth-group-readable", ("--auth", "{d}/auth-0640.dat", *CREATE), "group or others"),
@@ -215,6 +221,13 @@ CASES: list[Case] = [
 ]
 
 
+def alias_bomb(key: str) -> str:
+    """A "billion laughs" under ``key``: nine anchors, each ten of the one before (10**10 strings once walked)."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 10)]
+    return "\n".join([*lines, f"{key}: *a9"]) + "\n"
+
+
 def write_corpus(d: Path, good_auth: Path) -> None:
     def put(name: str, text: str, mode: int = 0o600) -> None:
         path = d / name
@@ -230,6 +243,12 @@ def write_corpus(d: Path, good_auth: Path) -> None:
     put("inputs-unknown.yaml", "wn_nmu: 2\n")
     put("inputs-wrong-type.yaml", "wn_num: [1, 2]\n")
     put("inputs-int-key.yaml", "1: 2\n")
+    put("inputs-bomb.yaml", alias_bomb("wn_num"))
+    put("inputs-big.yaml", "".join(f"key{i:07d}: {i}\n" for i in range(100_000)))  # 1.7 MB of keys
+    put("inputs-deep.yaml", "wn_num: " + "[" * 100 + "]" * 100 + "\n")
+    put("policy-bomb.yaml", alias_bomb("min_workers"))
+    put("config-bomb.yaml", alias_bomb("sites"))
+    put("inv-bomb.yaml", alias_bomb("front"))
     (d / "latin1.yaml").write_bytes("wn_num: 2 # caf\xe9\n".encode("latin-1"))
 
     im_line = good_auth.read_text().splitlines()[-1]

@@ -356,3 +356,42 @@ def test_flags_show_no_value_in_help(capsys: pytest.CaptureFixture[str]) -> None
     assert seen == len(list(walk(cli_command()))) > 20
     main_exit_code(["cluster", "create", "--help"])
     assert "<float>" in capsys.readouterr().out  # options that take a value still show its type
+
+
+# --- progress off a terminal ---------------------------------------------------------------------------------------
+
+
+def test_throttle_prints_a_new_state_at_once_and_the_same_one_every_interval() -> None:
+    from provisioner.cli.common import Throttle
+
+    now = [0.0]
+    throttle = Throttle(30.0, clock=lambda: now[0])
+    seen = []
+    for at, key in [(0, "pending"), (1, "pending"), (2, "running"), (20, "running"), (32, "running"), (33, "x")]:
+        now[0] = float(at)
+        seen.append(throttle.due(key))
+    assert seen == [True, False, True, False, True, True]
+
+
+def test_progress_lines_off_a_terminal_go_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    from provisioner.cli.common import ProgressLine, RunProgress, Throttle
+    from provisioner.lifecycle import Progress
+
+    now = [0.0]
+    line = ProgressLine(Throttle(30.0, clock=lambda: now[0]))
+    for at, st in [(0, "pending"), (5, "pending"), (10, "running"), (45, "running"), (50, "configured")]:
+        now[0] = float(at)
+        line(Progress(cluster="c1", phase="waiting", elapsed=float(at), state=st, vm_states={"0": st}))
+    line.close()
+    run = RunProgress(Throttle(30.0, clock=lambda: now[0]))
+    run.event(type("E", (), {"kind": "task", "role": "k3s", "task": "install", "host": None})())
+    run.event(type("E", (), {"kind": "ok", "role": "k3s", "task": "install", "host": "front"})())
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        "c1: pending after 0 s (1 pending)",
+        "c1: running after 10 s (1 running)",
+        "c1: running after 45 s (1 running)",
+        "c1: configured after 50 s (1 configured)",
+        "ansible: k3s : install",
+    ]
