@@ -106,6 +106,26 @@ def grep_home(home: Path, value: str, skip: tuple[str, ...] = ("secrets",)) -> l
     return hits
 
 
+def record_installed_edge(home: Path, name: str, inventory: Path, **extra: Any) -> None:
+    """Record ``name`` as an installed edge cluster on ``inventory`` (K3s cannot be installed here)."""
+    from provisioner.lifecycle import EDGE_IM_URL
+    from provisioner.state import inputs_hash, new_deployment_id
+
+    with Store.open(home) as store:
+        store.upsert_cluster(
+            name,
+            im_url=EDGE_IM_URL,
+            template="k3s-edge",
+            site="edge",
+            inputs={},
+            deployment_id=new_deployment_id(),
+            inputs_hash=inputs_hash({}),
+            infra_id=None,
+            state="installed",
+            extra={"kind": "edge", "inventory_source": str(inventory), **extra},
+        )
+
+
 # --- the IM route (local-sim) -----------------------------------------------------------------------------------------
 
 
@@ -476,8 +496,6 @@ def test_verify_reports_a_changed_host_key_and_goes_on(
     ssh_lab: SSHLab, edge_cli: CLI, tmp_path: Path, kube: Path
 ) -> None:
     from provisioner import tosca
-    from provisioner.lifecycle import EDGE_IM_URL
-    from provisioner.state import inputs_hash, new_deployment_id
     from tests.conftest import SESSION_PATH
     from tests.sshd import SSHHost, free_port
 
@@ -499,21 +517,7 @@ def test_verify_reports_a_changed_host_key_and_goes_on(
         inventory = tmp_path / "rebuilt-hosts.yml"
         inventory.write_text(yaml.safe_dump(doc))
         name = "edge-rekeyed"
-        # Recorded as an installed edge cluster (K3s cannot be installed here).
-        extra = {"kind": "edge", "inventory_source": str(inventory), "components": ["knative", "minio", "oscar"]}
-        with Store.open(edge_cli.home) as store:
-            store.upsert_cluster(
-                name,
-                im_url=EDGE_IM_URL,
-                template="k3s-edge",
-                site="edge",
-                inputs={},
-                deployment_id=new_deployment_id(),
-                inputs_hash=inputs_hash({}),
-                infra_id=None,
-                state="installed",
-                extra=extra,
-            )
+        record_installed_edge(edge_cli.home, name, inventory, components=["knative", "minio", "oscar"])
         tosca.SecretStore(edge_cli.home, name).update({"oscar_password": PLANTED})
         stubkube.set_nodes(kube, [stubkube.node("edge-server"), stubkube.node("edge-agent-1")])
         with fake_oscar(server.address, 30301, password=PLANTED):
@@ -552,25 +556,12 @@ def test_an_install_past_its_playbook_timeout_exits_4_naming_the_task_and_frees_
 ) -> None:
     from provisioner import addons
     from provisioner.cli.main import main_exit_code
-    from provisioner.lifecycle import EDGE_IM_URL
-    from provisioner.state import cluster_lock, inputs_hash, new_deployment_id
+    from provisioner.state import cluster_lock
     from tests.playbooks.test_playbook_timeout import SLEEP_TASK, sleeping_playbook
 
     inventory = edge_inventory(ssh_lab, tmp_path / "edge-hosts.yml")
     name = "edge-slow"
-    with Store.open(edge_cli.home) as store:
-        store.upsert_cluster(
-            name,
-            im_url=EDGE_IM_URL,
-            template="k3s-edge",
-            site="edge",
-            inputs={},
-            deployment_id=new_deployment_id(),
-            inputs_hash=inputs_hash({}),
-            infra_id=None,
-            state="installed",
-            extra={"kind": "edge", "inventory_source": str(inventory)},
-        )
+    record_installed_edge(edge_cli.home, name, inventory)
     # The real command, in this process (so that the lock it held can be tried here after), with a playbook that
     # sleeps on every host in place of edge.yml.
     monkeypatch.setattr(addons, "EDGE_PLAYBOOK", str(sleeping_playbook(tmp_path / "sleep.yml")))

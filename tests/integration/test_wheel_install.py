@@ -48,11 +48,15 @@ def run(venv: Path, args: list[str], cwd: Path, env: dict[str, str]) -> subproce
     )
 
 
-def test_the_package_is_the_installed_one(installed: Path, tmp_path: Path) -> None:
-    env = clean_env(tmp_path / "home")
-    found = run(installed, ["python", "-c", "import provisioner; print(provisioner.__file__)"], tmp_path, env)
+def package_dir(venv: Path, cwd: Path, env: dict[str, str]) -> Path:
+    """Where ``venv``'s Python imports provisioner from."""
+    found = run(venv, ["python", "-c", "import provisioner; print(provisioner.__file__)"], cwd, env)
     assert found.returncode == 0, found.stderr
-    location = Path(found.stdout.strip()).resolve()
+    return Path(found.stdout.strip()).resolve().parent
+
+
+def test_the_package_is_the_installed_one(installed: Path, tmp_path: Path) -> None:
+    location = package_dir(installed, tmp_path, clean_env(tmp_path / "home"))
     assert location.is_relative_to(installed.resolve()), location
     assert not location.is_relative_to((REPO / "provisioner").resolve())
 
@@ -79,10 +83,7 @@ def test_templates_runbooks_and_playbooks_from_the_wheel(installed: Path, tmp_pa
     assert "cloud-refused" in {row["name"] for row in yaml.safe_load(index.stdout)}
 
     # The installed playbooks parse, with the installed ansible-core.
-    site_packages = Path(
-        run(installed, ["python", "-c", "import provisioner; print(provisioner.__file__)"], tmp_path, env).stdout
-    ).parent
-    books = site_packages / "data" / "playbooks"
+    books = package_dir(installed, tmp_path, env) / "data" / "playbooks"
     inventory = tmp_path / "hosts.yml"
     inventory.write_text(yaml.safe_dump({"all": {"children": {"front": {"hosts": {"fe": {}}}}}}))
     ansible_env = {**env, "ANSIBLE_HOME": str(tmp_path / "ansible-home"), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "t")}
