@@ -48,9 +48,11 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check provisioner tests bench
 	$(BIN)/mypy
 
-# The whole suite runs inside a network namespace with only loopback.
+# The whole suite runs inside a network namespace with only loopback, on pytest-xdist workers (each with its own
+# IM and sshd lab on addresses of its own, see tests/conftest.py). PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 3
 test: setup lint
-	$(NETNS) $(BIN)/pytest -q $(PYTEST_ARGS)
+	$(NETNS) $(BIN)/pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 unit: $(BIN)/.installed
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)

@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from provisioner.errors import (
     OperationTimeout,
 )
 from provisioner.im import IMClient, InfraState, VMInfo
-from provisioner.polling import wait_until
+from provisioner.polling import DEFAULT_SCHEDULE, PollSchedule, wait_until
 from provisioner.settings import Settings
 from provisioner.state import Phase, Store, cluster_lock, endpoint_lock, inputs_hash, new_deployment_id
 from provisioner.triage import analyse_contmsg
@@ -470,6 +470,7 @@ class Lifecycle:
                 sleep=self._sleep,
                 rand=self._rand,
                 before_sleep=before_sleep,
+                schedule=self._schedule(),
                 what=f"cluster {rec.name!r} to be configured",
             )
         except OperationTimeout as exc:
@@ -483,6 +484,11 @@ class Lifecycle:
             self._fail(store, rec, final)
         store.append(rec.name, Phase.CONFIGURED, {"state": final.state})
         return self._view(store, rec)
+
+    def _schedule(self) -> PollSchedule:
+        """The default polling schedule with the first interval the settings ask for."""
+        initial = self.settings.poll_initial
+        return replace(DEFAULT_SCHEDULE, initial=initial, cap=max(DEFAULT_SCHEDULE.cap, initial))
 
     def _fail(self, store: Store, rec: Any, final: InfraState) -> None:
         client = self.client(rec.im_url)

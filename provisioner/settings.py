@@ -44,6 +44,7 @@ ENV_IM_VENV = "PROVISION_IM_VENV"
 ENV_IM_PIP_ARGS = "PROVISION_IM_PIP_ARGS"
 ENV_LOG_LEVEL = "PROVISION_LOG_LEVEL"
 ENV_PROGRESS_INTERVAL = "PROVISION_PROGRESS_INTERVAL"
+ENV_POLL_INITIAL = "PROVISION_POLL_INITIAL"
 
 APP_NAME = "provision"
 
@@ -75,6 +76,8 @@ class Settings:
     log_level: str = "WARNING"
     # Off a terminal (CI, cron, pipes): a progress line on stderr at least this often (s); 0 turns the lines off.
     progress_interval: float = 30.0
+    # Seconds before the second look at a deployment's state (the schedule then grows; see provisioner.polling).
+    poll_initial: float = 1.0
     sites: Mapping[str, Any] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -107,6 +110,7 @@ _KEYS: dict[str, tuple[type, str | None]] = {
     "im_venv": (Path, ENV_IM_VENV),
     "log_level": (str, ENV_LOG_LEVEL),
     "progress_interval": (float, ENV_PROGRESS_INTERVAL),
+    "poll_initial": (float, ENV_POLL_INITIAL),
 }
 # Settings where 0 means something ("try once", "no progress lines"); every other number must be above 0.
 _ZERO_ALLOWED = {"lock_timeout", "progress_interval"}

@@ -37,6 +37,8 @@ class CLI:
             "PROVISION_AUTH_FILE": str(auth_file),
             # No progress lines on the (piped) stderr, which tests read for error lines; tests of them set it.
             "PROVISION_PROGRESS_INTERVAL": "0",
+            # The simulated cloud is done in a fraction of a second: look again soon (the schedule is unit-tested).
+            "PROVISION_POLL_INITIAL": "0.2",
         }
 
     def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

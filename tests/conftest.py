@@ -29,6 +29,17 @@ def only_loopback() -> bool:
     return [name for _, name in socket.if_nameindex()] == ["lo"]
 
 
+def worker_index() -> int:
+    """This pytest-xdist worker's number (0 without xdist): each worker has its own IM and sshd lab."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else 0
+
+
+def lab_address(last: int) -> str:
+    """An address of this worker's sshd lab: 127.0.<1 + worker>.<last> (other tests' hosts live in 127.0.0.x)."""
+    return f"127.0.{1 + worker_index()}.{last}"
+
+
 def im_venv() -> Path:
     return Path(os.environ.get(ENV_IM_VENV) or REPO / ".im-venv")
 
@@ -92,9 +103,9 @@ def im_client(local_im: RunningIM) -> Iterator[IMClient]:
 
 @dataclass(frozen=True)
 class SSHLab:
-    """Three sshd hosts on loopback: a front-end (127.0.0.2) and two workers.
+    """Three sshd hosts on loopback: a front-end (127.0.W.2, W = 1 + the xdist worker) and two workers.
 
-    ``wn1`` (127.0.0.3) is reachable directly; ``wn2`` (127.0.0.4) has no public address: it lives in a network
+    ``wn1`` (127.0.W.3) is reachable directly; ``wn2`` (127.0.W.4) has no public address: it lives in a network
     namespace of its own, so from here its address refuses connections, and only sessions of the front-end (whose
     sshd serves them inside that namespace) reach it, as an SSH jump does. The front-end's sessions have stand-in
     ``kubectl`` and ``helm`` first on PATH (:mod:`tests.stubkube`, state in ``kube_state``).
@@ -129,14 +140,14 @@ def ssh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHLab]:
     stub_bin = stubkube.install(base / "stub-bin")
     started: list[SSHHost] = []
     try:
-        wn2 = SSHHost("wn2", "127.0.0.4", 22, base / "wn2", key, private=True)
+        wn2 = SSHHost("wn2", lab_address(4), 22, base / "wn2", key, private=True)
         started.append(wn2.start())
-        wn1 = SSHHost("wn1", "127.0.0.3", 22, base / "wn1", key)
+        wn1 = SSHHost("wn1", lab_address(3), 22, base / "wn1", key)
         started.append(wn1.start())
         # The front-end logs forwarded connections (DEBUG1), so tests can prove a jump went through it.
         front = SSHHost(
             "front",
-            "127.0.0.2",
+            lab_address(2),
             22,
             base / "front",
             key,

@@ -33,12 +33,12 @@ from provisioner.autoscale.signals import (
     kube_cache_path,
 )
 from provisioner.im.models import VMInfo
-from tests.conftest import only_loopback
+from tests.conftest import lab_address, only_loopback
 from tests.kubeapi import CA, FakeAPIServer, kubeconfig, make_ca
 from tests.sshd import SSHHost, free_port, keygen, sshd_available
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
-FRONT_ADDRESS = "127.0.0.30"  # this module's front-end (sshd)
+FRONT_ADDRESS = lab_address(30)  # this module's front-end (sshd), on this xdist worker's addresses
 API_ADDRESS = "127.0.0.20"  # the API server, as the front-end sees it
 TOKEN = "kube-admin-token-0123456789"
 

@@ -17,6 +17,7 @@ from provisioner.settings import (
     ENV_IM_URL,
     ENV_INSECURE,
     ENV_LOCK_TIMEOUT,
+    ENV_POLL_INITIAL,
     ENV_READ_TIMEOUT,
     load_settings,
 )
@@ -145,3 +146,19 @@ def test_a_new_home_and_the_parents_made_for_it_are_private(tmp_path: Path) -> N
         ensure_private_dir(tmp_path / "file")
     with pytest.raises(OperationFailed, match="cannot create directory"):
         ensure_private_dir(tmp_path / "file" / "below")
+
+
+def test_first_poll_interval_is_a_setting_the_wait_uses(tmp_path: Path) -> None:
+    from provisioner.lifecycle import Lifecycle
+    from provisioner.polling import DEFAULT_SCHEDULE
+
+    env = {ENV_CONFIG: str(tmp_path / "none.yaml"), ENV_HOME: str(tmp_path)}
+    (tmp_path / "none.yaml").write_text("{}\n")
+    assert load_settings({}, env).poll_initial == DEFAULT_SCHEDULE.initial == 1.0
+    fast = load_settings({}, {**env, ENV_POLL_INITIAL: "0.2"})
+    assert fast.poll_initial == 0.2
+    schedule = Lifecycle(fast)._schedule()
+    assert (schedule.initial, schedule.growth, schedule.cap) == (0.2, DEFAULT_SCHEDULE.growth, DEFAULT_SCHEDULE.cap)
+    assert Lifecycle(load_settings({}, {**env, ENV_POLL_INITIAL: "40"}))._schedule().cap == 40
+    with pytest.raises(ConfigError, match=r"PROVISION_POLL_INITIAL.*greater than 0"):
+        load_settings({}, {**env, ENV_POLL_INITIAL: "0"})
