@@ -16,8 +16,8 @@ Where this differs from im_client on purpose: a token without ``=`` or an unbala
 silently drops the rest of the line), a duplicate key on one line is an error, quotes never end up in a value, an
 unreadable ``file(...)`` is an error, and a command is run without a shell, with a timeout and without stdin.
 
-Every secret value read here is registered with the masking registry (:func:`register_secret`), which
-:func:`mask` and :class:`SecretFilter` use to keep them out of messages and logs.
+Every secret value read here is registered with the masking registry (:mod:`provisioner.redact`), which keeps
+them out of messages and logs.
 """
 
 from __future__ import annotations
@@ -32,31 +32,21 @@ import re
 import shlex
 import stat
 import subprocess
-import tempfile
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from provisioner.errors import CredentialsError
+from provisioner.redact import MASK, NEWLINE_IN_VALUE, is_secret_key, mask, register_secret
 
 __all__ = [
     "CLOUD_TYPES",
     "COMMAND_TIMEOUT",
     "IM_TYPE",
     "KNOWN_TYPES",
-    "MASK",
     "NON_CLOUD_TYPES",
-    "SECRET_KEYS",
     "AuthData",
     "Credential",
-    "SecretFilter",
-    "install_log_masking",
-    "is_secret_key",
-    "mask",
-    "mask_auth_header",
-    "register_secret",
-    "write_secret_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -93,179 +83,10 @@ CLOUD_TYPES = frozenset(
 )
 KNOWN_TYPES = CLOUD_TYPES | NON_CLOUD_TYPES
 
-# Keys whose values are secret (compared case-insensitively). Not secret: username (for EC2 it is the access key
-# id, which identifies but does not authenticate), public_key, client_id, tenant, host, ... Besides these, every
-# value produced by ``command(...)`` is treated as secret: such commands print tokens.
-SECRET_KEYS = frozenset(
-    {
-        "password",
-        "token",
-        "access_token",
-        "refresh_token",
-        "key",
-        "private_key",
-        "secret",
-        "secret_key",
-        "client_secret",
-        "api_key",
-        "apikey",
-        "passphrase",
-        "proxy",  # an X.509 proxy: certificate *and* its private key
-    }
-)
-
 COMMAND_TIMEOUT = 30.0  # seconds a command(...) may run
-MASK = "***"
-MIN_SECRET_LEN = 4  # shorter values are not registered: masking "on" or "1" would mangle every message
 
 _BEARER = "Bearer "
 _LINE_SEP = "\\n"  # IM splits the header into lines on these two characters
-_NEWLINE_IN_VALUE = "\\\\n"  # ... after turning these three characters into a real newline
-
-
-def is_secret_key(key: str) -> bool:
-    """Whether the value of ``key`` is secret."""
-    return key.strip().lower() in SECRET_KEYS
-
-
-# --- masking ----------------------------------------------------------------------------------------------------------
-
-_registry: set[str] = set()
-_registry_lock = threading.Lock()
-_registry_pattern: re.Pattern[str] | None = None
-
-
-def _variants(value: str) -> set[str]:
-    """The forms in which a secret may show up in text: as is, and with its newlines escaped two ways."""
-    forms = {value, value.strip()}
-    if "\n" in value:
-        forms.add(value.replace("\n", _NEWLINE_IN_VALUE))
-        forms.add(value.replace("\n", "\\n"))
-    return {form for form in forms if len(form) >= MIN_SECRET_LEN}
-
-
-def _compile(secrets: Iterable[str]) -> re.Pattern[str] | None:
-    ordered = sorted(set(secrets), key=len, reverse=True)  # longest first: a secret may contain another
-    if not ordered:
-        return None
-    return re.compile("|".join(re.escape(secret) for secret in ordered))
-
-
-def register_secret(value: str) -> None:
-    """Remember ``value`` as a secret so that :func:`mask` hides it. Values shorter than 4 characters are ignored."""
-    global _registry_pattern
-    forms = _variants(value)
-    if not forms:
-        return
-    with _registry_lock:
-        if forms <= _registry:
-            return
-        _registry.update(forms)
-        _registry_pattern = _compile(_registry)
-
-
-def mask(text: str, extra: Iterable[str] = ()) -> str:
-    """``text`` with every registered secret (and every value in ``extra``) replaced by ``***``."""
-    extra_forms: set[str] = set()
-    for value in extra:
-        extra_forms |= _variants(value)
-    with _registry_lock:
-        pattern = _compile(_registry | extra_forms) if extra_forms else _registry_pattern
-    if pattern is None:
-        return text
-    return pattern.sub(MASK, text)
-
-
-# A key = value pair inside a header or an auth line. The value is quoted segments and unquoted characters up to a
-# ``;``, a real newline or IM's two-character line separator; IM's three-character escaped newline stays inside it.
-_PAIR_RE = re.compile(
-    r"""(?P<lead>(?:^|(?<=[;\n])|(?<=\\n))[ \t]*(?P<key>[A-Za-z_][A-Za-z0-9_.-]*)[ \t]*=[ \t]*)"""
-    r"""(?P<value>(?:'[^']*'|"[^"]*"|\\\\n|\\(?!n)|[^;\n\\'"])*)"""
-)
-_AUTH_SCHEME_RE = re.compile(r"\b(Bearer|Basic)([ \t]+)[^\s;]+", re.IGNORECASE)
-
-
-def mask_auth_header(header: str) -> str:
-    """``header`` (or auth-file text) with the values of secret keys and Bearer/Basic tokens replaced by ``***``.
-
-    Works without the registry, so a header built elsewhere can be shown; registered secrets are masked as well.
-    """
-
-    def pair(match: re.Match[str]) -> str:
-        if not is_secret_key(match["key"]):
-            return match[0]
-        value = match["value"]
-        trailing = value[len(value.rstrip()) :]
-        return f"{match['lead']}{MASK}{trailing}" if value.strip() else match[0]
-
-    masked = _PAIR_RE.sub(pair, header)
-    masked = _AUTH_SCHEME_RE.sub(lambda m: f"{m[1]}{m[2]}{MASK}", masked)
-    return mask(masked)
-
-
-_exception_formatter = logging.Formatter()
-
-
-class SecretFilter(logging.Filter):
-    """Masks registered secrets in a record's message, arguments, traceback and stack text. Never drops a record."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError, KeyError):  # arguments that do not fit the format: keep both, masked
-            message = f"{record.msg} {record.args!r}"
-        record.msg = mask(message)
-        record.args = None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = _exception_formatter.formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = mask(record.exc_text)
-        if record.stack_info:
-            record.stack_info = mask(record.stack_info)
-        return True
-
-
-def install_log_masking(logger: logging.Logger | None = None) -> SecretFilter:
-    """Attach a :class:`SecretFilter` to ``logger`` (default: the root logger) and to each of its handlers.
-
-    A filter on a logger sees only records logged on that very logger; a filter on a handler sees every record the
-    handler emits, including those propagated from child loggers. Call this after the handlers are configured
-    (again if handlers are added later); calling it twice adds nothing.
-    """
-    target = logger if logger is not None else logging.getLogger()
-    existing = [f for f in target.filters if isinstance(f, SecretFilter)]
-    secret_filter = existing[0] if existing else SecretFilter()
-    if not existing:
-        target.addFilter(secret_filter)
-    for handler in target.handlers:
-        if not any(isinstance(f, SecretFilter) for f in handler.filters):
-            handler.addFilter(secret_filter)
-    return secret_filter
-
-
-# --- files ------------------------------------------------------------------------------------------------------------
-
-
-def write_secret_file(path: Path, text: str) -> None:
-    """Create or replace ``path`` with ``text``, atomically and with mode 0600 from the first byte.
-
-    The text goes to a temporary file (created 0600) in the same directory, which then replaces ``path``.
-    Raises ``OSError`` if the directory is missing or not writable.
-    """
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    done = False
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-        done = True
-    finally:
-        if not done:
-            Path(tmp_name).unlink(missing_ok=True)
 
 
 # --- parsing ----------------------------------------------------------------------------------------------------------
@@ -455,7 +276,7 @@ def _render(text: str) -> str:
         or any(char in text for char in ";='\"")
     )
     rendered = _quote(text) if needs_quotes else text
-    return rendered.replace("\n", _NEWLINE_IN_VALUE)
+    return rendered.replace("\n", NEWLINE_IN_VALUE)
 
 
 def _jwt_claims(token: str) -> dict[str, object] | None:

@@ -35,9 +35,8 @@ from typing import Any
 
 import yaml
 
-from provisioner.credentials import write_secret_file
 from provisioner.errors import InputError
-from provisioner.state.locks import ensure_private_dir
+from provisioner.privfs import ensure_private_dir, write_secret_file
 
 FRONT_GROUP = "front"
 WORKER_GROUP = "wn"

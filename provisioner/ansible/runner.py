@@ -29,10 +29,10 @@ from typing import Any
 
 import yaml
 
-from provisioner.credentials import register_secret, write_secret_file
 from provisioner.errors import OperationFailed, OperationTimeout, PlaybookFailed
+from provisioner.privfs import ensure_private_dir, write_secret_file
+from provisioner.redact import register_secret
 from provisioner.settings import data_path
-from provisioner.state.locks import ensure_private_dir
 
 KEEP_RUNS = 20
 DEFAULT_PLAYBOOK_TIMEOUT = 3600.0  # seconds a whole run may take (--playbook-timeout)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from provisioner.ansible.inventory import Host, Inventory, known_hosts_path
 from provisioner.errors import HostKeyChanged, HostsUnreachable, OperationTimeout
 from provisioner.polling import PollSchedule, wait_until
-from provisioner.state.locks import ensure_private_dir
+from provisioner.privfs import ensure_private_dir
 
 if TYPE_CHECKING:
     import paramiko
@@ -99,7 +99,7 @@ class HostKeyPins:
                 )
             keys.add(endpoint, key.get_name(), key)
             ensure_private_dir(self.path.parent)
-            from provisioner.credentials import write_secret_file
+            from provisioner.privfs import write_secret_file
 
             tmp = self.path.with_name(f".{self.path.name}.new")
             keys.save(str(tmp))

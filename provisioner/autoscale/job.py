@@ -38,8 +38,8 @@ from provisioner.autoscale.policy import Policy, load_policy
 from provisioner.autoscale.signals import Reading, SignalSource, SourceContext, SourceError, kube_cache_path
 from provisioner.errors import InputError, LockBusy, ProvisionError
 from provisioner.lifecycle import EDGE_IM_URL, WORKER, check_name, role_of
+from provisioner.privfs import ensure_private_dir
 from provisioner.state import Phase, Store
-from provisioner.state.locks import ensure_private_dir
 
 if TYPE_CHECKING:
     from provisioner.im.models import VMInfo

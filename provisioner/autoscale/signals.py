@@ -34,9 +34,9 @@ from urllib.parse import quote, urlsplit
 
 import yaml
 
-from provisioner.credentials import register_secret, write_secret_file
 from provisioner.errors import ProvisionError, SourceError
-from provisioner.state.locks import ensure_private_dir
+from provisioner.privfs import ensure_private_dir, write_secret_file
+from provisioner.redact import register_secret
 
 if TYPE_CHECKING:
     import paramiko

@@ -136,7 +136,7 @@ def view_text(view: ClusterView) -> str:
     if view.note:
         lines.append(f"  note: {view.note}")
     if view.cause:
-        from provisioner.credentials import mask
+        from provisioner.redact import mask
 
         lines.append(f"  cause: {view.cause['cause']}: {view.cause['summary']} ({mask(view.cause['evidence'])})")
         lines.append(f"  {see_runbook(view.cause['runbook'])}")
@@ -240,7 +240,7 @@ def outputs(
     output: OutputFormat = OutputOption,
 ) -> None:
     """The cluster's TOSCA outputs (endpoints, addresses)."""
-    from provisioner.credentials import mask
+    from provisioner.redact import mask
 
     with service(ctx, output) as lc:
         found = lc.outputs(name)
@@ -267,7 +267,7 @@ def logs(
     output: OutputFormat = OutputOption,
 ) -> None:
     """The contextualization log, with the failing task and host picked out."""
-    from provisioner.credentials import mask
+    from provisioner.redact import mask
 
     with service(ctx, output) as lc:
         report = lc.logs(name, vm)

@@ -102,7 +102,7 @@ def main(
 
 
 def _configure_logging(verbose: int) -> None:
-    from provisioner.credentials import install_log_masking
+    from provisioner.redact import install_log_masking
 
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
@@ -178,7 +178,7 @@ def cli_command() -> Any:
 
 
 def _show_error(exc: ProvisionError, *, debug: bool = False) -> None:
-    from provisioner.credentials import mask
+    from provisioner.redact import mask
     from provisioner.triage import classify_error
 
     message(f"error: {mask(str(exc))}")
@@ -306,7 +306,7 @@ def _run_app(argv: list[str] | None) -> int:
     except Exception as exc:  # the one place that turns unexpected errors into a message
         if debug:
             raise
-        from provisioner.credentials import mask
+        from provisioner.redact import mask
 
         message(f"error: unexpected {type(exc).__name__}: {mask(str(exc))}")
         message("hint: this is a bug in provision; re-run with --debug for the traceback and report it")

@@ -6,7 +6,6 @@ from provisioner.state.locks import (
     cluster_lock_path,
     endpoint_lock,
     endpoint_lock_path,
-    ensure_private_dir,
     read_holder,
 )
 from provisioner.state.store import (
@@ -36,7 +35,6 @@ __all__ = [
     "cluster_lock_path",
     "endpoint_lock",
     "endpoint_lock_path",
-    "ensure_private_dir",
     "inputs_hash",
     "new_deployment_id",
     "read_holder",

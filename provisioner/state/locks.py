@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from provisioner.errors import LockBusy, OperationFailed
+from provisioner.privfs import ensure_private_dir
 
 LOCKS_DIRNAME = "locks"
 DEFAULT_POLL = 0.05
@@ -41,30 +42,6 @@ class LockHolder:
 
     pid: int | None
     purpose: str | None
-
-
-def ensure_private_dir(path: Path) -> None:
-    """Create ``path`` (and its parents) if missing; every directory this creates gets mode 0700.
-
-    Not ``mkdir(parents=True)``: the parents it makes get the umask's mode (0755), not the one asked for.
-    """
-    missing: list[Path] = []
-    cursor = path
-    while not os.path.lexists(cursor) and cursor.parent != cursor:
-        missing.append(cursor)
-        cursor = cursor.parent
-    if not missing and not path.is_dir():
-        raise OperationFailed(f"{path} exists and is not a directory")
-    for directory in reversed(missing):
-        try:
-            directory.mkdir(mode=0o700)
-        except FileExistsError:  # made meanwhile by another process
-            if not directory.is_dir():
-                raise OperationFailed(f"{directory} exists and is not a directory") from None
-            continue
-        except OSError as e:
-            raise OperationFailed(f"cannot create directory {directory}: {e.strerror}") from e
-        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
 
 
 def cluster_lock_path(home: Path, name: str) -> Path:

@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from provisioner.errors import LockBusy, NotFound, OperationFailed
-from provisioner.state.locks import ensure_private_dir
+from provisioner.privfs import ensure_private_dir
 
 DB_FILENAME = "state.db"
 SCHEMA_VERSION = 2

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioner.credentials import register_secret
 from provisioner.errors import InputError
+from provisioner.redact import register_secret
 from provisioner.tosca.schema import MASK, TemplateSchema, brief, label_of, load_schema, unknown_input
 from provisioner.tosca.secrets import SecretStore, generate_secret
 from provisioner.yamlfile import read_yaml_mapping

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from provisioner.credentials import write_secret_file
 from provisioner.errors import ConfigError, InputError
+from provisioner.privfs import write_secret_file
 
 _CLUSTER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _HEADER = "# Secret inputs of this cluster, written by provision (keep it 0600; never commit it).\n"

@@ -99,8 +99,8 @@ def test_start_on_a_given_port_and_fresh(home: Path) -> None:
 
 
 def test_unreachable_im_exits_3(home: Path, tmp_path: Path) -> None:
-    from provisioner.credentials import write_secret_file
     from provisioner.localim import free_port
+    from provisioner.privfs import write_secret_file
 
     auth = tmp_path / "auth.dat"
     write_secret_file(auth, "id = im; type = InfrastructureManager; username = u; password = p4ssw0rd-x\n")

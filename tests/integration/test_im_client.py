@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner.credentials import AuthData, write_secret_file
+from provisioner.credentials import AuthData
 from provisioner.errors import (
     EXIT_BAD_INPUT,
     EXIT_TIMEOUT,
@@ -25,6 +25,7 @@ from provisioner.errors import (
 )
 from provisioner.im import IMClient, RetryPolicy, StaticAuth, Timeouts
 from provisioner.localim import free_port
+from provisioner.privfs import write_secret_file
 from tests.conftest import RunningIM
 from tests.faultproxy import FaultProxy
 

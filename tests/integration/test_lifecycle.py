@@ -384,7 +384,7 @@ def test_lost_registry_then_create_adopts_instead_of_duplicating(
 def test_sync_with_other_credentials_forgets_nothing(
     cli: CLI, local_im: RunningIM, tmp_path: Path, im_client: IMClient
 ) -> None:
-    from provisioner.credentials import write_secret_file
+    from provisioner.privfs import write_secret_file
 
     created = cli.json("cluster", "create", "mine", "--template", "kubernetes", "--site", "local-sim")
     assert isinstance(created, dict)

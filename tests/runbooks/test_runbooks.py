@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from provisioner import localim
-from provisioner.credentials import write_secret_file
+from provisioner.privfs import write_secret_file
 from tests.conftest import REPO, RunningIM, SSHLab
 from tests.jwt import expired_jwt
 from tests.runbooks.mdblocks import Block, runnable_blocks

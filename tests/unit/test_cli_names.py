@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.credentials import write_secret_file
+from provisioner.privfs import write_secret_file
 
 COMMANDS = [
     ("cluster", "create", "{}", "-t", "kubernetes", "-s", "local-sim"),

@@ -13,19 +13,10 @@ from pathlib import Path
 import pytest
 
 from provisioner import credentials
-from provisioner.credentials import (
-    IM_TYPE,
-    KNOWN_TYPES,
-    SECRET_KEYS,
-    AuthData,
-    SecretFilter,
-    install_log_masking,
-    mask,
-    mask_auth_header,
-    register_secret,
-    write_secret_file,
-)
+from provisioner.credentials import IM_TYPE, KNOWN_TYPES, AuthData
 from provisioner.errors import EXIT_BAD_INPUT, CredentialsError
+from provisioner.privfs import write_secret_file
+from provisioner.redact import SECRET_KEYS, SecretFilter, install_log_masking, mask, mask_auth_header, register_secret
 from tests.jwt import unsigned_jwt
 
 IM_LINE = "id = im; type = InfrastructureManager; username = user; password = pass1234"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.errors import EXIT_BAD_INPUT, ConfigError, OperationFailed
+from provisioner.privfs import ensure_private_dir
 from provisioner.settings import (
     ENV_CONFIG,
     ENV_HOME,
@@ -21,7 +22,6 @@ from provisioner.settings import (
     ENV_READ_TIMEOUT,
     load_settings,
 )
-from provisioner.state import ensure_private_dir
 
 
 @pytest.fixture

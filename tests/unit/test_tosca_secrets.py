@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner.credentials import mask
 from provisioner.errors import ConfigError, InputError
+from provisioner.redact import mask
 from provisioner.tosca import SecretStore, dump, masked, prepare_inputs, render, resolve_site
 
 GENERATED = {"admin_token", "oscar_password", "minio_password"}
