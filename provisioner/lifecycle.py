@@ -122,6 +122,21 @@ class LogReport:
 
 
 @dataclass(frozen=True)
+class DestroyResult:
+    """What ``destroy`` did: for an IM cluster the infrastructure deleted (checked gone) and the record forgotten;
+    for an edge cluster only the local record and files removed (K3s stays on the hosts, nothing is sent to them)."""
+
+    name: str
+    kind: str  # "im" or "edge"
+    infra_id: str | None = None
+    removed: list[str] = field(default_factory=list)  # local things removed: the record, then the files' paths
+    hosts_touched: bool = True  # False for an edge cluster
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class SyncReport:
     adopted: list[str]
     updated: list[str]
@@ -732,19 +747,23 @@ class Lifecycle:
 
     # -- destroy --
 
-    def destroy(self, name: str, *, force: bool = False, attempts: int = 5) -> None:
+    def destroy(self, name: str, *, force: bool = False, attempts: int = 5) -> DestroyResult:
         """DELETE the infrastructure, then check it is gone (IM 2.0.0 can bring it back), then forget it.
 
-        Destroys against one IM endpoint are serialized across processes.
+        Destroys against one IM endpoint are serialized across processes. An edge cluster has no IM
+        infrastructure: its record, secrets file and autoscale files are removed and its hosts are left as they are.
         """
         with self._lock(name, "cluster destroy"), self._store() as store:
             rec = self._record(store, name)
             if rec.im_url == EDGE_IM_URL:
                 store.append(name, Phase.DESTROYED, {"edge": True, "note": "forgotten; K3s stays on the hosts"})
                 store.delete_cluster(name)
-                tosca.SecretStore(self.home, name).delete()
-                _forget_autoscale(self.home, name)
-                return
+                removed = ["registry record"]
+                secrets = tosca.SecretStore(self.home, name)
+                if secrets.delete():
+                    removed.append(str(secrets.path))
+                removed += _forget_autoscale(self.home, name)
+                return DestroyResult(name, "edge", removed=removed, hosts_touched=False)
             client = self.client(rec.im_url)
             store.append(name, Phase.DESTROYING, {"infra_id": rec.infra_id, "force": force})
             infra_id = rec.infra_id
@@ -766,9 +785,12 @@ class Lifecycle:
                         )
             store.append(name, Phase.DESTROYED, {"infra_id": infra_id})
             store.delete_cluster(name)
-            _forget_autoscale(self.home, name)
+            removed = ["registry record", *_forget_autoscale(self.home, name)]
+        secrets_path = tosca.SecretStore(self.home, name).path
         with contextlib.suppress(OSError):
-            tosca.SecretStore(self.home, name).path.unlink()
+            secrets_path.unlink()
+            removed.append(str(secrets_path))
+        return DestroyResult(name, "im", infra_id=infra_id, removed=removed)
 
     # -- ssh --
 
@@ -949,13 +971,19 @@ def _cluster_of(meta: Mapping[str, Any]) -> str | None:
     return name
 
 
-def _forget_autoscale(home: Path, name: str) -> None:
+def _forget_autoscale(home: Path, name: str) -> list[str]:
     """A destroyed cluster's autoscale policy and cached kubeconfig go with it (a new cluster of the same name must
-    not inherit them); its decision log stays, like its journal."""
-    from provisioner.autoscale.job import forget  # the autoscaler builds on this module: imported when needed
+    not inherit them); its decision log stays, like its journal. Returns the paths of the files removed."""
+    # The autoscaler builds on this module: imported when needed.
+    from provisioner.autoscale.job import forget, policy_path
+    from provisioner.autoscale.signals import kube_cache_path
 
-    with contextlib.suppress(OSError):
+    there = [str(path) for path in (policy_path(home, name), kube_cache_path(home, name)) if path.exists()]
+    try:
         forget(home, name)
+    except OSError:
+        return []
+    return there
 
 
 def _unfinished_scale(store: Store, name: str) -> dict[str, Any] | None:

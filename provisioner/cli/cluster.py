@@ -344,12 +344,21 @@ def destroy(
     name: str,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     force: bool = typer.Option(False, "--force", help="Tell IM to delete even if some cloud resources resist."),
+    output: OutputFormat = OutputOption,
 ) -> None:
-    """Destroy the cluster in IM, check it is gone, and forget it."""
+    """Destroy the cluster in IM, check it is gone, and forget it (an edge cluster: forget it, hosts untouched)."""
     confirm(f"Destroy cluster {name} and all its VMs?", yes=yes, what=f"destroy cluster {name}")
-    with service(ctx, OutputFormat.text) as lc:
-        lc.destroy(name, force=force)
-    message(f"cluster {name} destroyed; nothing left in IM")
+    with service(ctx, output) as lc:
+        result = lc.destroy(name, force=force)
+    if output is OutputFormat.json:
+        emit(result.as_dict(), output)
+    elif result.kind == "edge":
+        message(
+            f"edge cluster {name}: record and local files removed ({', '.join(result.removed)}); "
+            "hosts untouched (K3s and the add-ons still run on them)"
+        )
+    else:
+        message(f"cluster {name} destroyed; nothing left in IM")
 
 
 @app.command(context_settings={"allow_interspersed_args": False})

@@ -1,0 +1,174 @@
+"""``provision cluster`` commands in-process against a fake IM client: destroy, secrets, ssh --print, logs --vm."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+
+from provisioner.cli import cluster as cli_cluster
+from provisioner.im import InfraState, VMInfo
+from provisioner.im.models import VMCredentials
+from provisioner.lifecycle import Lifecycle
+from provisioner.state import Store
+from provisioner.tosca import SecretStore
+from tests.clihelper import record_installed_edge
+
+IM_URL = "http://127.0.0.1:9"
+KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nfake-key-material\n-----END OPENSSH PRIVATE KEY-----\n"
+VM_PASSWORD = "Vm-Pass-9f3a1c"
+
+
+def vm(vm_id: str, name: str, private: str, public: str | None, *, key: str | None = KEY) -> VMInfo:
+    creds = VMCredentials(username="cloudadm", password=None if key else VM_PASSWORD, private_key=key)
+    return VMInfo(
+        id=vm_id,
+        state="configured",
+        name=name,
+        private_ips=[private],
+        public_ips=[public] if public else [],
+        system={},
+        credentials=creds,
+    )
+
+
+class FakeIM:
+    """What the cluster commands ask of an :class:`IMClient`, for one infrastructure."""
+
+    def __init__(self, vms: list[VMInfo], logs: dict[str, str] | None = None, contmsg: str = "") -> None:
+        self.url = IM_URL
+        self.vms = {v.id: v for v in vms}
+        self.logs = logs or {}
+        self.whole = contmsg
+        self.calls: list[tuple[str, ...]] = []
+
+    def state(self, infra_id: str) -> InfraState:
+        return InfraState("configured", {v: "configured" for v in self.vms})
+
+    def vm_ids(self, infra_id: str) -> list[str]:
+        return list(self.vms)
+
+    def vm_info(self, infra_id: str, vm_id: str) -> VMInfo:
+        return self.vms[vm_id]
+
+    def contmsg(self, infra_id: str) -> str:
+        self.calls.append(("contmsg", infra_id))
+        return self.whole
+
+    def vm_contmsg(self, infra_id: str, vm_id: str) -> str:
+        self.calls.append(("vm_contmsg", infra_id, vm_id))
+        return self.logs.get(vm_id, "")
+
+    def destroy(self, infra_id: str, *, force: bool = False) -> None:
+        self.calls.append(("destroy", infra_id))
+        self.gone = True
+
+    def list_infrastructures(self) -> list[str]:
+        return [] if getattr(self, "gone", False) else ["inf-1"]
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    config = tmp_path / "config.yaml"
+    config.write_text("{}\n")
+    for key in ("PROVISION_IM_URL", "PROVISION_AUTH_FILE", "PROVISION_AUTH"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("PROVISION_HOME", str(home))
+    monkeypatch.setenv("PROVISION_CONFIG", str(config))
+    monkeypatch.setenv("PROVISION_PROGRESS_INTERVAL", "0")
+    return home
+
+
+def use_im(monkeypatch: pytest.MonkeyPatch, im: FakeIM) -> None:
+    real: Callable[..., Lifecycle] = cli_cluster.lifecycle
+
+    def fake(ctx: typer.Context, progress: Any = None) -> Lifecycle:
+        settings = real(ctx, progress).settings
+        return Lifecycle(settings, client_factory=lambda url: im, default_im_url=IM_URL)  # type: ignore[arg-type,return-value]
+
+    monkeypatch.setattr(cli_cluster, "lifecycle", fake)
+
+
+def record(home: Path, name: str, *, im_url: str = IM_URL, infra_id: str | None = "inf-1", **extra: Any) -> None:
+    with Store.open(home) as store:
+        store.upsert_cluster(
+            name,
+            im_url=im_url,
+            template="oscar",
+            site="local-sim",
+            inputs={},
+            deployment_id=f"dep-{name}",
+            infra_id=infra_id,
+            state="configured",
+            extra=extra or None,
+        )
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from provisioner.cli.main import main_exit_code
+
+    code = main_exit_code(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def cluster_vms() -> list[VMInfo]:
+    return [
+        vm("0", "front", "10.0.0.1", "192.0.2.10"),
+        vm("1", "wn", "10.0.0.2", None),
+        vm("2", "wn", "10.0.0.3", None),
+    ]
+
+
+# --- destroy ----------------------------------------------------------------------------------------------------------
+
+
+def test_destroying_an_edge_cluster_says_what_was_removed_and_that_the_hosts_are_untouched(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record_installed_edge(home, "edge1", tmp_path / "hosts.yml")
+    SecretStore(home, "edge1").update({"k3s_token": "Edge-Token-1b2c"})
+    code, out, err = run(capsys, "cluster", "destroy", "edge1", "--yes")
+    assert code == 0, err
+    assert "IM" not in err, err
+    line = err.strip()
+    assert line.startswith("edge cluster edge1: record and local files removed"), line
+    assert str(SecretStore(home, "edge1").path) in line and "hosts untouched" in line
+    assert "Edge-Token-1b2c" not in out + err
+    with Store.open(home) as store:
+        assert store.get_cluster("edge1") is None
+
+
+def test_destroy_json_of_an_edge_cluster_carries_the_same_facts(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record_installed_edge(home, "edge1", tmp_path / "hosts.yml")
+    code, out, err = run(capsys, "cluster", "destroy", "edge1", "--yes", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out) == {
+        "name": "edge1",
+        "kind": "edge",
+        "infra_id": None,
+        "removed": ["registry record"],
+        "hosts_touched": False,
+    }
+
+
+def test_destroying_an_im_cluster_still_says_nothing_is_left_in_im(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    im = FakeIM(cluster_vms())
+    use_im(monkeypatch, im)
+    record(home, "c1")
+    code, out, err = run(capsys, "cluster", "destroy", "c1", "--yes", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["kind"] == "im" and json.loads(out)["infra_id"] == "inf-1"
+    assert im.calls[0] == ("destroy", "inf-1")
