@@ -260,6 +260,31 @@ def _mask_value(value: Any, secrets: list[str], mask: Any) -> Any:
 
 
 @app.command()
+def secrets(
+    ctx: typer.Context,
+    name: str,
+    show: bool = typer.Option(False, "--show", help="Show the values instead of ***."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """The secrets kept for the cluster (generated passwords, tokens; the ones given with --set), masked."""
+    from provisioner.credentials import mask
+
+    with service(ctx, output) as lc:
+        report = lc.secrets(name)
+    shown = {key: value if show or not value else mask(value, [value]) for key, value in report.values.items()}
+    data = {"name": report.name, "path": report.path, "shown": show, "secrets": shown}
+
+    def text() -> str:
+        head = f"cluster {name}: secrets kept in {report.path}"
+        if not shown:
+            return f"{head}: none"
+        hint = "" if show else "\n  (masked; --show prints the values)"
+        return f"{head}\n" + table(["SECRET", "VALUE"], shown.items(), indent=2) + hint
+
+    emit(data, output, text)
+
+
+@app.command()
 def logs(
     ctx: typer.Context,
     name: str,

@@ -172,3 +172,45 @@ def test_destroying_an_im_cluster_still_says_nothing_is_left_in_im(
     assert code == 0, err
     assert json.loads(out)["kind"] == "im" and json.loads(out)["infra_id"] == "inf-1"
     assert im.calls[0] == ("destroy", "inf-1")
+
+
+# --- secrets ----------------------------------------------------------------------------------------------------------
+
+GENERATED = {"oscar_password": "Gen-Oscar-Pass-71c2", "minio_secret_key": "Gen-Minio-Key-0a9e"}
+
+
+def test_secrets_are_masked_unless_shown(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    record(home, "c1")
+    SecretStore(home, "c1").update(GENERATED)
+    code, out, err = run(capsys, "cluster", "secrets", "c1")
+    assert code == 0, err
+    assert "oscar_password" in out and "minio_secret_key" in out and "***" in out
+    assert str(SecretStore(home, "c1").path) in out
+    assert not [v for v in GENERATED.values() if v in out + err]
+    code, out, err = run(capsys, "cluster", "secrets", "c1", "--show")
+    assert code == 0, err
+    assert all(v in out for v in GENERATED.values()), out
+
+
+def test_secrets_json_is_one_document_masked_unless_shown(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    record(home, "c1")
+    SecretStore(home, "c1").update(GENERATED)
+    code, out, err = run(capsys, "cluster", "secrets", "c1", "-o", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc == {
+        "name": "c1",
+        "path": str(SecretStore(home, "c1").path),
+        "shown": False,
+        "secrets": {"minio_secret_key": "***", "oscar_password": "***"},
+    }
+    code, out, err = run(capsys, "cluster", "secrets", "c1", "-o", "json", "--show")
+    assert code == 0, err
+    assert json.loads(out)["secrets"] == GENERATED
+
+
+def test_secrets_of_an_unknown_cluster_is_bad_input(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "cluster", "secrets", "ghost")
+    assert code == 2, err
+    assert out == ""
+    assert err.startswith("error: NAME: no cluster named 'ghost'"), err
