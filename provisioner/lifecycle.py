@@ -822,7 +822,10 @@ class Lifecycle:
         front = next((v for v in vms if role_of(v) == FRONT), None)
         target = front if vm is None else next((v for v in vms if v.id == vm), None)
         if target is None:
-            raise InputError(f"no VM {vm} in cluster {name!r} ({', '.join(v.id for v in vms)})", field="--vm")
+            raise InputError(
+                f"no VM {vm} in cluster {name!r} (known VM ids: {', '.join(v.id for v in vms) or 'none'})",
+                field="--vm",
+            )
         jump = front if target is not front and target.public_ip is None else None
         return target, jump
 

@@ -31,6 +31,7 @@ from provisioner.triage import see_runbook
 
 if TYPE_CHECKING:
     from provisioner.addons import InstallReport, Stack, VerifyReport
+    from provisioner.im import VMInfo
     from provisioner.lifecycle import ClusterView, DryRunPlan, Lifecycle
 
 app = typer.Typer(help="Create and run clusters: the whole lifecycle, journaled and resumable.", no_args_is_help=True)
@@ -386,7 +387,7 @@ def destroy(
         message(f"cluster {name} destroyed; nothing left in IM")
 
 
-@app.command(context_settings={"allow_interspersed_args": False})
+@app.command()
 def ssh(
     ctx: typer.Context,
     name: str,
@@ -395,28 +396,43 @@ def ssh(
     print_only: bool = typer.Option(False, "--print", help="Print the ssh command instead of running it."),
 ) -> None:
     """Open SSH to the front-end (or a VM, through the front-end when it has no public IP)."""
-    from provisioner.ansible.inventory import known_hosts_path, write_key
+    from provisioner.ansible.inventory import key_dir, known_hosts_path, write_key
+    from provisioner.credentials import write_secret_file
+    from provisioner.state.locks import ensure_private_dir
 
     with service(ctx, OutputFormat.text) as lc:
         target, jump = lc.ssh_target(name, vm)
         home = lc.home
-    key = target.credentials.private_key
-    if not key:
-        raise OperationFailed(f"IM has no private key for VM {target.id} of {name!r}; use its password login")
-    keyfile = write_key(home, name, f"vm-{target.id}", key)
+
+    def identity(host: VMInfo) -> list[str]:
+        key = host.credentials.private_key
+        if not key:
+            return []
+        return ["-i", str(write_key(home, name, f"vm-{host.id}", key)), "-o", "IdentitiesOnly=yes"]
+
+    password_file: Path | None = None
+    if not target.credentials.private_key:
+        if not target.credentials.password:
+            raise OperationFailed(f"IM has neither a private key nor a password for VM {target.id} of {name!r}")
+        # Password login: the password goes to a 0600 file next to the keys, never to the output.
+        ensure_private_dir(key_dir(home, name))
+        password_file = key_dir(home, name) / f"vm-{target.id}.password"
+        write_secret_file(password_file, target.credentials.password + "\n")
     known = known_hosts_path(home, name)
     known.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     # The cluster's pinned host keys (shared with install/verify): new keys are recorded, changed ones refused.
     pin = ["-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=accept-new"]
     user = target.credentials.username or "root"
     host = target.public_ip or target.private_ip
-    argv = ["ssh", "-i", str(keyfile), "-o", "IdentitiesOnly=yes", *pin]
+    argv = ["ssh", *identity(target), *pin]
     if jump is not None:
         # ProxyCommand, not -J: options given here would not apply to a -J jump host (its key pin included).
-        proxy = ["ssh", "-W", "%h:%p", "-i", str(keyfile), "-o", "IdentitiesOnly=yes", *pin]
+        proxy = ["ssh", "-W", "%h:%p", *identity(jump), *pin]
         proxy.append(f"{jump.credentials.username or 'root'}@{jump.public_ip or jump.private_ip}")
         argv += ["-o", f"ProxyCommand={shlex.join(proxy)}"]
     argv += [f"{user}@{host}", *(command or [])]
+    if password_file is not None:
+        message(f"VM {target.id} of {name} logs in with a password: it is in {password_file} (0600)")
     if print_only:
         emit(argv, OutputFormat.text, shlex.join(argv))
         return

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -214,3 +217,58 @@ def test_secrets_of_an_unknown_cluster_is_bad_input(home: Path, capsys: pytest.C
     assert code == 2, err
     assert out == ""
     assert err.startswith("error: NAME: no cluster named 'ghost'"), err
+
+
+# --- ssh --print ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_exec(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any) -> None:
+        raise AssertionError(f"ssh was run: {args}")
+
+    monkeypatch.setattr(os, "execvp", refuse)
+
+
+def test_ssh_print_names_the_vm_asked_for(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], no_exec: None
+) -> None:
+    use_im(monkeypatch, FakeIM(cluster_vms()))
+    record(home, "c1")
+    code, out, err = run(capsys, "cluster", "ssh", "c1", "--print", "--vm", "1")
+    assert code == 0, err
+    argv = shlex.split(out)
+    assert argv[-1] == "cloudadm@10.0.0.2", argv  # VM 1, through the front-end (no public IP)
+    assert str(home / "keys" / "c1" / "vm-1.pem") in argv
+    proxy = next(a for a in argv if a.startswith("ProxyCommand="))
+    assert "cloudadm@192.0.2.10" in proxy
+    code, out, err = run(capsys, "cluster", "ssh", "c1", "--print", "--", "uptime", "-p")
+    assert code == 0, err
+    assert shlex.split(out)[-3:] == ["cloudadm@192.0.2.10", "uptime", "-p"]
+
+
+def test_ssh_to_an_unknown_vm_is_bad_input_naming_the_known_ones(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], no_exec: None
+) -> None:
+    use_im(monkeypatch, FakeIM(cluster_vms()))
+    record(home, "c1")
+    code, out, err = run(capsys, "cluster", "ssh", "c1", "--vm", "7", "--print")
+    assert code == 2, err
+    assert out == ""
+    assert err.startswith("error: --vm: no VM 7 in cluster 'c1' (known VM ids: 0, 1, 2)"), err
+
+
+def test_ssh_print_to_a_password_vm_says_where_the_password_is(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], no_exec: None
+) -> None:
+    vms = [vm("0", "front", "10.0.0.1", "192.0.2.10"), vm("1", "wn", "10.0.0.2", "192.0.2.11", key=None)]
+    use_im(monkeypatch, FakeIM(vms))
+    record(home, "c1")
+    code, out, err = run(capsys, "cluster", "ssh", "c1", "--print", "--vm", "1")
+    assert code == 0, err
+    assert shlex.split(out)[-1] == "cloudadm@192.0.2.11"
+    password_file = home / "keys" / "c1" / "vm-1.password"
+    assert f"password: it is in {password_file}" in err, err
+    assert VM_PASSWORD not in out + err
+    assert password_file.read_text().strip() == VM_PASSWORD
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
