@@ -646,6 +646,12 @@ class Lifecycle:
         if rec.infra_id is None:
             raise OperationFailed(f"cluster {name!r} has no infrastructure yet")
         client = self.client(rec.im_url)
+        if vm is not None:
+            known = client.vm_ids(rec.infra_id)
+            if vm not in known:
+                raise InputError(
+                    f"no VM {vm} in cluster {name!r} (known VM ids: {', '.join(known) or 'none'})", field="--vm"
+                )
         log = client.vm_contmsg(rec.infra_id, vm) if vm is not None else client.contmsg(rec.infra_id)
         task, host, reason = analyse_contmsg(log)
         return LogReport(name, rec.infra_id, vm, log, task, host, reason, triage.classify_text(log))

@@ -304,6 +304,9 @@ def logs(
         head = f"failed: {mask(report.reason)}\n" if report.reason else ""
         if report.cause is not None:
             head += f"cause: {mask(report.cause.line)}\n{report.cause.see}\n"
+        if not str(data["log"]).strip():
+            whose = f"VM {vm} of cluster {name}" if vm is not None else f"cluster {name}"
+            return head + f"{whose}: the contextualization log is empty (IM has recorded nothing for it yet)"
         return head + str(data["log"])
 
     emit(data, output, text)

@@ -272,3 +272,44 @@ def test_ssh_print_to_a_password_vm_says_where_the_password_is(
     assert VM_PASSWORD not in out + err
     assert password_file.read_text().strip() == VM_PASSWORD
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+
+
+# --- logs --vm --------------------------------------------------------------------------------------------------------
+
+
+def test_logs_of_one_vm_print_that_vms_log(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    im = FakeIM(cluster_vms(), logs={"1": "TASK [ping] ***\nok: [wn-1]\n"}, contmsg="the whole log\n")
+    use_im(monkeypatch, im)
+    record(home, "c1")
+    code, out, err = run(capsys, "cluster", "logs", "c1", "--vm", "1")
+    assert code == 0, err
+    assert out == "TASK [ping] ***\nok: [wn-1]\n"
+    assert ("vm_contmsg", "inf-1", "1") in im.calls
+
+
+def test_an_empty_vm_log_says_so(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use_im(monkeypatch, FakeIM(cluster_vms(), logs={"2": ""}))
+    record(home, "c1")
+    code, out, err = run(capsys, "cluster", "logs", "c1", "--vm", "2")
+    assert code == 0, err
+    assert out.strip() == "VM 2 of cluster c1: the contextualization log is empty (IM has recorded nothing for it yet)"
+    code, out, err = run(capsys, "cluster", "logs", "c1", "--vm", "2", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["log"] == "" and json.loads(out)["vm"] == "2"
+
+
+def test_logs_of_an_unknown_vm_is_bad_input_naming_the_known_ones(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    im = FakeIM(cluster_vms())
+    use_im(monkeypatch, im)
+    record(home, "c1")
+    code, out, err = run(capsys, "cluster", "logs", "c1", "--vm", "7")
+    assert code == 2, err
+    assert out == ""
+    assert err.startswith("error: --vm: no VM 7 in cluster 'c1' (known VM ids: 0, 1, 2)"), err
+    assert not [c for c in im.calls if c[0] == "vm_contmsg"]
