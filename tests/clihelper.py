@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 PYTHON_VALUES = re.compile(r"\bNone\b|\bTrue\b|\bFalse\b|\['|\[\]|\{'")
 
@@ -66,3 +67,23 @@ class CLI:
         result = self(*args, "-o", "json")
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
+
+
+def record_installed_edge(home: Path, name: str, inventory: Path, **extra: Any) -> None:
+    """Record ``name`` as an installed edge cluster on ``inventory`` (K3s cannot be installed here)."""
+    from provisioner.lifecycle import EDGE_IM_URL
+    from provisioner.state import Store, inputs_hash, new_deployment_id
+
+    with Store.open(home) as store:
+        store.upsert_cluster(
+            name,
+            im_url=EDGE_IM_URL,
+            template="k3s-edge",
+            site="edge",
+            inputs={},
+            deployment_id=new_deployment_id(),
+            inputs_hash=inputs_hash({}),
+            infra_id=None,
+            state="installed",
+            extra={"kind": "edge", "inventory_source": str(inventory), **extra},
+        )

@@ -31,6 +31,7 @@ from provisioner.triage import see_runbook
 
 if TYPE_CHECKING:
     from provisioner.addons import InstallReport, Stack, VerifyReport
+    from provisioner.im import VMInfo
     from provisioner.lifecycle import ClusterView, DryRunPlan, Lifecycle
 
 app = typer.Typer(help="Create and run clusters: the whole lifecycle, journaled and resumable.", no_args_is_help=True)
@@ -260,6 +261,31 @@ def _mask_value(value: Any, secrets: list[str], mask: Any) -> Any:
 
 
 @app.command()
+def secrets(
+    ctx: typer.Context,
+    name: str,
+    show: bool = typer.Option(False, "--show", help="Show the values instead of ***."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """The secrets kept for the cluster (generated passwords, tokens; the ones given with --set), masked."""
+    from provisioner.credentials import mask
+
+    with service(ctx, output) as lc:
+        report = lc.secrets(name)
+    shown = {key: value if show or not value else mask(value, [value]) for key, value in report.values.items()}
+    data = {"name": report.name, "path": report.path, "shown": show, "secrets": shown}
+
+    def text() -> str:
+        head = f"cluster {name}: secrets kept in {report.path}"
+        if not shown:
+            return f"{head}: none"
+        hint = "" if show else "\n  (masked; --show prints the values)"
+        return f"{head}\n" + table(["SECRET", "VALUE"], shown.items(), indent=2) + hint
+
+    emit(data, output, text)
+
+
+@app.command()
 def logs(
     ctx: typer.Context,
     name: str,
@@ -278,6 +304,9 @@ def logs(
         head = f"failed: {mask(report.reason)}\n" if report.reason else ""
         if report.cause is not None:
             head += f"cause: {mask(report.cause.line)}\n{report.cause.see}\n"
+        if not str(data["log"]).strip():
+            whose = f"VM {vm} of cluster {name}" if vm is not None else f"cluster {name}"
+            return head + f"{whose}: the contextualization log is empty (IM has recorded nothing for it yet)"
         return head + str(data["log"])
 
     emit(data, output, text)
@@ -344,15 +373,24 @@ def destroy(
     name: str,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     force: bool = typer.Option(False, "--force", help="Tell IM to delete even if some cloud resources resist."),
+    output: OutputFormat = OutputOption,
 ) -> None:
-    """Destroy the cluster in IM, check it is gone, and forget it."""
+    """Destroy the cluster in IM, check it is gone, and forget it (an edge cluster: forget it, hosts untouched)."""
     confirm(f"Destroy cluster {name} and all its VMs?", yes=yes, what=f"destroy cluster {name}")
-    with service(ctx, OutputFormat.text) as lc:
-        lc.destroy(name, force=force)
-    message(f"cluster {name} destroyed; nothing left in IM")
+    with service(ctx, output) as lc:
+        result = lc.destroy(name, force=force)
+    if output is OutputFormat.json:
+        emit(result.as_dict(), output)
+    elif result.kind == "edge":
+        message(
+            f"edge cluster {name}: record and local files removed ({', '.join(result.removed)}); "
+            "hosts untouched (K3s and the add-ons still run on them)"
+        )
+    else:
+        message(f"cluster {name} destroyed; nothing left in IM")
 
 
-@app.command(context_settings={"allow_interspersed_args": False})
+@app.command()
 def ssh(
     ctx: typer.Context,
     name: str,
@@ -361,28 +399,43 @@ def ssh(
     print_only: bool = typer.Option(False, "--print", help="Print the ssh command instead of running it."),
 ) -> None:
     """Open SSH to the front-end (or a VM, through the front-end when it has no public IP)."""
-    from provisioner.ansible.inventory import known_hosts_path, write_key
+    from provisioner.ansible.inventory import key_dir, known_hosts_path, write_key
+    from provisioner.credentials import write_secret_file
+    from provisioner.state.locks import ensure_private_dir
 
     with service(ctx, OutputFormat.text) as lc:
         target, jump = lc.ssh_target(name, vm)
         home = lc.home
-    key = target.credentials.private_key
-    if not key:
-        raise OperationFailed(f"IM has no private key for VM {target.id} of {name!r}; use its password login")
-    keyfile = write_key(home, name, f"vm-{target.id}", key)
+
+    def identity(host: VMInfo) -> list[str]:
+        key = host.credentials.private_key
+        if not key:
+            return []
+        return ["-i", str(write_key(home, name, f"vm-{host.id}", key)), "-o", "IdentitiesOnly=yes"]
+
+    password_file: Path | None = None
+    if not target.credentials.private_key:
+        if not target.credentials.password:
+            raise OperationFailed(f"IM has neither a private key nor a password for VM {target.id} of {name!r}")
+        # Password login: the password goes to a 0600 file next to the keys, never to the output.
+        ensure_private_dir(key_dir(home, name))
+        password_file = key_dir(home, name) / f"vm-{target.id}.password"
+        write_secret_file(password_file, target.credentials.password + "\n")
     known = known_hosts_path(home, name)
     known.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     # The cluster's pinned host keys (shared with install/verify): new keys are recorded, changed ones refused.
     pin = ["-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=accept-new"]
     user = target.credentials.username or "root"
     host = target.public_ip or target.private_ip
-    argv = ["ssh", "-i", str(keyfile), "-o", "IdentitiesOnly=yes", *pin]
+    argv = ["ssh", *identity(target), *pin]
     if jump is not None:
         # ProxyCommand, not -J: options given here would not apply to a -J jump host (its key pin included).
-        proxy = ["ssh", "-W", "%h:%p", "-i", str(keyfile), "-o", "IdentitiesOnly=yes", *pin]
+        proxy = ["ssh", "-W", "%h:%p", *identity(jump), *pin]
         proxy.append(f"{jump.credentials.username or 'root'}@{jump.public_ip or jump.private_ip}")
         argv += ["-o", f"ProxyCommand={shlex.join(proxy)}"]
     argv += [f"{user}@{host}", *(command or [])]
+    if password_file is not None:
+        message(f"VM {target.id} of {name} logs in with a password: it is in {password_file} (0600)")
     if print_only:
         emit(argv, OutputFormat.text, shlex.join(argv))
         return

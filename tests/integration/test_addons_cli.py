@@ -23,7 +23,7 @@ import yaml
 
 from provisioner.state import Phase, Store
 from tests import stubkube
-from tests.clihelper import CLI
+from tests.clihelper import CLI, record_installed_edge
 from tests.conftest import RunningIM, SSHLab
 from tests.fakeoscar import fake_oscar
 
@@ -104,26 +104,6 @@ def grep_home(home: Path, value: str, skip: tuple[str, ...] = ("secrets",)) -> l
         if file.is_file() and not skipped and value.encode() in file.read_bytes():
             hits.append(file)
     return hits
-
-
-def record_installed_edge(home: Path, name: str, inventory: Path, **extra: Any) -> None:
-    """Record ``name`` as an installed edge cluster on ``inventory`` (K3s cannot be installed here)."""
-    from provisioner.lifecycle import EDGE_IM_URL
-    from provisioner.state import inputs_hash, new_deployment_id
-
-    with Store.open(home) as store:
-        store.upsert_cluster(
-            name,
-            im_url=EDGE_IM_URL,
-            template="k3s-edge",
-            site="edge",
-            inputs={},
-            deployment_id=new_deployment_id(),
-            inputs_hash=inputs_hash({}),
-            infra_id=None,
-            state="installed",
-            extra={"kind": "edge", "inventory_source": str(inventory), **extra},
-        )
 
 
 # --- the IM route (local-sim) -----------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ COMMANDS = [
     ("cluster", "create", "{}", "-t", "kubernetes", "-s", "local-sim"),
     ("cluster", "status", "{}"),
     ("cluster", "outputs", "{}"),
+    ("cluster", "secrets", "{}"),
     ("cluster", "logs", "{}"),
     ("cluster", "scale", "{}", "--workers", "1"),
     ("cluster", "reconfigure", "{}"),
