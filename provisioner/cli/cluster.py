@@ -268,7 +268,7 @@ def secrets(
     output: OutputFormat = OutputOption,
 ) -> None:
     """The secrets kept for the cluster (generated passwords, tokens; the ones given with --set), masked."""
-    from provisioner.credentials import mask
+    from provisioner.redact import mask
 
     with service(ctx, output) as lc:
         report = lc.secrets(name)
@@ -400,8 +400,7 @@ def ssh(
 ) -> None:
     """Open SSH to the front-end (or a VM, through the front-end when it has no public IP)."""
     from provisioner.ansible.inventory import key_dir, known_hosts_path, write_key
-    from provisioner.credentials import write_secret_file
-    from provisioner.state.locks import ensure_private_dir
+    from provisioner.privfs import ensure_private_dir, write_secret_file
 
     with service(ctx, OutputFormat.text) as lc:
         target, jump = lc.ssh_target(name, vm)
