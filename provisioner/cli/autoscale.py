@@ -194,6 +194,14 @@ def explain(
     from provisioner.autoscale.job import explain as read
 
     entries = read(state(ctx).settings.home, name, limit=last)
+    if not entries:
+        # A cluster never recorded is an unknown name, as for every other command (a destroyed cluster keeps its
+        # decision log, so one with decisions is explained even when the registry has forgotten it).
+        lc = lifecycle(ctx)
+        try:
+            lc.record(name)
+        finally:
+            lc.close()
 
     def text() -> str:
         if not entries:

@@ -60,6 +60,24 @@ def test_enable_an_unknown_cluster_is_not_found(tmp_path: Path) -> None:
     assert "ghost" in result.stderr
 
 
+def test_explain_an_unknown_cluster_is_not_found(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = cli(home, "autoscale", "explain", "ghost")
+    assert result.returncode == NotFound.exit_code, result.stderr
+    assert result.stdout == ""
+    # The line every other command prints for a name the registry does not know (``cluster status ghost``).
+    same = cli(home, "cluster", "status", "ghost")
+    assert result.stderr.splitlines()[0] == same.stderr.splitlines()[0] == f"error: no cluster named 'ghost' in {home}"
+
+
+def test_explain_a_known_cluster_without_decisions(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    register(home, "c1", "http://127.0.0.1:1")
+    result = cli(home, "autoscale", "explain", "c1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "c1: no autoscale decisions yet"
+
+
 def test_explain_says_would_remove_for_a_decision_not_applied(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with Store.open(home) as store:
