@@ -117,7 +117,7 @@ def restore_signals() -> Any:
 
 
 def outcome(name: str) -> TickOutcome:
-    return TickOutcome(name, "none", 1, 1, [], "steady", "1 workers within [1, 3]", False, False)
+    return TickOutcome(name, "none", 1, 1, [], "steady", "1 worker within [1, 3]", False, False)
 
 
 def test_loop_reports_a_later_failed_tick_and_goes_on(restore_signals: Any, capsys: pytest.CaptureFixture[str]) -> None:
