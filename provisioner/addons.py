@@ -30,6 +30,7 @@ from provisioner.errors import (
 )
 from provisioner.lifecycle import EDGE_IM_URL, Lifecycle, check_name
 from provisioner.state import Phase, Store, inputs_hash, new_deployment_id
+from provisioner.text import shorten
 
 COMPONENTS = ("knative", "yunikorn", "minio", "onedata", "oscar", "registry")
 SECRET_VARS = ("minio_password", "oscar_password", "onedata_token", "registry_password", "admin_token", "k3s_token")
@@ -781,7 +782,7 @@ def check_oscar(
 
 def _short(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:200]
+    return shorten(text.splitlines()[0], 200)
 
 
 # A failed SSH check whose node did answer: refused login, a failing command, a changed host key (a security stop).

@@ -10,7 +10,9 @@ The auth file is im-client's format, so the files users already have work unchan
 One credential per line, ``key = value`` pairs separated by ``;``. Single or double quotes delimit a token so
 that ``;`` and ``=`` can appear in a value (the quotes are not part of the value). A literal ``\\n`` (two
 characters) in a value is a newline. ``file(PATH)`` is the stripped contents of PATH and ``command(CMD)`` the
-output of CMD with newlines removed. A file whose only line is ``Bearer TOKEN`` is an OIDC token for IM.
+output of CMD with newlines removed; CMD is split with shlex, so a CMD with quotes must reach it intact: the whole
+value quoted, the other kind of quote inside (``password = "command(sh -c 'a; b')"``), else it is refused.
+A file whose only line is ``Bearer TOKEN`` is an OIDC token for IM.
 
 Where this differs from im_client on purpose: a token without ``=`` or an unbalanced quote is an error (im_client
 silently drops the rest of the line), a duplicate key on one line is an error, quotes never end up in a value, an
@@ -139,6 +141,27 @@ def _split_pair(token: str) -> tuple[str, str] | None:
     if value is None:
         return None
     return "".join(key).strip(), "".join(value).strip()
+
+
+def _check_command_quoting(token: str, key: str, value: str, where: str) -> None:
+    """Refuse a ``command(...)`` value whose quotes the parser would eat before the command is split.
+
+    Quotes in a value delimit it and are removed, so ``command(sh -c "a; b")`` written bare would run
+    ``sh -c a; b`` split as ``sh``, ``-c``, ``a;``, ``b``: another command. Only a value quoted whole, with the other
+    kind of quote inside, reaches the command as written (``"command(sh -c 'a; b')"``)."""
+    if not value.startswith("command("):
+        return
+    written = token.split("=", 1)[1].strip() if "=" in token else ""
+    if not any(quote in written for quote in "'\""):
+        return
+    outer = written[0]
+    if outer in "'\"" and len(written) > 1 and written[-1] == outer and outer not in written[1:-1]:
+        return
+    raise CredentialsError(
+        f"{where}: {key}: quotes inside command(...) are removed by the auth-file parser, so the command would "
+        f"not run as written; quote the whole value and use the other kind of quote inside, e.g. "
+        f"{key} = \"command(sh -c 'a; b')\""
+    )
 
 
 def _first_word(command: str) -> str:
@@ -379,6 +402,7 @@ class AuthData:
                 raise CredentialsError(f"{where}: item {position} has no key before '='")
             if key in raw:
                 raise CredentialsError(f"{where}: key {key!r} appears twice")
+            _check_command_quoting(token, key, value, where)
             raw[key] = value.replace("\\n", "\n")
         if "type" not in raw:
             raise CredentialsError(f"{where}: no 'type' (every line needs type = ...)")

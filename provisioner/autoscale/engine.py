@@ -303,7 +303,7 @@ class _Tick:
         return self.decision(
             "hold",
             "missing-data",
-            f"{problem} → holding at {current} workers (no scaling on missing data; {bounds})",
+            f"{problem} → holding at {_plural(current, 'worker')} (no scaling on missing data; {bounds})",
         )
 
     # c. demand -----------------------------------------------------------------------------------------------------
@@ -429,7 +429,7 @@ class _Tick:
 
     def steady(self) -> Decision:
         bounds = self.bounds
-        where = f"{self.current} workers within [{bounds.floor}, {bounds.ceiling}]"
+        where = f"{_plural(self.current, 'worker')} within [{bounds.floor}, {bounds.ceiling}]"
         if bounds.schedule is not None:
             where += f" ({bounds.describe_schedule()})"
         demand = self.policy.demand

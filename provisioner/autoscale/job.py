@@ -40,6 +40,7 @@ from provisioner.errors import InputError, LockBusy, ProvisionError
 from provisioner.lifecycle import EDGE_IM_URL, WORKER, check_name, role_of
 from provisioner.privfs import ensure_private_dir
 from provisioner.state import Phase, Store
+from provisioner.text import shorten
 
 if TYPE_CHECKING:
     from provisioner.im.models import VMInfo
@@ -342,7 +343,7 @@ def _decided_at(recorded: object, fallback: datetime) -> datetime:
 def _describe(exc: BaseException) -> str:
     """``KeyError: 'items'``: the type and the first line of the message, for the decision log."""
     text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+    return f"{type(exc).__name__}: {shorten(text, 300)}" if text else type(exc).__name__
 
 
 def _prefixed(source: str, message: str) -> str:

@@ -37,6 +37,7 @@ import yaml
 from provisioner.errors import ProvisionError, SourceError
 from provisioner.privfs import ensure_private_dir, write_secret_file
 from provisioner.redact import register_secret
+from provisioner.text import shorten
 
 if TYPE_CHECKING:
     import paramiko
@@ -309,7 +310,7 @@ def count_jobs(logs_by_service: Mapping[str, Any]) -> tuple[int, int]:
 
 def _first_line(text: str, limit: int = 200) -> str:
     line = next((part.strip() for part in str(text).splitlines() if part.strip()), "")
-    return line[:limit]
+    return shorten(line, limit)
 
 
 def fetch_kubeconfig(run: Callable[[str], CommandResult], paths: Sequence[str], where: str) -> str:

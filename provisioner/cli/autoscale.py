@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -152,11 +154,21 @@ def _report(outcomes: list[TickOutcome], output: OutputFormat) -> None:
     )
 
 
+def _stream(outcomes: list[TickOutcome], output: OutputFormat) -> None:
+    """A loop tick's decisions on stdout as they are made: one line each (text), or one JSON object a line (JSON
+    lines, ``-o json``); flushed, so a pipe sees every tick when it ends. Log lines (a failed tick) go to stderr."""
+    for o in outcomes:
+        line = json.dumps(o.as_dict(), default=str) if output is OutputFormat.json else _outcome_line(o)
+        sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def _loop(job: AutoscaleJob, clusters: list[str], interval: float, output: OutputFormat) -> None:
     """Tick every ``interval`` seconds until SIGTERM/SIGINT; a tick in progress is finished first.
 
     A first tick that fails ends the command with its exit code (a bad ``--cluster``, no IM configured); a later one
-    is reported on stderr and the loop goes on (e.g. a ``--cluster`` destroyed meanwhile): the next tick may do."""
+    is reported on stderr and the loop goes on (e.g. a ``--cluster`` destroyed meanwhile): the next tick may do.
+    Decisions go to stdout, like ``--once``'s (see :func:`_stream`)."""
     stop = threading.Event()
 
     def request_stop(signum: int, _: Any) -> None:
@@ -174,11 +186,7 @@ def _loop(job: AutoscaleJob, clusters: list[str], interval: float, output: Outpu
                 raise
             message(f"autoscale: this tick failed: {exc}" + (f" ({exc.hint})" if exc.hint else ""))
         else:
-            if output is OutputFormat.json:
-                _report(outcomes, output)
-            else:
-                for o in outcomes:
-                    message(_outcome_line(o))
+            _stream(outcomes, output)
         first = False
         stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
@@ -194,6 +202,14 @@ def explain(
     from provisioner.autoscale.job import explain as read
 
     entries = read(state(ctx).settings.home, name, limit=last)
+    if not entries:
+        # A cluster never recorded is an unknown name, as for every other command (a destroyed cluster keeps its
+        # decision log, so one with decisions is explained even when the registry has forgotten it).
+        lc = lifecycle(ctx)
+        try:
+            lc.record(name)
+        finally:
+            lc.close()
 
     def text() -> str:
         if not entries:

@@ -114,6 +114,7 @@ CASES: list[Case] = [
     Case("auth-im-line-without-user", ("--auth", "{d}/auth-nouser.dat", *CREATE), "username or a token"),
     Case("auth-unreadable-file-value", ("--auth", "{d}/auth-fileval.dat", *CREATE), "file("),
     Case("auth-failing-command", ("--auth", "{d}/auth-cmd.dat", *CREATE), "command false"),
+    Case("auth-command-inner-quotes", ("--auth", "{d}/auth-cmdquotes.dat", *CREATE), "line 2: token: quotes inside"),
     # --- autoscale policies ------------------------------------------------------------------------------------------
     Case("policy-not-yaml", ("autoscale", "check", "{d}/broken.yaml"), "policy"),
     Case("policy-not-mapping", ("autoscale", "check", "{d}/list.yaml"), "policy"),
@@ -263,6 +264,7 @@ def write_corpus(d: Path, good_auth: Path) -> None:
     put("auth-nouser.dat", "id = sim; type = Dummy\nid = im; type = InfrastructureManager; password = abcdefgh\n")
     put("auth-fileval.dat", f"{im_line}\nid = ost; type = OpenStack; password = file({d}/nosuch-pass)\n")
     put("auth-cmd.dat", f"{im_line}\nid = egi; type = EGI; token = command(false)\n")
+    put("auth-cmdquotes.dat", f'{im_line}\nid = egi; type = EGI; token = command(sh -c "echo a; echo b")\n')
 
     base = {"version": 1, "min_workers": 1, "max_workers": 5}
     policies: dict[str, object] = {

@@ -553,3 +553,11 @@ def test_kubectl_goes_through_sudo_when_the_kubeconfig_is_root_only(stub_node: P
         "The connection was refused"
     )
     assert os.environ.get("STUB_UID") is None  # nothing leaked into this process
+
+
+def test_short_cuts_a_long_oscar_detail_on_a_word_boundary() -> None:
+    detail = "HTTPSConnectionPool(host='10.0.0.1', port=443): " + "connection refused by the peer " * 10
+    short = addons._short(OSError(detail + "\nsecond line"))
+    assert len(short) <= 200 and short.endswith("…")
+    assert detail.startswith(short[:-1]) and detail[len(short) - 1] == " "  # whole words only
+    assert not short[:-1].endswith(" ")

@@ -144,6 +144,16 @@ def test_failed_source_holds_and_names_it() -> None:
     assert decision.to_dict()["signals"]["errors"] == ["kubernetes: connection refused"]
 
 
+@pytest.mark.parametrize(("current", "count"), [(0, "0 workers"), (1, "1 worker"), (2, "2 workers")])
+def test_missing_data_hold_counts_workers_in_words(current: int, count: str) -> None:
+    signals = Signals(errors=("kubernetes: connection refused",), workers=workers(*([None] * current)))
+    decision = run(policy(min_workers=0), current, signals)
+    assert decision.reason == (
+        f"signal source failed: kubernetes: connection refused → holding at {count} "
+        "(no scaling on missing data; bounds [0, 10] are met)"
+    )
+
+
 @pytest.mark.parametrize(
     ("signals", "fragment"),
     [
@@ -338,6 +348,12 @@ def test_no_demand_rules() -> None:
     decision = run(plain, 3, Signals(workers=workers(9000.0, 9000.0, 9000.0)))
     assert (decision.action, decision.rule) == ("none", "steady")
     assert decision.reason == "3 workers within [1, 10]; the policy has no demand rules"
+
+
+@pytest.mark.parametrize(("current", "count"), [(0, "0 workers"), (1, "1 worker"), (2, "2 workers")])
+def test_steady_counts_workers_in_words(current: int, count: str) -> None:
+    decision = run(policy(min_workers=0, demand=None), current, quiet(current))
+    assert decision.reason == f"{count} within [0, 10]; the policy has no demand rules"
 
 
 def test_needed_signals() -> None:

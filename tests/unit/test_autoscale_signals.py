@@ -272,3 +272,11 @@ def test_fetch_quotes_paths() -> None:
     with pytest.raises(signals.SourceError):
         signals.fetch_kubeconfig(shell, ["/tmp/x; rm -rf /"], "fe")
     assert shell.commands == ["cat -- '/tmp/x; rm -rf /'"]
+
+
+def test_a_long_source_error_is_cut_on_a_word_boundary() -> None:
+    # The line a hold reason quotes (``signal source failed: ...``) from a source's long error.
+    text = "\n  " + "the API server answered something long " * 10 + "\nsecond"
+    line = signals._first_line(text)
+    assert len(line) <= 200 and line.endswith("…") and not line.endswith(" …")
+    assert line[:-1].split() == text.split()[: len(line[:-1].split())]  # whole words, none cut

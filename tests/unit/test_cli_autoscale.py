@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -60,6 +61,24 @@ def test_enable_an_unknown_cluster_is_not_found(tmp_path: Path) -> None:
     assert "ghost" in result.stderr
 
 
+def test_explain_an_unknown_cluster_is_not_found(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = cli(home, "autoscale", "explain", "ghost")
+    assert result.returncode == NotFound.exit_code, result.stderr
+    assert result.stdout == ""
+    # The line every other command prints for a name the registry does not know (``cluster status ghost``).
+    same = cli(home, "cluster", "status", "ghost")
+    assert result.stderr.splitlines()[0] == same.stderr.splitlines()[0] == f"error: no cluster named 'ghost' in {home}"
+
+
+def test_explain_a_known_cluster_without_decisions(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    register(home, "c1", "http://127.0.0.1:1")
+    result = cli(home, "autoscale", "explain", "c1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "c1: no autoscale decisions yet"
+
+
 def test_explain_says_would_remove_for_a_decision_not_applied(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with Store.open(home) as store:
@@ -99,7 +118,7 @@ def restore_signals() -> Any:
 
 
 def outcome(name: str) -> TickOutcome:
-    return TickOutcome(name, "none", 1, 1, [], "steady", "1 workers within [1, 3]", False, False)
+    return TickOutcome(name, "none", 1, 1, [], "steady", "1 worker within [1, 3]", False, False)
 
 
 def test_loop_reports_a_later_failed_tick_and_goes_on(restore_signals: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,9 +126,51 @@ def test_loop_reports_a_later_failed_tick_and_goes_on(restore_signals: Any, caps
     job = FakeJob([[outcome("c1")], gone, [outcome("c1")]])
     cli_autoscale._loop(job, ["c1"], 0.01, OutputFormat.text)  # type: ignore[arg-type]
     assert job.calls == 3
-    err = capsys.readouterr().err
-    assert err.count("c1: none 1 -> 1 [steady]") == 2
+    out, err = capsys.readouterr()
+    # Decisions are the command's output (stdout, one line each, as --once's); the failed tick is a log line.
+    assert out.splitlines() == ["c1: none 1 -> 1 [steady] 1 worker within [1, 3]"] * 2
+    assert "c1: none" not in err
     assert "autoscale: this tick failed: " in err and "no cluster named 'c2'" in err
+
+
+def test_loop_json_is_one_json_object_a_line_on_stdout(
+    restore_signals: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = FakeJob([[outcome("c1"), outcome("c2")], [outcome("c1")]])
+    cli_autoscale._loop(job, [], 0.01, OutputFormat.json)  # type: ignore[arg-type]
+    out, err = capsys.readouterr()
+    assert [json.loads(line) for line in out.splitlines()] == [
+        outcome("c1").as_dict(),
+        outcome("c2").as_dict(),
+        outcome("c1").as_dict(),
+    ]
+    assert err == ""
+
+
+def test_run_once_puts_its_decisions_on_stdout(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``run --once`` through the real command (in process): decisions on stdout, nothing on stderr."""
+    from provisioner.cli.main import main_exit_code
+
+    class OnceJob(FakeJob):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__([[outcome("c1")]])
+
+        def tick(self, names: Any) -> list[TickOutcome]:
+            return [outcome("c1")]
+
+    monkeypatch.setattr("provisioner.autoscale.job.AutoscaleJob", OnceJob)
+    monkeypatch.setattr(cli_autoscale, "_sources", lambda lc: {})
+    for key in [k for k in os.environ if k.startswith("PROVISION_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv(ENV_HOME, str(tmp_path / "home"))
+    assert main_exit_code(["autoscale", "run", "--once"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[1].split()[:4] == ["c1", "none", "1", "->"] and err == ""
+    assert main_exit_code(["autoscale", "run", "--once", "-o", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == [outcome("c1").as_dict()] and err == ""
 
 
 def test_loop_ends_when_its_first_tick_fails(restore_signals: Any) -> None:

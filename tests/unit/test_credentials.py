@@ -193,6 +193,33 @@ def test_command_is_not_run_through_a_shell(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        """command(sh -c "echo a; echo b")""",  # bare: the quotes would go, sh would get -c echo
+        "command(sh -c 'echo a; echo b')",
+        '"command(sh -c "echo a; echo b")"',  # quoted whole, but with the same kind of quote inside
+    ],
+)
+def test_command_with_quotes_that_the_parser_would_eat_is_refused(value: str, tmp_path: Path) -> None:
+    with pytest.raises(CredentialsError) as refused:
+        AuthData.from_lines([IM_LINE, f"id = e; type = EGI; token = {value}"], source="auth.dat")
+    message = str(refused.value)
+    assert refused.value.exit_code == EXIT_BAD_INPUT
+    assert message.startswith("auth.dat: line 2: token: quotes inside command(...) are removed")
+    assert message.endswith("e.g. token = \"command(sh -c 'a; b')\"")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["\"command(sh -c 'echo a; echo b')\"", "'command(sh -c \"echo a; echo b\")'"],
+)
+def test_command_quoted_whole_keeps_its_inner_quotes(value: str) -> None:
+    auth = AuthData.from_lines([IM_LINE, f"id = e; type = EGI; token = {value}"])
+    assert auth.credentials[1].fields["token"] == "ab"  # sh ran "echo a; echo b"; newlines removed
+
+
 def test_refresh_reruns_commands(tmp_path: Path) -> None:
     counter = tmp_path / "counter"
     prog = script(
