@@ -634,11 +634,8 @@ class Lifecycle:
         return self.client(rec.im_url).outputs(rec.infra_id)
 
     def secrets(self, name: str) -> SecretsReport:
-        """The cluster's kept secrets (its secrets file). An unknown cluster is bad input: nothing to show."""
-        try:
-            self.record(name)
-        except NotFound as exc:
-            raise InputError(exc.message, field="NAME", hint=exc.hint) from None
+        """The cluster's kept secrets (its secrets file). An unknown cluster is NotFound, as in every command."""
+        self.record(name)
         store = tosca.SecretStore(self.home, name)
         return SecretsReport(name, str(store.path), dict(sorted(store.load().items())))
 

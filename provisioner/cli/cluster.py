@@ -376,8 +376,14 @@ def destroy(
     output: OutputFormat = OutputOption,
 ) -> None:
     """Destroy the cluster in IM, check it is gone, and forget it (an edge cluster: forget it, hosts untouched)."""
-    confirm(f"Destroy cluster {name} and all its VMs?", yes=yes, what=f"destroy cluster {name}")
     with service(ctx, output) as lc:
+        from provisioner.lifecycle import EDGE_IM_URL
+
+        if lc.record(name).im_url == EDGE_IM_URL:
+            question = f"Forget edge cluster {name} (its hosts are left as they are)?"
+        else:
+            question = f"Destroy cluster {name} and all its VMs?"
+        confirm(question, yes=yes, what=f"destroy cluster {name}")
         result = lc.destroy(name, force=force)
     if output is OutputFormat.json:
         emit(result.as_dict(), output)

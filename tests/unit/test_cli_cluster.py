@@ -150,6 +150,27 @@ def test_destroying_an_edge_cluster_says_what_was_removed_and_that_the_hosts_are
         assert store.get_cluster("edge1") is None
 
 
+def test_the_confirmation_for_an_edge_cluster_does_not_speak_of_destroying_vms(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import typer
+
+    record_installed_edge(home, "edge1", tmp_path / "hosts.yml")
+    asked: list[str] = []
+
+    def answer_no(question: str, **_: object) -> bool:
+        asked.append(question)
+        return False
+
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr(typer, "confirm", answer_no)
+    code, out, err = run(capsys, "cluster", "destroy", "edge1")
+    assert (code, out, err.strip()) == (1, "", "aborted")
+    assert asked == ["Forget edge cluster edge1 (its hosts are left as they are)?"]
+    with Store.open(home) as store:
+        assert store.get_cluster("edge1") is not None  # "n" changed nothing
+
+
 def test_destroy_json_of_an_edge_cluster_carries_the_same_facts(
     home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -212,11 +233,14 @@ def test_secrets_json_is_one_document_masked_unless_shown(home: Path, capsys: py
     assert json.loads(out)["secrets"] == GENERATED
 
 
-def test_secrets_of_an_unknown_cluster_is_bad_input(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_secrets_of_an_unknown_cluster_says_so_like_every_command(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = run(capsys, "cluster", "secrets", "ghost")
-    assert code == 2, err
-    assert out == ""
-    assert err.startswith("error: NAME: no cluster named 'ghost'"), err
+    status = run(capsys, "cluster", "status", "ghost")
+    assert (code, out, err) == status, err  # the same words and exit code (1) as `cluster status`
+    assert code == 1 and out == ""
+    assert err.startswith("error: no cluster named 'ghost'"), err
 
 
 # --- ssh --print ------------------------------------------------------------------------------------------------------
