@@ -26,7 +26,7 @@ from provisioner.cli.common import (
     state,
 )
 from provisioner.cli.render import human, plural, table
-from provisioner.errors import InputError, OperationFailed
+from provisioner.errors import InputError, NotFound, OperationFailed
 from provisioner.triage import see_runbook
 
 if TYPE_CHECKING:
@@ -379,7 +379,11 @@ def destroy(
     with service(ctx, output) as lc:
         from provisioner.lifecycle import EDGE_IM_URL
 
-        if lc.record(name).im_url == EDGE_IM_URL:
+        try:
+            edge = lc.record(name).im_url == EDGE_IM_URL
+        except NotFound:  # asked as for any cluster; destroy then says it is unknown
+            edge = False
+        if edge:
             question = f"Forget edge cluster {name} (its hosts are left as they are)?"
         else:
             question = f"Destroy cluster {name} and all its VMs?"
