@@ -27,6 +27,7 @@ from provisioner.cli.common import (
 )
 from provisioner.cli.render import human, plural, table
 from provisioner.errors import InputError, OperationFailed
+from provisioner.model import ClusterKind
 from provisioner.triage import see_runbook
 
 if TYPE_CHECKING:
@@ -377,9 +378,7 @@ def destroy(
 ) -> None:
     """Destroy the cluster in IM, check it is gone, and forget it (an edge cluster: forget it, hosts untouched)."""
     with service(ctx, output) as lc:
-        from provisioner.lifecycle import EDGE_IM_URL
-
-        if lc.record(name).im_url == EDGE_IM_URL:
+        if lc.record(name).kind is ClusterKind.EDGE:
             question = f"Forget edge cluster {name} (its hosts are left as they are)?"
         else:
             question = f"Destroy cluster {name} and all its VMs?"
