@@ -28,7 +28,8 @@ from provisioner.errors import (
     ProvisionError,
     SSHUnreachable,
 )
-from provisioner.lifecycle import EDGE_IM_URL, Lifecycle, check_name
+from provisioner.lifecycle import Lifecycle
+from provisioner.model import ClusterKind, check_name
 from provisioner.state import Phase, Store, inputs_hash, new_deployment_id
 from provisioner.text import shorten
 
@@ -413,7 +414,7 @@ class Stack:
 
     def build_inventory(self, name: str) -> inv.Inventory:
         rec = self.lc.record(name)
-        if rec.im_url == EDGE_IM_URL:
+        if rec.kind is ClusterKind.EDGE:
             return inv.load_user_inventory(Path(rec.extra["inventory_source"]), name)
         return inv.from_vms(name, self.lc.live_vms(name), self.home)
 
@@ -437,7 +438,7 @@ class Stack:
         inventory_path: Path | None = None,
     ) -> InstallReport:
         rec = self.lc.record(name)
-        edge = rec.im_url == EDGE_IM_URL
+        edge = rec.kind is ClusterKind.EDGE
         chosen = list(components) if components is not None else default_components(rec.inputs, rec.template)
         chosen = with_dependencies(chosen, rec.inputs)
         if not chosen and not edge:
@@ -584,7 +585,7 @@ class Stack:
         hosts = inv.load_user_inventory(source, name)  # refuse a bad inventory before recording anything
         with self.lc.lock(name, "edge create"), Store.open(self.home) as store:
             existing = store.get_cluster(name)
-            if existing is not None and existing.im_url != EDGE_IM_URL:
+            if existing is not None and existing.kind is not ClusterKind.EDGE:
                 # Before the inputs are resolved: that would write this run's secrets into the IM cluster's file.
                 raise InputError(f"cluster {name!r} exists and is an IM cluster", field="NAME")
             # A preflight changes nothing: its generated secrets stay in memory (no secrets file, no record).
@@ -602,7 +603,8 @@ class Stack:
             elif existing is None:
                 store.upsert_cluster(
                     name,
-                    im_url=EDGE_IM_URL,
+                    im_url="",
+                    kind=ClusterKind.EDGE,
                     template=EDGE_TEMPLATE,
                     site=EDGE_SITE,
                     inputs=public,
@@ -632,7 +634,7 @@ class Stack:
 
     def verify(self, name: str, *, oscar_url: str | None = None, timeout: float = 20.0) -> VerifyReport:
         rec = self.lc.record(name)
-        edge = rec.im_url == EDGE_IM_URL
+        edge = rec.kind is ClusterKind.EDGE
         components = rec.extra.get("components") or default_components(rec.inputs, rec.template)
         checks: list[Check] = []
         inventory, _ = self.write_inventory(name)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -38,13 +37,12 @@ from provisioner.errors import (
     OperationTimeout,
 )
 from provisioner.im import IMClient, InfraState, VMInfo
+from provisioner.model import ClusterKind, Role, check_name, is_cluster_name
 from provisioner.polling import DEFAULT_SCHEDULE, PollSchedule, wait_until
 from provisioner.settings import Settings
-from provisioner.state import Phase, Store, cluster_lock, endpoint_lock, inputs_hash, new_deployment_id
+from provisioner.state import ClusterRecord, Phase, Store, cluster_lock, endpoint_lock, inputs_hash, new_deployment_id
 from provisioner.triage import analyse_contmsg
 
-FRONT = "front"
-WORKER = "wn"
 DONE_STATES = frozenset({"configured", "unconfigured", "failed", "stopped", "off"})
 FAILED_STATES = frozenset({"unconfigured", "failed"})
 GONE_VM_STATES = frozenset({"deleting"})
@@ -53,9 +51,7 @@ META_DEPLOYMENT = "provisioner_deployment_id"
 META_TEMPLATE = "provisioner_template"
 META_SITE = "provisioner_site"
 META_INPUTS_HASH = "provisioner_inputs_hash"  # create's fingerprint, so an adopted record resumes like the original
-EDGE_IM_URL = "edge:"  # the im_url of an edge (K3s, no IM) cluster in the registry
 CREDENTIAL_REFRESH_EVERY = 300.0  # seconds between re-runs of command(...) credentials during a wait
-_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 
 # --- results ----------------------------------------------------------------------------------------------------------
@@ -157,20 +153,8 @@ class SyncReport:
 # --- helpers ----------------------------------------------------------------------------------------------------------
 
 
-def check_name(name: str) -> str:
-    if not _NAME_RE.fullmatch(name or ""):
-        raise InputError(
-            "must start with a lowercase letter and have at most 63 lowercase letters, digits or '-'", field="NAME"
-        )
-    return name
-
-
-def role_of(vm: VMInfo) -> str:
-    return FRONT if vm.name == FRONT else WORKER
-
-
 def vm_view(vm: VMInfo) -> VMView:
-    return VMView(id=vm.id, role=role_of(vm), state=vm.state, private_ip=vm.private_ip, public_ip=vm.public_ip)
+    return VMView(id=vm.id, role=Role.of(vm.name), state=vm.state, private_ip=vm.private_ip, public_ip=vm.public_ip)
 
 
 def _scale_args(workers: int, remove: list[str] | None) -> list[str]:
@@ -209,13 +193,17 @@ class Lifecycle:
 
     # -- plumbing --
 
-    def client(self, im_url: str | None = None) -> IMClient:
-        url = im_url or self._default_im_url
-        if url == EDGE_IM_URL:
+    def im_client_of(self, rec: ClusterRecord) -> IMClient:
+        """The client of the IM that holds the cluster's infrastructure (an edge cluster has none)."""
+        if rec.kind is ClusterKind.EDGE:
             raise OperationFailed(
                 "this is an edge cluster (K3s on your own hosts): it has no IM infrastructure",
                 hint="edge clusters support: cluster install, verify, inventory, list, destroy (forgets it)",
             )
+        return self.im_client_of(rec)
+
+    def client(self, im_url: str | None = None) -> IMClient:
+        url = im_url or self._default_im_url
         if not url:
             raise InputError("no IM endpoint configured", field="--im-url")
         with self._clients_lock:
@@ -391,7 +379,7 @@ class Lifecycle:
 
     def _submit(self, store: Store, rec: Any, text: str) -> Any:
         """POST the template, or adopt what an earlier, interrupted POST created (found by deployment id)."""
-        client = self.client(rec.im_url)
+        client = self.im_client_of(rec)
         found = self._find_deployment(store, client, rec.deployment_id) if self._submitted_before(store, rec) else None
         if found is None:
             store.append(rec.name, Phase.SUBMITTING, {"deployment_id": rec.deployment_id})
@@ -452,7 +440,7 @@ class Lifecycle:
 
     def _check_exists(self, store: Store, rec: Any) -> None:
         try:
-            self.client(rec.im_url).state(rec.infra_id)
+            self.im_client_of(rec).state(rec.infra_id)
         except IMNotFound:
             store.update_cluster(rec.name, state="gone")
             raise OperationFailed(
@@ -463,7 +451,7 @@ class Lifecycle:
     # -- waiting --
 
     def _wait(self, store: Store, rec: Any, timeout: float) -> ClusterView:
-        client = self.client(rec.im_url)
+        client = self.im_client_of(rec)
         started = self._clock()
         store.append(rec.name, Phase.WAITING, {"timeout": timeout})
         last_refresh = self._clock()
@@ -515,7 +503,7 @@ class Lifecycle:
         return replace(DEFAULT_SCHEDULE, initial=initial, cap=max(DEFAULT_SCHEDULE.cap, initial))
 
     def _fail(self, store: Store, rec: Any, final: InfraState) -> None:
-        client = self.client(rec.im_url)
+        client = self.im_client_of(rec)
         try:
             log = client.contmsg(rec.infra_id)
         except IMError:
@@ -549,11 +537,11 @@ class Lifecycle:
     # -- reading --
 
     def _live(self, rec: Any) -> tuple[InfraState, list[VMInfo]]:
-        st = self.client(rec.im_url).state(rec.infra_id)
+        st = self.im_client_of(rec).state(rec.infra_id)
         return st, self._vms(rec)
 
     def _vms(self, rec: Any) -> list[VMInfo]:
-        client = self.client(rec.im_url)
+        client = self.im_client_of(rec)
         vms = []
         for vm_id in client.vm_ids(rec.infra_id):
             # While IM is still launching (async create), a listed VM can vanish or not be readable yet.
@@ -564,7 +552,7 @@ class Lifecycle:
     def _view(self, store: Store, rec: Any, live: tuple[InfraState, list[VMInfo]] | None = None) -> ClusterView:
         st, vms = live or self._live(rec)
         views = [vm_view(vm) for vm in vms if vm.state not in GONE_VM_STATES]
-        workers = sum(1 for vm in views if vm.role == WORKER)
+        workers = sum(1 for vm in views if vm.role == Role.WORKER)
         rec = store.update_cluster(
             rec.name, state=st.state, workers=workers, extra={**rec.extra, "vms": [asdict(v) for v in views]}
         )
@@ -594,7 +582,7 @@ class Lifecycle:
     def status(self, name: str, *, wait: bool = False, timeout: float = 1800.0) -> ClusterView:
         with self._store() as store:
             rec = self._record(store, name)
-            if rec.im_url == EDGE_IM_URL:
+            if rec.kind is ClusterKind.EDGE:
                 return self._from_record(
                     rec, note=f"edge cluster (K3s on your hosts): check it with: provision cluster verify {name}"
                 )
@@ -603,7 +591,7 @@ class Lifecycle:
                 with self._lock(name, "cluster status"):
                     rec = self._record(store, name)
                     if rec.infra_id is None:
-                        client = self.client(rec.im_url)
+                        client = self.im_client_of(rec)
                         found = self._find_deployment(store, client, rec.deployment_id)
                         if found is None:
                             return self._from_record(
@@ -621,7 +609,7 @@ class Lifecycle:
                 return self._from_record(rec, [], note="the infrastructure no longer exists in IM")
         if view.state in FAILED_STATES and rec.infra_id is not None:
             with contextlib.suppress(IMError):
-                cause = triage.classify_text(self.client(rec.im_url).contmsg(rec.infra_id))
+                cause = triage.classify_text(self.im_client_of(rec).contmsg(rec.infra_id))
                 if cause is not None:
                     view = dataclasses.replace(view, cause=cause.as_dict())
         return view
@@ -631,7 +619,7 @@ class Lifecycle:
             rec = self._record(store, name)
         if rec.infra_id is None:
             raise OperationFailed(f"cluster {name!r} has no infrastructure yet")
-        return self.client(rec.im_url).outputs(rec.infra_id)
+        return self.im_client_of(rec).outputs(rec.infra_id)
 
     def secrets(self, name: str) -> SecretsReport:
         """The cluster's kept secrets (its secrets file). An unknown cluster is NotFound, as in every command."""
@@ -648,7 +636,7 @@ class Lifecycle:
             rec = self._record(store, name)
         if rec.infra_id is None:
             raise OperationFailed(f"cluster {name!r} has no infrastructure yet")
-        client = self.client(rec.im_url)
+        client = self.im_client_of(rec)
         if vm is not None:
             known = client.vm_ids(rec.infra_id)
             if vm not in known:
@@ -678,7 +666,7 @@ class Lifecycle:
             if rec.infra_id is None:
                 raise OperationFailed(f"cluster {name!r} has no infrastructure yet", hint="run create again first")
             st, vms = self._live(rec)
-            live = [vm for vm in vms if role_of(vm) == WORKER and vm.state not in GONE_VM_STATES]
+            live = [vm for vm in vms if Role.of(vm.name) == Role.WORKER and vm.state not in GONE_VM_STATES]
             live_ids = [vm.id for vm in live]
             pending = _unfinished_scale(store, name)
             if pending is not None:
@@ -704,7 +692,7 @@ class Lifecycle:
                         return self._wait(store, rec, timeout)
                 return self._view(store, rec, (st, vms))
             store.append(name, Phase.SCALING, {"from": current, "to": workers, "remove": remove})
-            client = self.client(rec.im_url)
+            client = self.im_client_of(rec)
             # Which workers go: the named ones, then failed ones, then the newest. Always live ids only.
             going = list(remove)
             if current - len(going) > workers:
@@ -739,7 +727,7 @@ class Lifecycle:
             rec = self._record(store, name)
             if rec.infra_id is None:
                 raise OperationFailed(f"cluster {name!r} has no infrastructure yet")
-            self.client(rec.im_url).reconfigure(rec.infra_id)
+            self.im_client_of(rec).reconfigure(rec.infra_id)
             store.append(name, Phase.WAITING, {"reconfigure": True})
             if wait:
                 return self._wait(store, rec, timeout)
@@ -762,7 +750,7 @@ class Lifecycle:
             if not isinstance(new_auth, AuthData):
                 raise InputError("the new credentials must come from an auth file", field="--new-auth")
             credential = {k: v for k, v in new_auth.im_credential.fields.items() if k not in ("id", "type")}
-            self.client(rec.im_url).replace_authorization(rec.infra_id, credential, overwrite=not keep_old)
+            self.im_client_of(rec).replace_authorization(rec.infra_id, credential, overwrite=not keep_old)
             try:
                 new_client.state(rec.infra_id)
                 owners = new_client.authorization(rec.infra_id)
@@ -782,7 +770,7 @@ class Lifecycle:
         """
         with self._lock(name, "cluster destroy"), self._store() as store:
             rec = self._record(store, name)
-            if rec.im_url == EDGE_IM_URL:
+            if rec.kind is ClusterKind.EDGE:
                 store.append(name, Phase.DESTROYED, {"edge": True, "note": "forgotten; K3s stays on the hosts"})
                 store.delete_cluster(name)
                 removed = ["registry record"]
@@ -791,7 +779,7 @@ class Lifecycle:
                     removed.append(str(secrets.path))
                 removed += _forget_autoscale(self.home, name)
                 return DestroyResult(name, "edge", removed=removed, hosts_touched=False)
-            client = self.client(rec.im_url)
+            client = self.im_client_of(rec)
             store.append(name, Phase.DESTROYING, {"infra_id": rec.infra_id, "force": force})
             infra_id = rec.infra_id
             if infra_id is None:
@@ -828,7 +816,7 @@ class Lifecycle:
         if rec.infra_id is None:
             raise OperationFailed(f"cluster {name!r} has no infrastructure yet")
         _, vms = self._live(rec)
-        front = next((v for v in vms if role_of(v) == FRONT), None)
+        front = next((v for v in vms if Role.of(v.name) == Role.FRONT), None)
         target = front if vm is None else next((v for v in vms if v.id == vm), None)
         if target is None:
             raise InputError(
@@ -868,7 +856,12 @@ class Lifecycle:
             live = client.list_infrastructures()
             for rec in store.list_clusters():
                 # An IM that moved: the records of another endpoint whose infrastructure this one holds (lists).
-                if rec.im_url in (client.url, EDGE_IM_URL) or not rec.infra_id or rec.infra_id not in live:
+                if (
+                    rec.kind is ClusterKind.EDGE
+                    or rec.im_url == client.url
+                    or not rec.infra_id
+                    or rec.infra_id not in live
+                ):
                     continue
                 store.update_cluster(rec.name, im_url=client.url)
                 store.append(
@@ -989,14 +982,14 @@ class Lifecycle:
                 f"cluster {name!r} exists with these inputs ({rec.infra_id}): create would resume it, launching nothing"
             )
             return DryRunPlan(name, template, site, [], shown, note=note)
-        clouds = self.client(rec.im_url if rec is not None else None).dry_run(tosca.dump(doc))
+        clouds = (self.im_client_of(rec) if rec is not None else self.client()).dry_run(tosca.dump(doc))
         return DryRunPlan(name, template, site, [asdict(c) for c in clouds], shown)
 
 
 def _cluster_of(meta: Mapping[str, Any]) -> str | None:
     """The cluster name in an infrastructure's metadata, when this tool created it."""
     name = meta.get(META_CLUSTER)
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or META_DEPLOYMENT not in meta:
+    if not isinstance(name, str) or not is_cluster_name(name) or META_DEPLOYMENT not in meta:
         return None
     return name
 

@@ -71,13 +71,14 @@ class CLI:
 
 def record_installed_edge(home: Path, name: str, inventory: Path, **extra: Any) -> None:
     """Record ``name`` as an installed edge cluster on ``inventory`` (K3s cannot be installed here)."""
-    from provisioner.lifecycle import EDGE_IM_URL
+    from provisioner.model import ClusterKind
     from provisioner.state import Store, inputs_hash, new_deployment_id
 
     with Store.open(home) as store:
         store.upsert_cluster(
             name,
-            im_url=EDGE_IM_URL,
+            im_url="",
+            kind=ClusterKind.EDGE,
             template="k3s-edge",
             site="edge",
             inputs={},

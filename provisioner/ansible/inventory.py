@@ -36,10 +36,12 @@ from typing import Any
 import yaml
 
 from provisioner.errors import InputError
+from provisioner.model import Role
 from provisioner.privfs import ensure_private_dir, write_secret_file
 
-FRONT_GROUP = "front"
-WORKER_GROUP = "wn"
+# The inventory's groups are the VM roles.
+FRONT_GROUP = Role.FRONT.value
+WORKER_GROUP = Role.WORKER.value
 GROUPS = (FRONT_GROUP, WORKER_GROUP)
 FRONT_HOST = "fe"  # the front-end's host name in generated inventories (not "front": that is the group's name)
 DEFAULT_USER = "root"

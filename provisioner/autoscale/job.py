@@ -37,7 +37,7 @@ from provisioner.autoscale.engine import Signals, Worker, decide, needed_signals
 from provisioner.autoscale.policy import Policy, load_policy
 from provisioner.autoscale.signals import Reading, SignalSource, SourceContext, SourceError, kube_cache_path
 from provisioner.errors import InputError, LockBusy, ProvisionError
-from provisioner.lifecycle import EDGE_IM_URL, WORKER, check_name, role_of
+from provisioner.model import ClusterKind, Role, check_name
 from provisioner.privfs import ensure_private_dir
 from provisioner.state import Phase, Store
 from provisioner.text import shorten
@@ -75,7 +75,7 @@ def enable(home: Path, cluster: str, source: Path) -> Policy:
     An edge cluster is refused: IM is what scales, and it has none (the CLI checks first that the cluster exists)."""
     with Store.open(home) as store:
         record = store.get_cluster(check_name(cluster))
-    if record is not None and record.im_url == EDGE_IM_URL:
+    if record is not None and record.kind is ClusterKind.EDGE:
         raise InputError(
             f"{cluster!r} is an edge cluster (K3s on your own hosts): IM cannot scale it, so it cannot be autoscaled",
             field="NAME",
@@ -156,7 +156,7 @@ class AutoscaleJob:
             for name in names:
                 if name not in records:
                     raise InputError(f"no cluster named {name!r} in the registry", field="--cluster")
-                if records[name].im_url == EDGE_IM_URL:
+                if records[name].kind is ClusterKind.EDGE:
                     raise InputError(f"{name!r} is an edge cluster: IM cannot scale it", field="--cluster")
                 if self.policy_override is None and not policy_path(self.home, name).exists():
                     raise InputError(
@@ -167,7 +167,9 @@ class AutoscaleJob:
             chosen = list(dict.fromkeys(names))
         else:
             chosen = sorted(
-                n for n, rec in records.items() if rec.im_url != EDGE_IM_URL and policy_path(self.home, n).exists()
+                n
+                for n, rec in records.items()
+                if rec.kind is not ClusterKind.EDGE and policy_path(self.home, n).exists()
             )
         result: list[tuple[str, Policy | ProvisionError]] = []
         for name in chosen:
@@ -222,7 +224,7 @@ class AutoscaleJob:
     def tick_one(self, name: str, policy: Policy) -> TickOutcome:
         with self.lc.lock(name, "autoscale tick"):
             now = self.now()
-            workers = [vm for vm in self.lc.live_vms(name) if role_of(vm) == WORKER]
+            workers = [vm for vm in self.lc.live_vms(name) if Role.of(vm.name) == Role.WORKER]
             last_action_at, previous_idle = self._history(name)
             signals, idle_since = self._signals(name, policy, workers, now, previous_idle)
             decision = decide(

@@ -27,6 +27,7 @@ from provisioner.cli.common import (
 )
 from provisioner.cli.render import human, plural, table
 from provisioner.errors import InputError, NotFound, OperationFailed
+from provisioner.model import ClusterKind
 from provisioner.triage import see_runbook
 
 if TYPE_CHECKING:
@@ -377,10 +378,8 @@ def destroy(
 ) -> None:
     """Destroy the cluster in IM, check it is gone, and forget it (an edge cluster: forget it, hosts untouched)."""
     with service(ctx, output) as lc:
-        from provisioner.lifecycle import EDGE_IM_URL
-
         try:
-            edge = lc.record(name).im_url == EDGE_IM_URL
+            edge = lc.record(name).kind is ClusterKind.EDGE
         except NotFound:  # asked as for any cluster; destroy then says it is unknown
             edge = False
         if edge:

@@ -39,10 +39,11 @@ from types import TracebackType
 from typing import Any, Self
 
 from provisioner.errors import LockBusy, NotFound, OperationFailed
+from provisioner.model import ClusterKind
 from provisioner.privfs import ensure_private_dir
 
 DB_FILENAME = "state.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_BUSY_TIMEOUT = 30.0
 
 # Compared with keys lower-cased and stripped of "_", "-", " " and ".": "Private-Key" matches "privatekey".
@@ -90,6 +91,7 @@ class ClusterRecord:
     created_at: datetime
     updated_at: datetime
     extra: dict[str, Any]
+    kind: ClusterKind = ClusterKind.IM  # EDGE: K3s on the user's hosts, no IM (im_url and infra_id are empty)
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,11 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END
         """,
     ),
+    # Who runs the machines, as a column: edge clusters were marked by the im_url "edge:" until now.
+    3: (
+        "ALTER TABLE clusters ADD COLUMN kind TEXT NOT NULL DEFAULT 'im' CHECK (kind IN ('im', 'edge'))",
+        "UPDATE clusters SET kind = 'edge', im_url = '' WHERE im_url = 'edge:'",
+    ),
 }
 assert sorted(_MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
 
@@ -197,12 +204,13 @@ _UPDATABLE: dict[str, tuple[type, ...]] = {
     "deployment_id": (str,),
     "state": (str, type(None)),
     "workers": (int, type(None)),
+    "kind": (str,),
     "extra": (Mapping,),
 }
 _JSON_COLUMNS = frozenset({"inputs", "extra"})
 _SELECT_CLUSTERS = """
     SELECT name, im_url, infra_id, template, site, inputs, inputs_hash, deployment_id, state, workers,
-           created_at, updated_at, extra
+           created_at, updated_at, extra, kind
     FROM clusters
 """
 
@@ -311,6 +319,7 @@ class Store:
         extra: Mapping[str, Any] | None = None,
         inputs_hash: str | None = None,
         secret_keys: Collection[str] = (),
+        kind: ClusterKind = ClusterKind.IM,
     ) -> ClusterRecord:
         """Create the record of cluster ``name``, or replace its fields (``created_at`` is kept).
 
@@ -329,6 +338,7 @@ class Store:
             "deployment_id": deployment_id,
             "state": state,
             "workers": workers,
+            "kind": ClusterKind(kind).value,
         }
         if extra is not None:
             fields["extra"] = extra
@@ -341,14 +351,15 @@ class Store:
                 self._conn.execute(
                     """
                     INSERT INTO clusters (name, im_url, infra_id, template, site, inputs, inputs_hash, deployment_id,
-                                          state, workers, created_at, updated_at, extra)
+                                          state, workers, created_at, updated_at, extra, kind)
                     VALUES (:name, :im_url, :infra_id, :template, :site, :inputs, :inputs_hash, :deployment_id,
-                            :state, :workers, :now, :now, COALESCE(:extra, '{}'))
+                            :state, :workers, :now, :now, COALESCE(:extra, '{}'), :kind)
                     ON CONFLICT (name) DO UPDATE SET
                         im_url = excluded.im_url, infra_id = excluded.infra_id, template = excluded.template,
                         site = excluded.site, inputs = excluded.inputs, inputs_hash = excluded.inputs_hash,
                         deployment_id = excluded.deployment_id, state = excluded.state, workers = excluded.workers,
-                        updated_at = excluded.updated_at, extra = COALESCE(:extra, clusters.extra)
+                        updated_at = excluded.updated_at, extra = COALESCE(:extra, clusters.extra),
+                        kind = excluded.kind
                     """,
                     params,
                 )
@@ -590,9 +601,22 @@ def _decode(text: str) -> dict[str, Any]:
 
 
 def _cluster(row: tuple[Any, ...]) -> ClusterRecord:
-    (name, im_url, infra_id, template, site, inputs, digest, deployment_id, state, workers, created, updated, extra) = (
-        row
-    )
+    (
+        name,
+        im_url,
+        infra_id,
+        template,
+        site,
+        inputs,
+        digest,
+        deployment_id,
+        state,
+        workers,
+        created,
+        updated,
+        extra,
+        kind,
+    ) = row
     return ClusterRecord(
         name=name,
         im_url=im_url,
@@ -607,6 +631,7 @@ def _cluster(row: tuple[Any, ...]) -> ClusterRecord:
         created_at=datetime.fromisoformat(created),
         updated_at=datetime.fromisoformat(updated),
         extra=_decode(extra),
+        kind=ClusterKind(kind),
     )
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from provisioner.errors import InputError
+from provisioner.model import Role
 from provisioner.tosca.inputs import ResolvedInputs
 from provisioner.tosca.schema import (
     MASK,
@@ -41,8 +42,9 @@ from provisioner.tosca.sites import Site
 GRYCAP_COMMIT = "2240f6c437fa8f4d7fe87b92ff8ef7397bebcd62"
 GRYCAP_TYPES_URL = f"https://raw.githubusercontent.com/grycap/tosca/{GRYCAP_COMMIT}/custom_types.yaml"
 
-FRONT = "front"
-WORKERS = "wn"
+# The template's node names are the VM roles.
+FRONT = Role.FRONT.value
+WORKERS = Role.WORKER.value
 WORKERS_INPUT = "wn_num"
 TYPE_SECTIONS = ("data_types", "capability_types", "relationship_types", "node_types", "policy_types")
 _VM_ID_RE = re.compile(r"[0-9]{1,9}")

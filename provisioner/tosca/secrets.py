@@ -8,17 +8,16 @@ same reason. The file is a flat YAML mapping of input name to string.
 from __future__ import annotations
 
 import os
-import re
 import secrets as _random
 from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 
-from provisioner.errors import ConfigError, InputError
+from provisioner.errors import ConfigError
+from provisioner.model import check_name
 from provisioner.privfs import write_secret_file
 
-_CLUSTER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _HEADER = "# Secret inputs of this cluster, written by provision (keep it 0600; never commit it).\n"
 
 
@@ -27,21 +26,12 @@ def generate_secret() -> str:
     return _random.token_urlsafe(24)
 
 
-def check_cluster_name(cluster: str) -> str:
-    if not isinstance(cluster, str) or not _CLUSTER_RE.fullmatch(cluster) or ".." in cluster:
-        raise InputError(
-            "must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit",
-            field="cluster",
-        )
-    return cluster
-
-
 class SecretStore:
     """The secrets file of one cluster. Reads are lazy; writes are atomic and 0600 from the first byte."""
 
     def __init__(self, home: Path, cluster: str) -> None:
         self.home = Path(home)
-        self.cluster = check_cluster_name(cluster)
+        self.cluster = check_name(cluster)
 
     @property
     def directory(self) -> Path:

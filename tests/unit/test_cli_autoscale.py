@@ -17,7 +17,7 @@ from provisioner.autoscale.job import TickOutcome, policy_path
 from provisioner.cli import autoscale as cli_autoscale
 from provisioner.cli.common import OutputFormat
 from provisioner.errors import InputError, NotFound
-from provisioner.lifecycle import EDGE_IM_URL
+from provisioner.model import ClusterKind
 from provisioner.settings import ENV_HOME
 from provisioner.state import Store
 
@@ -36,14 +36,16 @@ def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def register(home: Path, name: str, im_url: str) -> None:
+def register(home: Path, name: str, im_url: str, kind: ClusterKind = ClusterKind.IM) -> None:
     with Store.open(home) as store:
-        store.upsert_cluster(name, im_url=im_url, template="oscar", site="edge", inputs={}, deployment_id=f"dep-{name}")
+        store.upsert_cluster(
+            name, im_url=im_url, kind=kind, template="oscar", site="edge", inputs={}, deployment_id=f"dep-{name}"
+        )
 
 
 def test_enable_refuses_an_edge_cluster(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    register(home, "edge1", EDGE_IM_URL)
+    register(home, "edge1", "", ClusterKind.EDGE)
     policy = tmp_path / "policy.yaml"
     policy.write_text(yaml.safe_dump(POLICY))
     result = cli(home, "autoscale", "enable", "edge1", "--policy", str(policy))

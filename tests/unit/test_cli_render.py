@@ -17,7 +17,7 @@ from provisioner.addons import Check, InstallReport, VerifyReport
 from provisioner.cli.cluster import install_text, verify_text
 from provisioner.cli.main import app
 from provisioner.cli.render import PIPE_WIDTH, human, plural, table
-from provisioner.lifecycle import EDGE_IM_URL
+from provisioner.model import ClusterKind
 from provisioner.state import Store
 from tests.clihelper import assert_human
 
@@ -180,7 +180,8 @@ def register_edge(home: Path) -> None:
     with Store.open(home) as store:
         store.upsert_cluster(
             "edge1",
-            im_url=EDGE_IM_URL,
+            im_url="",
+            kind=ClusterKind.EDGE,
             template="oscar",
             site="edge",
             inputs={},
@@ -190,7 +191,13 @@ def register_edge(home: Path) -> None:
             extra={"vms": vms},
         )
         store.upsert_cluster(
-            "fresh", im_url=EDGE_IM_URL, template="oscar", site="edge", inputs={}, deployment_id="dep-fresh"
+            "fresh",
+            im_url="",
+            kind=ClusterKind.EDGE,
+            template="oscar",
+            site="edge",
+            inputs={},
+            deployment_id="dep-fresh",
         )
 
 

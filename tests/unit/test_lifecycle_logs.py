@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from provisioner.lifecycle import analyse_contmsg, check_name
+from provisioner.lifecycle import analyse_contmsg
+from provisioner.model import check_name
 
 ANSIBLE_LOG = """\
 Contextualization agent started.

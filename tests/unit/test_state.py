@@ -550,5 +550,36 @@ def test_a_version_1_database_is_migrated(home: Path) -> None:
         store.append("c", Phase.REGISTERED, {})
         store.append_decision("c", "none", {})
     raw = sqlite3.connect(home / "state.db")
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     raw.close()
+
+
+def test_a_version_2_database_turns_the_edge_sentinel_into_a_kind(home: Path) -> None:
+    from provisioner.model import ClusterKind
+    from provisioner.state.store import _MIGRATIONS
+
+    home.mkdir(parents=True, exist_ok=True)
+    raw = sqlite3.connect(home / "state.db")
+    for version in (1, 2):
+        for statement in _MIGRATIONS[version]:
+            raw.execute(statement)
+    for name, url in (("edge1", "edge:"), ("cloud1", "http://127.0.0.1:8899")):
+        raw.execute(
+            "INSERT INTO clusters (name, im_url, template, site, inputs_hash, deployment_id, created_at, updated_at) "
+            "VALUES (?, ?, 'oscar', 'local-sim', 'h', ?, '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')",
+            (name, url, f"dep-{name}"),
+        )
+    raw.execute("PRAGMA user_version = 2")
+    raw.commit()
+    raw.close()
+    with Store.open(home) as store:
+        edge, cloud = store.get_cluster("edge1"), store.get_cluster("cloud1")
+        assert edge is not None and cloud is not None
+        assert (edge.kind, edge.im_url) == (ClusterKind.EDGE, "")
+        assert (cloud.kind, cloud.im_url) == (ClusterKind.IM, "http://127.0.0.1:8899")
+        again = store.upsert_cluster(
+            "edge2", im_url="", kind=ClusterKind.EDGE, template="k3s-edge", site="edge", inputs={}, deployment_id="d2"
+        )
+        assert again.kind is ClusterKind.EDGE
+        with pytest.raises(sqlite3.IntegrityError):
+            store._conn.execute("UPDATE clusters SET kind = 'other' WHERE name = 'edge2'")
