@@ -200,7 +200,7 @@ class Lifecycle:
                 "this is an edge cluster (K3s on your own hosts): it has no IM infrastructure",
                 hint="edge clusters support: cluster install, verify, inventory, list, destroy (forgets it)",
             )
-        return self.im_client_of(rec)
+        return self.client(rec.im_url)
 
     def client(self, im_url: str | None = None) -> IMClient:
         url = im_url or self._default_im_url
