@@ -165,8 +165,13 @@ def test_destroy_force_and_async(im_client: IMClient) -> None:
     assert first not in im_client.list_infrastructures()
 
     second = im_client.create(TEMPLATE).infra_id
-    im_client.destroy(second, async_=True)
+    # IM's asynchronous destroy first stops the contextualization; when that raises in IM's thread the
+    # infrastructure silently stays (IM 2.0.0 InfrastructureInfo.destroy), so let it settle and force it.
     deadline = time.monotonic() + 30
+    while im_client.state(second).state in ("pending", "running") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    im_client.destroy(second, force=True, async_=True)
+    deadline = time.monotonic() + 60
     while second in im_client.list_infrastructures() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert second not in im_client.list_infrastructures()

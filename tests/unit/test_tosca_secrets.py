@@ -79,7 +79,7 @@ def test_bad_secrets_file(tmp_path: Path) -> None:
 def test_cluster_names_cannot_escape_the_directory(tmp_path: Path, cluster: str) -> None:
     with pytest.raises(InputError) as info:
         SecretStore(tmp_path, cluster)
-    assert info.value.field == "cluster"
+    assert info.value.field == "NAME"
 
 
 def test_secrets_never_in_masked_output(tmp_path: Path) -> None:
