@@ -13,8 +13,8 @@ from typing import Any
 
 from bench.proxy import CountingProxy
 from provisioner import tosca
-from provisioner.credentials import AuthData
 from provisioner.im import IMClient, Timeouts
+from provisioner.im.auth import AuthData
 from provisioner.state import new_deployment_id
 
 REPO = Path(__file__).resolve().parent.parent

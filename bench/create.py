@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.common import IMCLIENT_VENV, PROVISION, Context, must, render_oscar, run
 from bench.report import ERROR, FAIL, NA, Row, verdict
-from provisioner.credentials import AuthData
+from provisioner.im.auth import AuthData
 
 
 @dataclass

@@ -11,8 +11,8 @@ from pathlib import Path
 from bench.common import PROVISION, Context, destroy_all
 from bench.report import FAIL, Row, verdict
 from provisioner.autoscale import job as autoscale_job
-from provisioner.credentials import AuthData
 from provisioner.im import IMClient, Timeouts
+from provisioner.im.auth import AuthData
 from provisioner.lifecycle import Lifecycle
 from provisioner.settings import load_settings
 from provisioner.state import Store

@@ -21,7 +21,6 @@ from typing import Any
 import yaml
 
 from provisioner import tosca, triage
-from provisioner.credentials import AuthData
 from provisioner.errors import (
     IMAuthError,
     IMBadRequest,
@@ -37,6 +36,7 @@ from provisioner.errors import (
     OperationTimeout,
 )
 from provisioner.im import IMClient, InfraState, VMInfo
+from provisioner.im.auth import AuthData
 from provisioner.model import ClusterKind, Role, check_name, is_cluster_name
 from provisioner.polling import DEFAULT_SCHEDULE, PollSchedule, wait_until
 from provisioner.settings import Settings

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from provisioner import localim
-from provisioner.credentials import AuthData
 from provisioner.im import IMClient, RetryPolicy, Timeouts
+from provisioner.im.auth import AuthData
 from provisioner.settings import ENV_IM_VENV
 from tests import stubkube
 from tests.sshd import SSHHost, keygen, sshd_available

@@ -117,8 +117,8 @@ def im_endpoint(settings: Settings) -> tuple[str, Path]:
 
 
 def _client_for(settings: Settings, url: str, auth_file: Path) -> IMClient:
-    from provisioner.credentials import AuthData
     from provisioner.im import IMClient, Timeouts
+    from provisioner.im.auth import AuthData
 
     return IMClient(
         url,

@@ -52,7 +52,7 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 
 
 class AuthProvider(Protocol):
-    """What the client needs from credentials (``provisioner.credentials.AuthData`` is one)."""
+    """What the client needs from credentials (``provisioner.im.auth.AuthData`` is one)."""
 
     def header(self) -> str: ...
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner.credentials import AuthData
 from provisioner.errors import (
     EXIT_BAD_INPUT,
     EXIT_TIMEOUT,
@@ -24,6 +23,7 @@ from provisioner.errors import (
     IMUnreachable,
 )
 from provisioner.im import IMClient, RetryPolicy, StaticAuth, Timeouts
+from provisioner.im.auth import AuthData
 from provisioner.localim import free_port
 from provisioner.privfs import write_secret_file
 from tests.conftest import RunningIM

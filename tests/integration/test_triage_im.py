@@ -38,9 +38,9 @@ import pytest
 import requests
 
 from provisioner import localim
-from provisioner.credentials import AuthData
 from provisioner.errors import IMAuthError, IMForbidden, IMUnreachable
 from provisioner.im import IMClient, RetryPolicy, Timeouts
+from provisioner.im.auth import AuthData
 from tests.conftest import im_venv, only_loopback
 from tests.jwt import expired_jwt
 from tests.stubk8s import StubK8s

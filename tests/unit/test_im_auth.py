@@ -1,4 +1,4 @@
-"""Unit tests for provisioner.credentials: the auth file, the header, refresh, masking, secret files."""
+"""Unit tests for provisioner.im.auth: the auth file, the header, refresh, masking, secret files."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import credentials
-from provisioner.credentials import IM_TYPE, KNOWN_TYPES, AuthData
 from provisioner.errors import EXIT_BAD_INPUT, CredentialsError
+from provisioner.im import auth as credentials
+from provisioner.im.auth import IM_TYPE, KNOWN_TYPES, AuthData
 from provisioner.privfs import write_secret_file
 from provisioner.redact import SECRET_KEYS, SecretFilter, install_log_masking, mask, mask_auth_header, register_secret
 from tests.jwt import unsigned_jwt
