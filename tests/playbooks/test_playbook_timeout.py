@@ -3,6 +3,9 @@ connection). The run is stopped at the limit, the result names the task it was i
 
 from __future__ import annotations
 
+import os
+import random
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,8 @@ from provisioner.errors import EXIT_TIMEOUT, OperationTimeout
 from tests.playbooks.conftest import ansible_env, local_inventory
 
 SLEEP_TASK = "Sleep past the time limit"
-MARK = "299.731"  # sleep's argument: tells its process apart from any other
+# sleep's argument: tells this run's process apart from any other (another run of this test may be going on).
+MARK = f"299.{os.getpid()}{random.randrange(10**6):06d}"
 
 
 def sleeping_playbook(path: Path) -> Path:
@@ -53,6 +57,9 @@ def test_a_run_past_its_time_limit_is_stopped_naming_the_task(ansible_base: Path
     assert result.status == "timeout" and not result.ok
     assert result.running_task == SLEEP_TASK
     # ansible-runner killed ansible-playbook's process group: the task's sleep is not left running.
+    deadline = time.monotonic() + 10  # the group is killed; the kernel may take a moment to take the process away
+    while sleeping_processes() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert sleeping_processes() == []
     with pytest.raises(OperationTimeout) as stopped:
         result.raise_for_failure("install of oscar on sleepy")
