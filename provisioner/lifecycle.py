@@ -13,7 +13,7 @@ import dataclasses
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,37 @@ class SyncReport:
 
 def vm_view(vm: VMInfo) -> VMView:
     return VMView(id=vm.id, role=Role.of(vm.name), state=vm.state, private_ip=vm.private_ip, public_ip=vm.public_ip)
+
+
+def vms_from_state(vm_states: Mapping[str, str], recorded: Sequence[Mapping[str, Any]]) -> list[VMInfo] | None:
+    """The cluster's live VMs from IM's one-request state answer (every VM's state) and the registry's VM map (the
+    role and addresses of each VM id, kept by the last full read), or None when the two disagree on which VMs there
+    are: a VM was added or removed since, and only a full read knows its role and addresses.
+
+    Pure: the autoscale tick uses it so that a policy without demand rules costs one IM request per cluster."""
+    live = {str(vm_id): state for vm_id, state in vm_states.items() if state not in GONE_VM_STATES}
+    known: dict[str, Mapping[str, Any]] = {}
+    for vm in recorded:
+        if not isinstance(vm, Mapping) or "id" not in vm:
+            return None
+        known[str(vm["id"])] = vm
+    if set(known) != set(live):
+        return None
+    result = []
+    for vm_id in sorted(live, key=lambda v: (len(v), v)):
+        vm = known[vm_id]
+        private, public = vm.get("private_ip"), vm.get("public_ip")
+        result.append(
+            VMInfo(
+                id=vm_id,
+                state=live[vm_id],
+                name=str(vm.get("role") or Role.WORKER.value),
+                private_ips=[str(private)] if private else [],
+                public_ips=[str(public)] if public else [],
+                system={},
+            )
+        )
+    return result
 
 
 def _scale_args(workers: int, remove: list[str] | None) -> list[str]:
@@ -841,6 +872,22 @@ class Lifecycle:
         if rec.infra_id is None:
             raise OperationFailed(f"cluster {name!r} has no infrastructure yet", hint="run create again first")
         return [vm for vm in self._vms(rec) if vm.state not in GONE_VM_STATES]
+
+    def tracked_vms(self, name: str) -> list[VMInfo]:
+        """The cluster's live VMs at the cost of one IM request when the set of VMs has not changed since the last
+        full read: every VM's state from IM now, roles and addresses from the registry's VM map. When the VM ids
+        differ, a full read (as :meth:`live_vms`) refreshes the map. No credentials or RADL in the result."""
+        rec = self.record(name)
+        if rec.infra_id is None:
+            raise OperationFailed(f"cluster {name!r} has no infrastructure yet", hint="run create again first")
+        st = self.im_client_of(rec).state(rec.infra_id)
+        tracked = vms_from_state(st.vm_states, rec.extra.get("vms") or [])
+        if tracked is not None:
+            return tracked
+        vms = self._vms(rec)
+        with self._store() as store:
+            self._view(store, self._record(store, name), (st, vms))
+        return [vm for vm in vms if vm.state not in GONE_VM_STATES]
 
     # -- sync --
 

@@ -5,9 +5,11 @@ one, concurrently (bounded), a tick:
 
 1. takes the cluster's lock -- the same lock as ``cluster scale``, so a manual scale and the job never interleave,
    and two ticks at the same moment (two hosts with cron) run one after the other;
-2. reads the live worker count from IM (never a cached one) and, only if the policy has demand rules, the signal
-   sources (a source that cannot be read -- whatever it raises -- makes the tick hold, naming the source: the job
-   never scales on missing data);
+2. reads the live worker count from IM (never a cached one: IM's state answer gives every VM's state in one
+   request, roles come from the registry's VM map, read in full again when the VM ids change; a policy with
+   Kubernetes rules reads every VM in full, for the workers' addresses) and, only if the policy has demand rules,
+   the signal sources (a source that cannot be read -- whatever it raises -- makes the tick hold, naming the
+   source: the job never scales on missing data);
 3. decides with :func:`provisioner.autoscale.engine.decide` and, unless ``dry_run``, scales through
    :meth:`Lifecycle.scale_locked` (scale-down names the idle workers through IM's ``removal_list``);
 4. appends the decision -- signals read, rule matched, action taken or none, and any error -- to the decision log
@@ -59,6 +61,8 @@ class ClusterOps(Protocol):
     def lock(self, name: str, purpose: str) -> contextlib.AbstractContextManager[Path]: ...
 
     def live_vms(self, name: str) -> list[VMInfo]: ...
+
+    def tracked_vms(self, name: str) -> list[VMInfo]: ...
 
     def scale_locked(
         self, name: str, *, workers: int, remove: list[str] | None = None, wait: bool = True, timeout: float = 1800.0
@@ -224,7 +228,11 @@ class AutoscaleJob:
     def tick_one(self, name: str, policy: Policy) -> TickOutcome:
         with self.lc.lock(name, "autoscale tick"):
             now = self.now()
-            workers = [vm for vm in self.lc.live_vms(name) if Role.of(vm.name) == Role.WORKER]
+            # Demand rules read the workers' addresses (Kubernetes): a full read. Otherwise one IM request (every
+            # VM's state) with roles from the registry's VM map, fully read again when the VM ids change.
+            demand = bool(needed_signals(policy) & {"pending_pods", "worker_idle"})
+            vms = self.lc.live_vms(name) if demand else self.lc.tracked_vms(name)
+            workers = [vm for vm in vms if Role.of(vm.name) == Role.WORKER]
             last_action_at, previous_idle = self._history(name)
             signals, idle_since = self._signals(name, policy, workers, now, previous_idle)
             decision = decide(

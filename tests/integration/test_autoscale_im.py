@@ -305,3 +305,37 @@ def test_bad_policy_is_refused_with_the_field(cluster: tuple[CLI, str], tmp_path
     result = cli("autoscale", "run", "--once", "--cluster", "elastic", "--policy", str(tz))
     assert result.returncode == 2 and "schedules[0].timezone" in result.stderr
     assert cli("cluster", "destroy", "elastic", "--yes").returncode == 0
+
+
+def test_a_schedule_only_tick_costs_one_im_request_until_the_vms_change(
+    cluster: tuple[CLI, str], local_im: RunningIM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli, infra_id = cluster
+    sent: list[tuple[str, str]] = []
+    real_request = IMClient._request
+
+    def counting(self: IMClient, method: str, path: str, **kwargs: object) -> object:
+        sent.append((method, path))
+        return real_request(self, method, path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(IMClient, "_request", counting)
+    steady = policy(tmp_path / "steady.yaml", name="steady", min=1)
+    assert cli("autoscale", "enable", "elastic", "--policy", str(steady)).returncode == 0
+    lc = Lifecycle(Settings(home=cli.home), client_factory=lambda _: local_im.client(), default_im_url=local_im.url)
+    job = AutoscaleJob(lc)
+    try:
+        (first,) = job.tick()
+        assert (first.action, first.current) == ("none", 1)
+        assert sent == [("GET", f"/infrastructures/{infra_id}/state")]
+
+        # A worker added behind the tool's back: the VM ids differ, so the tick reads every VM once, refreshes the
+        # registry's map, and the next tick is one request again, counting 2.
+        local_im.client().add_resources(infra_id, lc._render_for(lc.record("elastic"), wn_count=2, removal=[]))
+        sent.clear()
+        (second,) = job.tick()
+        assert second.current == 2 and len(sent) > 1 and sent[0][1].endswith("/state")
+        sent.clear()
+        (third,) = job.tick()
+        assert third.current == 2 and sent == [("GET", f"/infrastructures/{infra_id}/state")]
+    finally:
+        lc.close()

@@ -39,7 +39,8 @@ class FakeLifecycle:
         self.lock_timeout = lock_timeout
         self.vms = {name: [vm("0", "front"), *(vm(str(i)) for i in range(1, n + 1))] for name, n in clusters.items()}
         self.next_id = {name: n + 1 for name, n in clusters.items()}
-        self.live_calls: list[str] = []
+        self.live_calls: list[str] = []  # full reads (every VM)
+        self.tracked_calls: list[str] = []  # one-request reads (states + the registry's VM map)
         self.scales: list[dict[str, Any]] = []
         self.purposes: list[str] = []
         self.on_live: Callable[[str], None] | None = None
@@ -51,6 +52,12 @@ class FakeLifecycle:
 
     def live_vms(self, name: str) -> list[VMInfo]:
         self.live_calls.append(name)
+        if self.on_live is not None:
+            self.on_live(name)
+        return list(self.vms[name])
+
+    def tracked_vms(self, name: str) -> list[VMInfo]:
+        self.tracked_calls.append(name)
         if self.on_live is not None:
             self.on_live(name)
         return list(self.vms[name])
@@ -141,7 +148,7 @@ def test_a_tick_waits_for_the_cluster_lock_and_holds_it_while_scaling(home: Path
         busy = only(job.tick())
     assert (busy.action, busy.rule, busy.applied, busy.error) == ("hold", "busy", False, None)
     assert "cluster scale" in busy.reason and "nothing decided this tick" in busy.reason
-    assert lc.scales == [] and lc.live_calls == []
+    assert lc.scales == [] and lc.live_calls == [] and lc.tracked_calls == []
     logged = decisions(home, "c1")[-1]
     assert (logged.action, logged.detail["rule"], logged.detail["applied"]) == ("hold", "busy", False)
 
@@ -180,7 +187,8 @@ def test_the_live_count_is_read_from_the_lifecycle_every_tick(home: Path) -> Non
     clock.advance(minutes=1)
     third = only(job.tick())
     assert (third.current, third.action) == (3, "none")
-    assert lc.live_calls == ["c1", "c1", "c1"]
+    # A schedule-only policy: one IM request per tick (the tracked read), never the full one.
+    assert lc.tracked_calls == ["c1", "c1", "c1"] and lc.live_calls == []
     assert [s["workers"] for s in lc.scales] == [3, 3]
     assert all(s["wait"] is False for s in lc.scales)
 
@@ -198,6 +206,8 @@ def test_scale_down_names_the_idle_workers_not_the_oldest(home: Path) -> None:
     assert (down.action, down.current, down.target, down.remove, down.rule) == ("scale_down", 4, 3, ["3"], "idle")
     assert lc.scales == [{"cluster": "c1", "workers": 3, "remove": ["3"], "wait": False}]
     assert lc.worker_ids("c1") == ["1", "2", "4"]
+    # Kubernetes rules need the workers' addresses: the full read, every tick.
+    assert lc.live_calls == ["c1", "c1"] and lc.tracked_calls == []
 
 
 def test_idle_times_carry_over_across_ticks_and_restart_after_a_failed_read(home: Path) -> None:
