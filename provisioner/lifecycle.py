@@ -40,7 +40,16 @@ from provisioner.im.auth import AuthData
 from provisioner.model import ClusterKind, Role, check_name, is_cluster_name
 from provisioner.polling import DEFAULT_SCHEDULE, PollSchedule, wait_until
 from provisioner.settings import Settings
-from provisioner.state import ClusterRecord, Phase, Store, cluster_lock, endpoint_lock, inputs_hash, new_deployment_id
+from provisioner.state import (
+    ClusterFiles,
+    ClusterRecord,
+    Phase,
+    Store,
+    cluster_lock,
+    endpoint_lock,
+    inputs_hash,
+    new_deployment_id,
+)
 from provisioner.triage import analyse_contmsg
 
 DONE_STATES = frozenset({"configured", "unconfigured", "failed", "stopped", "off"})
@@ -808,7 +817,7 @@ class Lifecycle:
                 secrets = tosca.SecretStore(self.home, name)
                 if secrets.delete():
                     removed.append(str(secrets.path))
-                removed += _forget_autoscale(self.home, name)
+                removed += ClusterFiles(self.home, name).forget()
                 return DestroyResult(name, "edge", removed=removed, hosts_touched=False)
             client = self.im_client_of(rec)
             store.append(name, Phase.DESTROYING, {"infra_id": rec.infra_id, "force": force})
@@ -831,7 +840,7 @@ class Lifecycle:
                         )
             store.append(name, Phase.DESTROYED, {"infra_id": infra_id})
             store.delete_cluster(name)
-            removed = ["registry record", *_forget_autoscale(self.home, name)]
+            removed = ["registry record", *ClusterFiles(self.home, name).forget()]
         secrets_path = tosca.SecretStore(self.home, name).path
         with contextlib.suppress(OSError):
             secrets_path.unlink()
@@ -1039,21 +1048,6 @@ def _cluster_of(meta: Mapping[str, Any]) -> str | None:
     if not isinstance(name, str) or not is_cluster_name(name) or META_DEPLOYMENT not in meta:
         return None
     return name
-
-
-def _forget_autoscale(home: Path, name: str) -> list[str]:
-    """A destroyed cluster's autoscale policy and cached kubeconfig go with it (a new cluster of the same name must
-    not inherit them); its decision log stays, like its journal. Returns the paths of the files removed."""
-    # The autoscaler builds on this module: imported when needed.
-    from provisioner.autoscale.job import forget, policy_path
-    from provisioner.autoscale.signals import kube_cache_path
-
-    there = [str(path) for path in (policy_path(home, name), kube_cache_path(home, name)) if path.exists()]
-    try:
-        forget(home, name)
-    except OSError:
-        return []
-    return there
 
 
 def _unfinished_scale(store: Store, name: str) -> dict[str, Any] | None:

@@ -37,17 +37,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from provisioner.autoscale.engine import Signals, Worker, decide, needed_signals
 from provisioner.autoscale.policy import Policy, load_policy
-from provisioner.autoscale.signals import Reading, SignalSource, SourceContext, SourceError, kube_cache_path
+from provisioner.autoscale.signals import Reading, SignalSource, SourceContext, SourceError
 from provisioner.errors import InputError, LockBusy, ProvisionError
 from provisioner.model import ClusterKind, Role, check_name
 from provisioner.privfs import ensure_private_dir
-from provisioner.state import Phase, Store
+from provisioner.state import ClusterFiles, Phase, Store
 from provisioner.text import shorten
 
 if TYPE_CHECKING:
     from provisioner.im.models import VMInfo
 
-POLICY_DIR = "policies"
 DEFAULT_CONCURRENCY = 8
 
 log = logging.getLogger(__name__)
@@ -70,7 +69,7 @@ class ClusterOps(Protocol):
 
 
 def policy_path(home: Path, cluster: str) -> Path:
-    return Path(home) / POLICY_DIR / f"{check_name(cluster)}.yaml"
+    return ClusterFiles(Path(home), cluster).policy
 
 
 def enable(home: Path, cluster: str, source: Path) -> Policy:
@@ -103,8 +102,7 @@ def disable(home: Path, cluster: str) -> bool:
 def forget(home: Path, cluster: str) -> None:
     """The cluster is gone (destroyed): drop its policy and its cached kubeconfig, so that a new cluster given the
     same name is neither autoscaled by the old policy nor asked with the old credentials. The decision log stays."""
-    for path in (policy_path(home, cluster), kube_cache_path(home, cluster)):
-        path.unlink(missing_ok=True)
+    ClusterFiles(Path(home), cluster).forget()
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ import yaml
 from provisioner.errors import ProvisionError, SourceError
 from provisioner.privfs import ensure_private_dir, write_secret_file
 from provisioner.redact import register_secret
+from provisioner.state.cluster_files import ClusterFiles
 from provisioner.text import shorten
 
 if TYPE_CHECKING:
@@ -70,7 +71,6 @@ __all__ = [
 
 EXCLUDED_NAMESPACES = frozenset({"kube-system"})
 KUBECONFIG_PATHS = ("/etc/kubernetes/admin.conf", "/etc/rancher/k3s/k3s.yaml")
-KUBE_CACHE_DIR = "kube"
 # OSCAR labels the pods of the Kubernetes Jobs it creates for asynchronous invocations with both of these.
 OSCAR_SERVICE_LABEL = "oscar_service"
 JOB_NAME_LABEL = "job-name"
@@ -104,7 +104,7 @@ class SignalSource(Protocol):
 
 def kube_cache_path(home: Path, cluster: str) -> Path:
     """Where the kubeconfig fetched from ``cluster``'s front-end is cached (0600)."""
-    return Path(home) / KUBE_CACHE_DIR / f"{cluster}.conf"
+    return ClusterFiles(Path(home), cluster).kube_cache
 
 
 # --- pure parsing ---------------------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
-"""Local state: the SQLite store of known clusters and their journal, and the cross-process locks."""
+"""Local state: the SQLite store of known clusters and their journal, the cross-process locks, and each cluster's
+files beside its record (:class:`ClusterFiles`)."""
 
+from provisioner.state.cluster_files import ClusterFiles
 from provisioner.state.locks import (
     LockHolder,
     cluster_lock,
@@ -24,6 +26,7 @@ from provisioner.state.store import (
 __all__ = [
     "DB_FILENAME",
     "SCHEMA_VERSION",
+    "ClusterFiles",
     "ClusterRecord",
     "DecisionEntry",
     "JournalEntry",
