@@ -8,6 +8,7 @@ inputs and the secret ones from its 0600 secrets file. Nothing here prints: prog
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +24,7 @@ from provisioner.errors import (
     InputError,
     OperationFailed,
     OperationTimeout,
+    OSCARError,
     OSCARUnreachable,
     PlaybookFailed,
     ProvisionError,
@@ -30,6 +32,7 @@ from provisioner.errors import (
 )
 from provisioner.lifecycle import Lifecycle
 from provisioner.model import ClusterKind, check_name
+from provisioner.oscar import OscarClient
 from provisioner.state import Phase, Store, inputs_hash, new_deployment_id
 from provisioner.text import shorten
 
@@ -734,43 +737,52 @@ def check_oscar(
     ``fallback`` (OSCAR's NodePort) is tried when ``url`` (the Ingress) cannot be connected to at all; the
     report says so.
     """
-    import requests
+    with contextlib.ExitStack() as clients:
 
-    base = url.rstrip("/")
-    checks: list[Check] = []
-    session = requests.Session()
-    session.verify = verify
-    note = ""
-    try:
-        health = session.get(f"{base}/health", timeout=(min(5.0, timeout), timeout))
-    except requests.RequestException as exc:
-        detail = f"{base}/health: {_short(exc)}"
-        connect_failed = isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.exceptions.SSLError)
-        if fallback is None or not connect_failed:
-            return [Check("oscar health", "failed", detail), Check("oscar config", "skipped", "OSCAR does not answer")]
-        base = fallback.rstrip("/")
+        def client_for(base_url: str) -> OscarClient:
+            return clients.enter_context(OscarClient(base_url, password=password, verify=verify, timeout=timeout))
+
+        client = client_for(url)
+        base = client.base_url
+        checks: list[Check] = []
+        note = ""
+        health: str | OSCARError
         try:
-            health = session.get(f"{base}/health", timeout=(min(5.0, timeout), timeout))
-        except requests.RequestException as again:
-            return [
-                Check("oscar health", "failed", f"{detail}; NodePort {base}/health: {_short(again)}"),
-                Check("oscar config", "skipped", "OSCAR does not answer"),
-            ]
-        note = f" (the Ingress did not connect: {detail})"
-    if health.status_code != 200:
-        checks.append(Check("oscar health", "failed", f"{base}/health answered {health.status_code}{note}"))
-    else:
-        checks.append(Check("oscar health", "ok", f"{base}/health answered 200 {health.text.strip()[:40]}{note}"))
-    if not password:
-        checks.append(Check("oscar config", "skipped", "no oscar_password kept for this cluster"))
-        return checks
-    try:
-        resp = session.get(f"{base}/system/config", auth=("oscar", password), timeout=(min(5.0, timeout), timeout))
-        config = resp.json() if resp.status_code == 200 else None
-    except (requests.RequestException, ValueError) as exc:
-        return [*checks, Check("oscar config", "failed", f"{base}/system/config: {_short(exc)}")]
-    if config is None or not isinstance(config, dict):
-        return [*checks, Check("oscar config", "failed", f"{base}/system/config answered {resp.status_code}")]
+            health = client.health()
+        except OSCARUnreachable as exc:
+            detail = f"{base}/health: {exc.reason}"
+            if fallback is None or not exc.connect_failed:
+                return [
+                    Check("oscar health", "failed", detail),
+                    Check("oscar config", "skipped", "OSCAR does not answer"),
+                ]
+            client = client_for(fallback)
+            base = client.base_url
+            try:
+                health = client.health()
+            except OSCARUnreachable as again:
+                return [
+                    Check("oscar health", "failed", f"{detail}; NodePort {base}/health: {again.reason}"),
+                    Check("oscar config", "skipped", "OSCAR does not answer"),
+                ]
+            except OSCARError as again:
+                health = again
+            note = f" (the Ingress did not connect: {detail})"
+        except OSCARError as exc:
+            health = exc
+        if isinstance(health, OSCARError):
+            checks.append(Check("oscar health", "failed", f"{_answered(health, f'{base}/health')}{note}"))
+        else:
+            checks.append(Check("oscar health", "ok", f"{base}/health answered 200 {health.strip()[:40]}{note}"))
+        if not password:
+            checks.append(Check("oscar config", "skipped", "no oscar_password kept for this cluster"))
+            return checks
+        try:
+            config = client.config()
+        except OSCARUnreachable as exc:
+            return [*checks, Check("oscar config", "failed", f"{base}/system/config: {exc.reason}")]
+        except OSCARError as exc:
+            return [*checks, Check("oscar config", "failed", _answered(exc, f"{base}/system/config"))]
     problems = oscar_config_problems(config, components, wiring)
     if problems:
         return [*checks, Check("oscar config", "failed", "; ".join(problems))]
@@ -785,6 +797,11 @@ def check_oscar(
 def _short(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return shorten(text.splitlines()[0], 200)
+
+
+def _answered(exc: OSCARError, url: str) -> str:
+    """``URL answered 500`` for an OSCAR status error; the error itself otherwise (an answer that is not JSON)."""
+    return f"{url} answered {exc.status}" if exc.status is not None else exc.message
 
 
 # A failed SSH check whose node did answer: refused login, a failing command, a changed host key (a security stop).

@@ -81,8 +81,45 @@ class SSHUnreachable(OperationFailed):
     """A cluster's node did not answer SSH from this machine (``cluster verify``'s SSH checks)."""
 
 
-class OSCARUnreachable(OperationFailed):
-    """OSCAR did not answer its health check from this machine (``cluster verify``)."""
+class OSCARError(OperationFailed):
+    """An error answered by (or on the way to) OSCAR's REST API (:mod:`provisioner.oscar`): names the method, the
+    URL and, when OSCAR answered, its status (``status``) and its answer in one short line."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, hint: str | None = None, body: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.body = body  # OSCAR's answer (masked, shortened), when it answered
+
+
+class OSCARUnreachable(OSCARError):
+    """No answer from OSCAR from this machine: connection refused, DNS or TLS failure, reset, timeout; and
+    ``cluster verify``'s failed health check.
+
+    ``connect_failed``: no connection could be made at all (refused, DNS, connect timeout, reset) -- not a TLS
+    failure, not a read timeout: a fallback URL is worth trying then. ``tls``: the TLS handshake or the
+    certificate check failed. ``reason``: the transport's own reason, in one short line."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        connect_failed: bool = False,
+        tls: bool = False,
+        reason: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.connect_failed = connect_failed
+        self.tls = tls
+        self.reason = reason or message
+
+
+class OSCARAuthRefused(OSCARError):
+    """401/403: OSCAR refused the credentials (the ``oscar`` user's password, or the OIDC token)."""
+
+    exit_code = EXIT_UNREACHABLE
 
 
 class SourceError(OperationFailed):

@@ -30,11 +30,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import yaml
 
-from provisioner.errors import ProvisionError, SourceError
+from provisioner.errors import OSCARError, OSCARUnreachable, ProvisionError, SourceError
+from provisioner.oscar.client import MAX_PAGES as OSCAR_CLIENT_MAX_PAGES
+from provisioner.oscar.client import OscarClient
+from provisioner.oscar.client import jobs_page as oscar_jobs_page
 from provisioner.privfs import ensure_private_dir, write_secret_file
 from provisioner.redact import register_secret
 from provisioner.state.cluster_files import ClusterFiles
@@ -76,7 +79,7 @@ OSCAR_SERVICE_LABEL = "oscar_service"
 JOB_NAME_LABEL = "job-name"
 OSCAR_NO_POD_STATUS = "suspended"  # OSCAR lists a job whose pod does not exist (yet) as Suspended
 OSCAR_WAITING_STATUSES = frozenset({"pending", OSCAR_NO_POD_STATUS})  # Pending: the pod's phase
-OSCAR_MAX_PAGES = 10_000  # a server whose continuation tokens never end is refused, not followed forever
+OSCAR_MAX_PAGES = OSCAR_CLIENT_MAX_PAGES  # a server whose continuation tokens never end is refused
 
 
 @dataclass(frozen=True)
@@ -273,20 +276,12 @@ def idle_workers(
 def jobs_page(answer: object, service: str) -> tuple[dict[str, Any], str | None]:
     """One answer of OSCAR's ``GET /system/logs/<service>``: (job name -> job info, the next page's token or None).
 
-    Current OSCAR (``pkg/handlers/logs.go``) answers ``{"jobs": {...}, "next_page": "<token>", "remaining_jobs":
-    n}``, a page of at most ``JOB_LISTING_LIMIT`` jobs (70 by default), the next one asked with ``?page=<token>``;
-    ``next_page`` is absent on the last page. Older releases answered the job map itself, in one page."""
-    if not isinstance(answer, dict):
-        raise SourceError(f"oscar: /system/logs/{service} answered something that is not a JSON object")
-    if "jobs" in answer:
-        jobs = answer["jobs"] or {}
-        if not isinstance(jobs, dict):
-            raise SourceError(f"oscar: /system/logs/{service}: jobs is not a JSON object")
-        token = answer.get("next_page")
-        if token is not None and not isinstance(token, str):
-            raise SourceError(f"oscar: /system/logs/{service}: next_page is not a text")
-        return dict(jobs), token or None
-    return dict(answer), None
+    :func:`provisioner.oscar.client.jobs_page` (current OSCAR's ``{"jobs": ..., "next_page": ...}`` pages, or an
+    older release's job map in one page), with an answer of another shape raised as :class:`SourceError`."""
+    try:
+        return oscar_jobs_page(answer, service)
+    except OSCARError as exc:
+        raise SourceError(f"oscar: {exc}") from exc
 
 
 def count_jobs(logs_by_service: Mapping[str, Any]) -> tuple[int, int]:
@@ -556,47 +551,21 @@ class OscarSource:
         self.timeout = timeout
 
     def read(self, ctx: SourceContext) -> Reading:
-        import requests
-
         try:
             base = str(self.url_for(ctx.cluster)).rstrip("/")
-            auth = ("oscar", str(self.password_for(ctx.cluster)))
+            password = str(self.password_for(ctx.cluster))
         except ProvisionError as exc:
             raise SourceError(f"oscar: no endpoint or credentials: {exc}") from exc
+        logs: dict[str, dict[str, Any]] = {}
         try:
-            with requests.Session() as session:
-                session.auth = auth
-                services = self._json(session, f"{base}/system/services", None)
-                if not isinstance(services, list):
-                    raise SourceError(f"oscar: {base}/system/services answered something that is not a list")
-                logs: dict[str, dict[str, Any]] = {}
-                for service in services:
-                    name = service.get("name") if isinstance(service, dict) else None
+            with OscarClient(base, password=password, verify=self.verify, timeout=self.timeout) as client:
+                for service in client.services():
+                    name = service.get("name")
                     if name:
-                        logs[str(name)] = self._jobs(session, base, str(name))
-        except requests.RequestException as exc:
-            raise SourceError(f"oscar: {base} cannot be read: {_first_line(str(exc))}") from exc
+                        logs[str(name)] = client.service_logs(str(name), max_pages=OSCAR_MAX_PAGES)
+        except OSCARUnreachable as exc:
+            raise SourceError(f"oscar: {base} cannot be read: {exc.reason}") from exc
+        except OSCARError as exc:
+            raise SourceError(f"oscar: {exc}") from exc
         waiting, without_pod = count_jobs(logs)
         return Reading(waiting_jobs=waiting, jobs_without_pod=without_pod)
-
-    def _jobs(self, session: requests.Session, base: str, service: str) -> dict[str, Any]:
-        """Every page of the service's job list."""
-        url = f"{base}/system/logs/{quote(service, safe='')}"
-        jobs: dict[str, Any] = {}
-        token: str | None = None
-        for _ in range(OSCAR_MAX_PAGES):
-            answer = self._json(session, url, {"page": token} if token else None)
-            page, token = jobs_page(answer, service)
-            jobs.update(page)
-            if token is None:
-                return jobs
-        raise SourceError(f"oscar: {url} still has more pages after {OSCAR_MAX_PAGES}")
-
-    def _json(self, session: requests.Session, url: str, params: dict[str, str] | None) -> object:
-        resp = session.get(url, params=params, verify=self.verify, timeout=self.timeout)
-        if resp.status_code != 200:
-            raise SourceError(f"oscar: {url} answered {resp.status_code}")
-        try:
-            return resp.json()
-        except ValueError:
-            raise SourceError(f"oscar: {url} answered something that is not JSON") from None
