@@ -38,6 +38,7 @@ class Seen:
     path: str
     fault: str
     forwarded: bool
+    answered: int | None = None  # the upstream's status, once it has answered the forwarded request
 
 
 @dataclass
@@ -62,6 +63,16 @@ class FaultProxy:
         with self._lock:
             return self.plan.popleft() if self.plan else "pass"
 
+    def wait_answered(self, method: str, timeout: float = 30.0) -> Seen:
+        """The first forwarded ``method`` request, once the upstream has answered it (however late it was sent)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = next((s for s in list(self.seen) if s.method == method and s.forwarded), None)
+            if found is not None and found.answered is not None:
+                return found
+            time.sleep(0.02)
+        raise AssertionError(f"no {method} answered by the upstream within {timeout} s (seen: {self.seen})")
+
     def start(self) -> FaultProxy:
         proxy = self
 
@@ -76,7 +87,8 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else None
                 fault = proxy._next()
                 forwarded = fault in ("pass", "reset") or fault.startswith("delay:")
-                proxy.seen.append(Seen(self.command, self.path, fault, forwarded))
+                seen = Seen(self.command, self.path, fault, forwarded)
+                proxy.seen.append(seen)
                 if fault == "refuse":
                     self._abort()
                     return
@@ -103,6 +115,7 @@ class FaultProxy:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP | {"host"}}
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
+                seen.answered = resp.status
                 payload = resp.read()
                 conn.close()
                 self.send_response(resp.status)

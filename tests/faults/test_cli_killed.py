@@ -190,7 +190,7 @@ def test_destroy_killed_from_outside_with_the_delete_in_flight(
     again = pcli("cluster", "destroy", name, "--yes")  # while the killed one's DELETE is still on its way
     assert again.returncode == 0, again.stderr
     assert created["infra_id"] not in infras(local_im)
-    time.sleep(2)  # the late DELETE has now reached IM: nothing comes back
+    proxy.wait_answered("DELETE")  # the late DELETE has now reached IM (and IM answered): nothing comes back
     assert created["infra_id"] not in infras(local_im)
     assert pcli.json("cluster", "list") == []
     journal = phases(pcli.home, name)

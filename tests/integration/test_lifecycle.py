@@ -146,7 +146,7 @@ def test_killed_right_after_post_then_create_again_adopts(
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    time.sleep(3)  # the proxy has now delivered the POST: IM created it
+    proxy.wait_answered("POST")  # the proxy has now delivered the POST: IM created it
     assert len(set(im_client.list_infrastructures()) - before) == 1
     with Store.open(cli.home) as store:
         assert store.last_phase("crash").phase == Phase.SUBMITTING  # type: ignore[union-attr]

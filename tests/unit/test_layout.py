@@ -74,3 +74,26 @@ def test_no_import_cycle_between_services() -> None:
         return False
 
     assert [s for s in graph if reaches(s, s, {s})] == []
+
+
+# Who may speak HTTP, and to what: one client per remote API.
+HTTP_SPEAKERS = {
+    "im/client.py": "IM's REST API",
+    "oscar/client.py": "OSCAR's REST API",
+    "localim.py": "the local IM's /version, while it starts",
+    "autoscale/signals.py": "the Kubernetes API server, through the SSH forward (read-only: pods and nodes)",
+}
+
+
+def test_each_remote_api_has_one_client() -> None:
+    speakers = set()
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = str(path.relative_to(ROOT))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            imported = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                imported = [node.module or ""]
+            if any(name.split(".")[0] == "requests" for name in imported):
+                speakers.add(rel)
+    assert speakers <= set(HTTP_SPEAKERS), f"requests imported outside the API clients: {speakers - set(HTTP_SPEAKERS)}"
+    assert "oscar/client.py" in speakers
