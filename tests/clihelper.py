@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -62,6 +64,26 @@ class CLI:
             timeout=300,
             check=False,
         )
+
+    def in_process(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """The same command run in this process (``main_exit_code``, the console entry point's body): the
+        environment, working directory and standard streams are this CLI's for the call, then restored. For
+        commands that end before sending anything (bad input): no interpreter start-up per case."""
+        from provisioner.cli.main import main_exit_code
+
+        saved_env, saved_cwd = dict(os.environ), os.getcwd()
+        out, err = io.StringIO(), io.StringIO()
+        os.environ.clear()
+        os.environ.update({**self.env, **(env or {})})
+        os.chdir(self.cwd)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = main_exit_code(list(args))
+        finally:
+            os.chdir(saved_cwd)
+            os.environ.clear()
+            os.environ.update(saved_env)
+        return subprocess.CompletedProcess(["provision", *args], code, out.getvalue(), err.getvalue())
 
     def json(self, *args: str) -> object:
         result = self(*args, "-o", "json")
