@@ -197,6 +197,34 @@ def vms_from_state(vm_states: Mapping[str, str], recorded: Sequence[Mapping[str,
     return result
 
 
+@dataclass(frozen=True)
+class ScalePlan:
+    """Which workers go, and the IM updates that get there: each step is (worker count, VM ids to remove)."""
+
+    going: list[str]
+    steps: list[tuple[int, list[str]]]
+
+
+def plan_scale(live: Sequence[tuple[str, str | None]], workers: int, remove: Sequence[str]) -> ScalePlan:
+    """The scale from the live workers ``(id, state)`` to ``workers``, removing ``remove`` (live ids) first.
+
+    Which workers go: the named ones, then failed ones, then the newest (highest id). Shrinking to the survivors
+    comes first (it is also how a named worker is replaced at the same count), then growing to the target. Pure."""
+    ids = [vm_id for vm_id, _ in live]
+    current = len(ids)
+    going = list(remove)
+    if current - len(going) > workers:
+        failed = [vm_id for vm_id, state in live if state in FAILED_STATES and vm_id not in going]
+        rest = sorted((v for v in ids if v not in going and v not in failed), key=int, reverse=True)
+        going += (failed + rest)[: current - len(going) - workers]
+    steps: list[tuple[int, list[str]]] = []
+    if going:
+        steps.append((current - len(going), going))
+    if workers > current - len(going):
+        steps.append((workers, []))
+    return ScalePlan(going, steps)
+
+
 def _scale_args(workers: int, remove: list[str] | None) -> list[str]:
     if workers < 0:
         raise InputError(f"must be 0 or more, got {workers}", field="--workers")
@@ -733,20 +761,11 @@ class Lifecycle:
                 return self._view(store, rec, (st, vms))
             store.append(name, Phase.SCALING, {"from": current, "to": workers, "remove": remove})
             client = self.im_client_of(rec)
-            # Which workers go: the named ones, then failed ones, then the newest. Always live ids only.
-            going = list(remove)
-            if current - len(going) > workers:
-                failed = [vm.id for vm in live if vm.state in FAILED_STATES and vm.id not in going]
-                rest = sorted((v for v in live_ids if v not in going and v not in failed), key=int, reverse=True)
-                going += (failed + rest)[: current - len(going) - workers]
+            plan = plan_scale([(vm.id, vm.state) for vm in live], workers, remove)
+            going = plan.going
             try:
-                if going:
-                    # Shrink to the survivors first (this is also how a named worker is replaced at the same count).
-                    client.add_resources(
-                        rec.infra_id, self._render_for(rec, wn_count=current - len(going), removal=going)
-                    )
-                if workers > current - len(going):
-                    client.add_resources(rec.infra_id, self._render_for(rec, wn_count=workers, removal=[]))
+                for count, removal in plan.steps:
+                    client.add_resources(rec.infra_id, self._render_for(rec, wn_count=count, removal=removal))
             except (IMUnreachable, IMTimeout, IMServerError) as exc:
                 # The answer to a non-idempotent POST is lost: IM may or may not have applied it.
                 exc.hint = (

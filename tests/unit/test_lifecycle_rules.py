@@ -1,8 +1,9 @@
-"""``vms_from_state``: the live VMs from IM's one-request state answer and the registry's VM map (pure)."""
+"""The lifecycle's pure rules: ``vms_from_state`` (the live VMs from IM's one-request state answer and the
+registry's VM map) and ``plan_scale`` (which workers go, and the IM updates)."""
 
 from __future__ import annotations
 
-from provisioner.lifecycle import vms_from_state
+from provisioner.lifecycle import plan_scale, vms_from_state
 from provisioner.model import Role
 
 RECORDED = [
@@ -46,3 +47,39 @@ def test_a_changed_set_of_vms_asks_for_a_full_read() -> None:
 def test_a_malformed_map_asks_for_a_full_read() -> None:
     assert vms_from_state({"0": "configured"}, [{"role": "front"}]) is None
     assert vms_from_state({"0": "configured"}, ["0"]) is None  # type: ignore[list-item]
+
+
+# --- plan_scale: which workers go, and the IM updates (pure) -----------------------------------------------------
+
+LIVE = [("1", "configured"), ("2", "failed"), ("3", "configured"), ("4", "configured")]
+
+
+def test_growing_is_one_update_and_removes_nothing() -> None:
+    plan = plan_scale(LIVE, 6, [])
+    assert (plan.going, plan.steps) == ([], [(6, [])])
+
+
+def test_shrinking_takes_failed_workers_then_the_newest() -> None:
+    assert plan_scale(LIVE, 3, []).going == ["2"]
+    assert plan_scale(LIVE, 2, []).going == ["2", "4"]
+    assert plan_scale(LIVE, 0, []).steps == [(0, ["2", "4", "3", "1"])]
+
+
+def test_named_workers_go_first_and_count() -> None:
+    plan = plan_scale(LIVE, 2, ["1"])
+    assert plan.going == ["1", "2"] and plan.steps == [(2, ["1", "2"])]
+
+
+def test_a_named_worker_at_the_same_count_is_replaced() -> None:
+    plan = plan_scale(LIVE, 4, ["3"])
+    assert plan.steps == [(3, ["3"]), (4, [])]
+
+
+def test_the_same_count_and_nothing_named_changes_nothing() -> None:
+    assert plan_scale(LIVE, 4, []).steps == []
+    assert plan_scale([], 0, []).steps == []
+
+
+def test_ids_sort_as_numbers_not_text() -> None:
+    live = [(str(i), "configured") for i in (2, 9, 10)]
+    assert plan_scale(live, 2, []).going == ["10"]
