@@ -33,7 +33,7 @@ from provisioner.errors import (
 from provisioner.lifecycle import Lifecycle
 from provisioner.model import ClusterKind, check_name
 from provisioner.oscar import OscarClient
-from provisioner.state import Phase, Store, inputs_hash, new_deployment_id
+from provisioner.state import ClusterRecord, Phase, Store, inputs_hash, new_deployment_id
 from provisioner.text import shorten
 
 COMPONENTS = ("knative", "yunikorn", "minio", "onedata", "oscar", "registry")
@@ -476,7 +476,7 @@ class Stack:
     def _run(
         self,
         name: str,
-        rec: Any,
+        rec: ClusterRecord | _Draft,
         chosen: list[str],
         *,
         edge: bool,
@@ -688,7 +688,7 @@ class Stack:
     def _oscar_checks(
         self,
         name: str,
-        rec: Any,
+        rec: ClusterRecord,
         edge: bool,
         inventory: inv.Inventory,
         components: Sequence[str],

@@ -225,6 +225,14 @@ def plan_scale(live: Sequence[tuple[str, str | None]], workers: int, remove: Seq
     return ScalePlan(going, steps)
 
 
+def _infra_id(rec: ClusterRecord) -> str:
+    """The record's IM infrastructure id, for a call that needs one (an edge cluster, or a create not yet
+    answered, has none)."""
+    if rec.infra_id is None:
+        raise OperationFailed(f"cluster {rec.name!r} has no infrastructure yet", hint="run create again first")
+    return rec.infra_id
+
+
 def _scale_args(workers: int, remove: list[str] | None) -> list[str]:
     if workers < 0:
         raise InputError(f"must be 0 or more, got {workers}", field="--workers")
@@ -307,7 +315,7 @@ class Lifecycle:
                 )
             )
 
-    def _record(self, store: Store, name: str) -> Any:
+    def _record(self, store: Store, name: str) -> ClusterRecord:
         rec = store.get_cluster(check_name(name))
         if rec is None:
             raise NotFound(
@@ -334,7 +342,9 @@ class Lifecycle:
     def _fingerprint(template: str, site: str, public_inputs: Mapping[str, Any]) -> str:
         return inputs_hash({"template": template, "site": site, "inputs": dict(public_inputs)})
 
-    def _refuse_other_inputs(self, rec: Any, name: str, fingerprint: str, *, dry_run: bool = False) -> None:
+    def _refuse_other_inputs(
+        self, rec: ClusterRecord | None, name: str, fingerprint: str, *, dry_run: bool = False
+    ) -> None:
         if rec is not None and rec.inputs_hash != fingerprint:
             raise InputError(
                 f"{'dry run: ' if dry_run else ''}cluster {name!r} already exists with other template, site or inputs",
@@ -370,7 +380,7 @@ class Lifecycle:
                 f"provision cluster destroy {name}, then create it with the new value",
             )
 
-    def _render_for(self, rec: Any, *, wn_count: int | None = None, removal: list[str] | None = None) -> str:
+    def _render_for(self, rec: ClusterRecord, *, wn_count: int | None = None, removal: list[str] | None = None) -> str:
         site = tosca.resolve_site(rec.site, self.settings.sites)
         inputs = tosca.prepare_inputs(rec.template, rec.inputs, secrets_store=tosca.SecretStore(self.home, rec.name))
         doc = tosca.render(
@@ -445,7 +455,7 @@ class Lifecycle:
                 return self._wait(store, rec, timeout)
             return self._view(store, rec)
 
-    def _submit(self, store: Store, rec: Any, text: str) -> Any:
+    def _submit(self, store: Store, rec: ClusterRecord, text: str) -> ClusterRecord:
         """POST the template, or adopt what an earlier, interrupted POST created (found by deployment id)."""
         client = self.im_client_of(rec)
         found = self._find_deployment(store, client, rec.deployment_id) if self._submitted_before(store, rec) else None
@@ -480,7 +490,7 @@ class Lifecycle:
         return store.update_cluster(rec.name, infra_id=infra_id, state="pending")
 
     @staticmethod
-    def _submitted_before(store: Store, rec: Any) -> bool:
+    def _submitted_before(store: Store, rec: ClusterRecord) -> bool:
         return any(entry.phase == Phase.SUBMITTING for entry in store.journal(rec.name))
 
     def _find_deployment(self, store: Store, client: IMClient, deployment_id: str) -> str | None:
@@ -506,9 +516,9 @@ class Lifecycle:
         meta = doc.get("metadata") if isinstance(doc, dict) else None
         return dict(meta) if isinstance(meta, dict) else {}
 
-    def _check_exists(self, store: Store, rec: Any) -> None:
+    def _check_exists(self, store: Store, rec: ClusterRecord) -> None:
         try:
-            self.im_client_of(rec).state(rec.infra_id)
+            self.im_client_of(rec).state(_infra_id(rec))
         except IMNotFound:
             store.update_cluster(rec.name, state="gone")
             raise OperationFailed(
@@ -518,7 +528,7 @@ class Lifecycle:
 
     # -- waiting --
 
-    def _wait(self, store: Store, rec: Any, timeout: float) -> ClusterView:
+    def _wait(self, store: Store, rec: ClusterRecord, timeout: float) -> ClusterView:
         client = self.im_client_of(rec)
         started = self._clock()
         store.append(rec.name, Phase.WAITING, {"timeout": timeout})
@@ -527,7 +537,7 @@ class Lifecycle:
 
         def check() -> InfraState | None:
             try:
-                st = client.state(rec.infra_id)
+                st = client.state(_infra_id(rec))
             except (IMUnreachable, IMTimeout, IMServerError) as exc:
                 last_failure[:] = [exc.message]
                 self._emit(rec.name, "im-unreachable", started)
@@ -570,10 +580,10 @@ class Lifecycle:
         initial = self.settings.poll_initial
         return replace(DEFAULT_SCHEDULE, initial=initial, cap=max(DEFAULT_SCHEDULE.cap, initial))
 
-    def _fail(self, store: Store, rec: Any, final: InfraState) -> None:
+    def _fail(self, store: Store, rec: ClusterRecord, final: InfraState) -> None:
         client = self.im_client_of(rec)
         try:
-            log = client.contmsg(rec.infra_id)
+            log = client.contmsg(_infra_id(rec))
         except IMError:
             log = ""
         task, _, reason = analyse_contmsg(log)
@@ -604,20 +614,22 @@ class Lifecycle:
 
     # -- reading --
 
-    def _live(self, rec: Any) -> tuple[InfraState, list[VMInfo]]:
-        st = self.im_client_of(rec).state(rec.infra_id)
+    def _live(self, rec: ClusterRecord) -> tuple[InfraState, list[VMInfo]]:
+        st = self.im_client_of(rec).state(_infra_id(rec))
         return st, self._vms(rec)
 
-    def _vms(self, rec: Any) -> list[VMInfo]:
+    def _vms(self, rec: ClusterRecord) -> list[VMInfo]:
         client = self.im_client_of(rec)
         vms = []
-        for vm_id in client.vm_ids(rec.infra_id):
+        for vm_id in client.vm_ids(_infra_id(rec)):
             # While IM is still launching (async create), a listed VM can vanish or not be readable yet.
             with contextlib.suppress(IMNotFound):
-                vms.append(client.vm_info(rec.infra_id, vm_id))
+                vms.append(client.vm_info(_infra_id(rec), vm_id))
         return vms
 
-    def _view(self, store: Store, rec: Any, live: tuple[InfraState, list[VMInfo]] | None = None) -> ClusterView:
+    def _view(
+        self, store: Store, rec: ClusterRecord, live: tuple[InfraState, list[VMInfo]] | None = None
+    ) -> ClusterView:
         st, vms = live or self._live(rec)
         views = [vm_view(vm) for vm in vms if vm.state not in GONE_VM_STATES]
         workers = sum(1 for vm in views if vm.role == Role.WORKER)
@@ -627,7 +639,7 @@ class Lifecycle:
         return self._from_record(rec, views)
 
     @staticmethod
-    def _from_record(rec: Any, vms: list[VMView] | None = None, note: str | None = None) -> ClusterView:
+    def _from_record(rec: ClusterRecord, vms: list[VMView] | None = None, note: str | None = None) -> ClusterView:
         cached = vms if vms is not None else [VMView(**v) for v in rec.extra.get("vms", [])]
         return ClusterView(
             name=rec.name,
@@ -765,7 +777,7 @@ class Lifecycle:
             going = plan.going
             try:
                 for count, removal in plan.steps:
-                    client.add_resources(rec.infra_id, self._render_for(rec, wn_count=count, removal=removal))
+                    client.add_resources(_infra_id(rec), self._render_for(rec, wn_count=count, removal=removal))
             except (IMUnreachable, IMTimeout, IMServerError) as exc:
                 # The answer to a non-idempotent POST is lost: IM may or may not have applied it.
                 exc.hint = (
@@ -889,7 +901,7 @@ class Lifecycle:
         """The cluster's cross-process lock (the one scale, destroy and install take)."""
         return self._lock(check_name(name), purpose)
 
-    def record(self, name: str) -> Any:
+    def record(self, name: str) -> ClusterRecord:
         """The registry row of ``name`` (raises :class:`NotFound`)."""
         with self._store() as store:
             return self._record(store, name)
@@ -979,7 +991,9 @@ class Lifecycle:
                             updated.append(rec.name)
         return SyncReport(adopted=adopted, updated=updated, forgotten=forgotten, not_visible=not_visible, moved=moved)
 
-    def _adopt(self, store: Store, client: IMClient, infra_id: str, meta: Mapping[str, Any], *, by: str) -> Any:
+    def _adopt(
+        self, store: Store, client: IMClient, infra_id: str, meta: Mapping[str, Any], *, by: str
+    ) -> ClusterRecord:
         """Record an infrastructure this tool created (found in IM by its metadata) as the cluster it names.
 
         The record carries what create compares (template, site and the create's fingerprint, from the metadata),
@@ -1010,7 +1024,7 @@ class Lifecycle:
         store.append(name, Phase.ADOPTED, {"infra_id": infra_id, "by": by})
         return rec
 
-    def _adopt_by_name(self, store: Store, client: IMClient, name: str) -> Any:
+    def _adopt_by_name(self, store: Store, client: IMClient, name: str) -> ClusterRecord | None:
         """Before any POST for a cluster the registry does not know: this tool's infrastructure of that name in
         IM (a lost or rebuilt registry), adopted; None when IM has none."""
         known = {r.infra_id for r in store.list_clusters() if r.infra_id}
