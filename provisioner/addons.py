@@ -33,7 +33,7 @@ from provisioner.errors import (
 from provisioner.lifecycle import Lifecycle
 from provisioner.model import ClusterKind, check_name
 from provisioner.oscar import OscarClient
-from provisioner.state import ClusterRecord, Phase, Store, inputs_hash, new_deployment_id
+from provisioner.state import ClusterRecord, Phase, inputs_hash, new_deployment_id, open_store
 from provisioner.text import shorten
 
 COMPONENTS = ("knative", "yunikorn", "minio", "onedata", "oscar", "registry")
@@ -514,7 +514,7 @@ class Stack:
         # In a preflight-only run on an edge cluster K3s (and so kubectl) is not there yet: skip the tool checks.
         skip = ["kube_tools"] if preflight_only and edge else []
         playbook = EDGE_PLAYBOOK if edge else SITE_PLAYBOOK
-        with Store.open(self.home) if draft is None else _NoStore() as store:
+        with open_store(self.home) if draft is None else _NoStore() as store:
             detail = {"components": chosen, "playbook": playbook, "preflight_only": preflight_only}
             if edge:
                 detail["k3s_disable_traefik"] = public["k3s_disable_traefik"]
@@ -586,7 +586,7 @@ class Stack:
         check_name(name)
         source = Path(inventory_file).resolve()
         hosts = inv.load_user_inventory(source, name)  # refuse a bad inventory before recording anything
-        with self.lc.lock(name, "edge create"), Store.open(self.home) as store:
+        with self.lc.lock(name, "edge create"), open_store(self.home) as store:
             existing = store.get_cluster(name)
             if existing is not None and existing.kind is not ClusterKind.EDGE:
                 # Before the inputs are resolved: that would write this run's secrets into the IM cluster's file.
@@ -629,7 +629,7 @@ class Stack:
         with self.lc.lock(name, "edge install"):
             report = self._run(name, rec, chosen, edge=True, preflight_only=preflight_only, path=None)
         if not preflight_only:
-            with Store.open(self.home) as store:
+            with open_store(self.home) as store:
                 store.update_cluster(name, state="installed", workers=len(self.build_inventory(name).workers))
         return report
 

@@ -44,11 +44,12 @@ from provisioner.state import (
     ClusterFiles,
     ClusterRecord,
     Phase,
-    Store,
+    StateStore,
     cluster_lock,
     endpoint_lock,
     inputs_hash,
     new_deployment_id,
+    open_store,
 )
 from provisioner.triage import analyse_contmsg
 
@@ -296,8 +297,8 @@ class Lifecycle:
             self._clients.clear()
 
     @contextlib.contextmanager
-    def _store(self) -> Iterator[Store]:
-        with Store.open(self.home) as store:
+    def _store(self) -> Iterator[StateStore]:
+        with open_store(self.home) as store:
             yield store
 
     def _lock(self, name: str, purpose: str) -> contextlib.AbstractContextManager[Path]:
@@ -315,7 +316,7 @@ class Lifecycle:
                 )
             )
 
-    def _record(self, store: Store, name: str) -> ClusterRecord:
+    def _record(self, store: StateStore, name: str) -> ClusterRecord:
         rec = store.get_cluster(check_name(name))
         if rec is None:
             raise NotFound(
@@ -455,7 +456,7 @@ class Lifecycle:
                 return self._wait(store, rec, timeout)
             return self._view(store, rec)
 
-    def _submit(self, store: Store, rec: ClusterRecord, text: str) -> ClusterRecord:
+    def _submit(self, store: StateStore, rec: ClusterRecord, text: str) -> ClusterRecord:
         """POST the template, or adopt what an earlier, interrupted POST created (found by deployment id)."""
         client = self.im_client_of(rec)
         found = self._find_deployment(store, client, rec.deployment_id) if self._submitted_before(store, rec) else None
@@ -490,10 +491,10 @@ class Lifecycle:
         return store.update_cluster(rec.name, infra_id=infra_id, state="pending")
 
     @staticmethod
-    def _submitted_before(store: Store, rec: ClusterRecord) -> bool:
+    def _submitted_before(store: StateStore, rec: ClusterRecord) -> bool:
         return any(entry.phase == Phase.SUBMITTING for entry in store.journal(rec.name))
 
-    def _find_deployment(self, store: Store, client: IMClient, deployment_id: str) -> str | None:
+    def _find_deployment(self, store: StateStore, client: IMClient, deployment_id: str) -> str | None:
         known = {r.infra_id for r in store.list_clusters() if r.infra_id}
         for infra_id in client.list_infrastructures():
             if infra_id in known:
@@ -516,7 +517,7 @@ class Lifecycle:
         meta = doc.get("metadata") if isinstance(doc, dict) else None
         return dict(meta) if isinstance(meta, dict) else {}
 
-    def _check_exists(self, store: Store, rec: ClusterRecord) -> None:
+    def _check_exists(self, store: StateStore, rec: ClusterRecord) -> None:
         try:
             self.im_client_of(rec).state(_infra_id(rec))
         except IMNotFound:
@@ -528,7 +529,7 @@ class Lifecycle:
 
     # -- waiting --
 
-    def _wait(self, store: Store, rec: ClusterRecord, timeout: float) -> ClusterView:
+    def _wait(self, store: StateStore, rec: ClusterRecord, timeout: float) -> ClusterView:
         client = self.im_client_of(rec)
         started = self._clock()
         store.append(rec.name, Phase.WAITING, {"timeout": timeout})
@@ -580,7 +581,7 @@ class Lifecycle:
         initial = self.settings.poll_initial
         return replace(DEFAULT_SCHEDULE, initial=initial, cap=max(DEFAULT_SCHEDULE.cap, initial))
 
-    def _fail(self, store: Store, rec: ClusterRecord, final: InfraState) -> None:
+    def _fail(self, store: StateStore, rec: ClusterRecord, final: InfraState) -> None:
         client = self.im_client_of(rec)
         try:
             log = client.contmsg(_infra_id(rec))
@@ -628,7 +629,7 @@ class Lifecycle:
         return vms
 
     def _view(
-        self, store: Store, rec: ClusterRecord, live: tuple[InfraState, list[VMInfo]] | None = None
+        self, store: StateStore, rec: ClusterRecord, live: tuple[InfraState, list[VMInfo]] | None = None
     ) -> ClusterView:
         st, vms = live or self._live(rec)
         views = [vm_view(vm) for vm in vms if vm.state not in GONE_VM_STATES]
@@ -992,7 +993,7 @@ class Lifecycle:
         return SyncReport(adopted=adopted, updated=updated, forgotten=forgotten, not_visible=not_visible, moved=moved)
 
     def _adopt(
-        self, store: Store, client: IMClient, infra_id: str, meta: Mapping[str, Any], *, by: str
+        self, store: StateStore, client: IMClient, infra_id: str, meta: Mapping[str, Any], *, by: str
     ) -> ClusterRecord:
         """Record an infrastructure this tool created (found in IM by its metadata) as the cluster it names.
 
@@ -1024,7 +1025,7 @@ class Lifecycle:
         store.append(name, Phase.ADOPTED, {"infra_id": infra_id, "by": by})
         return rec
 
-    def _adopt_by_name(self, store: Store, client: IMClient, name: str) -> ClusterRecord | None:
+    def _adopt_by_name(self, store: StateStore, client: IMClient, name: str) -> ClusterRecord | None:
         """Before any POST for a cluster the registry does not know: this tool's infrastructure of that name in
         IM (a lost or rebuilt registry), adopted; None when IM has none."""
         known = {r.infra_id for r in store.list_clusters() if r.infra_id}
@@ -1083,7 +1084,7 @@ def _cluster_of(meta: Mapping[str, Any]) -> str | None:
     return name
 
 
-def _unfinished_scale(store: Store, name: str) -> dict[str, Any] | None:
+def _unfinished_scale(store: StateStore, name: str) -> dict[str, Any] | None:
     """The detail of the cluster's latest ``scaling`` entry when no ``scaled`` followed it, else None."""
     for entry in reversed(store.journal(name, limit=50)):
         if entry.phase == Phase.SCALED:

@@ -41,7 +41,7 @@ from provisioner.autoscale.signals import Reading, SignalSource, SourceContext, 
 from provisioner.errors import InputError, LockBusy, ProvisionError
 from provisioner.model import ClusterKind, Role, check_name
 from provisioner.privfs import ensure_private_dir
-from provisioner.state import ClusterFiles, Phase, Store
+from provisioner.state import ClusterFiles, Phase, open_store
 from provisioner.text import shorten
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def enable(home: Path, cluster: str, source: Path) -> Policy:
     """Validate ``source`` and keep a copy as the cluster's policy (exit 2 with the field on a bad file).
 
     An edge cluster is refused: IM is what scales, and it has none (the CLI checks first that the cluster exists)."""
-    with Store.open(home) as store:
+    with open_store(home) as store:
         record = store.get_cluster(check_name(cluster))
     if record is not None and record.kind is ClusterKind.EDGE:
         raise InputError(
@@ -151,7 +151,7 @@ class AutoscaleJob:
             raise InputError(
                 "--policy applies to the clusters named with --cluster; name at least one", field="--policy"
             )
-        with Store.open(self.home) as store:
+        with open_store(self.home) as store:
             records = {rec.name: rec for rec in store.list_clusters()}
         chosen: list[str]
         if names:
@@ -208,7 +208,7 @@ class AutoscaleJob:
 
     def _record_error(self, name: str, message: str) -> TickOutcome:
         outcome = TickOutcome(name, "error", None, None, [], "error", message, False, self.dry_run, message)
-        with Store.open(self.home) as store:
+        with open_store(self.home) as store:
             store.append_decision(name, "error", {"error": message, "dry_run": self.dry_run, "applied": False})
         return outcome
 
@@ -217,7 +217,7 @@ class AutoscaleJob:
         lock timeout: not a failure of the job. This tick holds; the next one decides afresh."""
         reason = f"{message}: nothing decided this tick (the next tick decides afresh)"
         outcome = TickOutcome(name, "hold", None, None, [], "busy", reason, False, self.dry_run)
-        with Store.open(self.home) as store:
+        with open_store(self.home) as store:
             store.append_decision(
                 name, "hold", {"rule": "busy", "reason": reason, "dry_run": self.dry_run, "applied": False}
             )
@@ -252,7 +252,7 @@ class AutoscaleJob:
                 "idle_since": idle_since,
                 "policy": policy.to_dict(),
             }
-            with Store.open(self.home) as store:
+            with open_store(self.home) as store:
                 store.append_decision(name, "error" if error else decision.action, detail)
         return TickOutcome(
             cluster=name,
@@ -272,7 +272,7 @@ class AutoscaleJob:
         idle times carried over from the last decision that recorded them. Nothing from before the cluster's last
         ``destroyed`` entry counts: a new cluster of the same name starts afresh (IM numbers its VMs from 0 again,
         so an old idle timer would fall on a new worker)."""
-        with Store.open(self.home) as store:
+        with open_store(self.home) as store:
             applied = store.last_decision(name, applied=True)
             scaled = store.last_of_phase(name, Phase.SCALED)
             carried = store.last_decision(name, having="idle_since")
@@ -361,6 +361,6 @@ def _prefixed(source: str, message: str) -> str:
 def explain(home: Path, cluster: str, limit: int = 10) -> list[dict[str, Any]]:
     """The last decisions about ``cluster``, newest last, as stored (signals, rule, action, reason)."""
     check_name(cluster)
-    with Store.open(home) as store:
+    with open_store(home) as store:
         entries = store.decisions(cluster, limit=limit)
     return [{"seq": e.seq, "at": e.ts.isoformat(), "action": e.action, **e.detail} for e in entries]

@@ -2,6 +2,7 @@
 files beside its record (:class:`ClusterFiles`)."""
 
 from provisioner.state.cluster_files import ClusterFiles
+from provisioner.state.interface import StateStore, open_store
 from provisioner.state.locks import (
     LockHolder,
     cluster_lock,
@@ -32,6 +33,7 @@ __all__ = [
     "JournalEntry",
     "LockHolder",
     "Phase",
+    "StateStore",
     "Store",
     "check_no_secrets",
     "cluster_lock",
@@ -40,5 +42,6 @@ __all__ = [
     "endpoint_lock_path",
     "inputs_hash",
     "new_deployment_id",
+    "open_store",
     "read_holder",
 ]

@@ -1,12 +1,13 @@
 """The local state database: ``<home>/state.db`` (SQLite, WAL).
 
-Two tables:
+Three tables (the SQLite implementation of :class:`provisioner.state.interface.StateStore`):
 
 * ``clusters``: one row per known cluster: where it lives (IM URL, infrastructure id), how it was made (template,
   site, the non-secret inputs and a hash of the inputs), a deployment id unique to this tool, and its last known
   IM state and worker count.
 * ``journal``: an append-only log of what the tool did to each cluster (:class:`Phase`). SQLite triggers refuse
   any UPDATE or DELETE of its rows; it outlives the cluster's row, so the history of a destroyed cluster stays.
+* ``decisions``: the autoscaler's decision log, append-only in the same way.
 
 The store never holds secrets: inputs, ``extra`` and journal details with a key named like a secret (password,
 token, secret, private key) are refused with ``ValueError`` -- that is a programming error, not a user error.

@@ -583,3 +583,15 @@ def test_a_version_2_database_turns_the_edge_sentinel_into_a_kind(home: Path) ->
         assert again.kind is ClusterKind.EDGE
         with pytest.raises(sqlite3.IntegrityError):
             store._conn.execute("UPDATE clusters SET kind = 'other' WHERE name = 'edge2'")
+
+
+def test_open_store_gives_the_state_protocol_over_sqlite(tmp_path: Path) -> None:
+    from provisioner.state import StateStore, open_store
+
+    with open_store(tmp_path / "home") as store:
+        typed: StateStore = store
+        typed.append("c1", Phase.RENDERED, {"template": "oscar"})
+        typed.append_decision("c1", "none", {"rule": "steady"})
+        assert [e.phase for e in typed.journal("c1")] == [Phase.RENDERED]
+        assert [d.action for d in typed.decisions("c1")] == ["none"]
+        assert typed.path == tmp_path / "home" / "state.db"

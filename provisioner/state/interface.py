@@ -1,0 +1,92 @@
+"""What the rest of the tool may ask of the state: the :class:`StateStore` protocol, and :func:`open_store`.
+
+Services (the lifecycle, the add-ons, the autoscaler) and the CLI speak to this protocol only, so a second backend
+(a shared PostgreSQL database for a team) implements it beside the embedded SQLite one
+(:class:`provisioner.state.store.Store`) without their code changing. Three parts, one connection:
+
+* the registry: one record per cluster (:class:`ClusterRecord`), never a secret;
+* the journal: append-only, per cluster, typed by :class:`Phase`; it outlives the record;
+* the decision log: append-only, the autoscaler's decisions (what ``autoscale explain`` reads).
+
+A store is a context manager; writes are transactions, and :meth:`StateStore.transaction` groups several.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from contextlib import AbstractContextManager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from provisioner.model import ClusterKind
+from provisioner.state.store import ClusterRecord, DecisionEntry, JournalEntry, Phase, Store
+
+
+class StateStore(Protocol):
+    @property
+    def path(self) -> Path: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None, /
+    ) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[None]: ...
+
+    # -- the registry --
+
+    def upsert_cluster(
+        self,
+        name: str,
+        *,
+        im_url: str,
+        template: str,
+        site: str,
+        inputs: Mapping[str, Any],
+        deployment_id: str,
+        infra_id: str | None = None,
+        state: str | None = None,
+        workers: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+        inputs_hash: str | None = None,
+        secret_keys: Collection[str] = (),
+        kind: ClusterKind = ClusterKind.IM,
+    ) -> ClusterRecord: ...
+
+    def get_cluster(self, name: str) -> ClusterRecord | None: ...
+
+    def list_clusters(self) -> list[ClusterRecord]: ...
+
+    def find_by_deployment_id(self, deployment_id: str) -> ClusterRecord | None: ...
+
+    def update_cluster(self, name: str, /, *, secret_keys: Collection[str] = (), **fields: Any) -> ClusterRecord: ...
+
+    def delete_cluster(self, name: str) -> bool: ...
+
+    # -- the journal --
+
+    def append(self, name: str, phase: Phase | str, detail: Mapping[str, Any] | None = None) -> JournalEntry: ...
+
+    def journal(self, name: str | None = None, limit: int | None = None) -> list[JournalEntry]: ...
+
+    def last_of_phase(self, name: str, phase: Phase | str) -> JournalEntry | None: ...
+
+    def last_phase(self, name: str) -> JournalEntry | None: ...
+
+    # -- the decision log --
+
+    def append_decision(self, name: str, action: str, detail: Mapping[str, Any]) -> DecisionEntry: ...
+
+    def decisions(self, name: str, limit: int | None = None) -> list[DecisionEntry]: ...
+
+    def last_decision(self, name: str, *, applied: bool = False, having: str | None = None) -> DecisionEntry | None: ...
+
+
+def open_store(home: Path) -> StateStore:
+    """The state of ``home``: today always the embedded SQLite database ``<home>/state.db``. (mypy checks here
+    that the SQLite store implements the protocol.)"""
+    return Store.open(home)
