@@ -44,8 +44,8 @@ system-deps:
 setup: system-deps $(BIN)/.installed $(IM_VENV)/.installed $(WHEEL_VENV)/.installed
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check provisioner tests bench
-	$(BIN)/ruff format --check provisioner tests bench
+	$(BIN)/ruff check provisioner tests bench standin
+	$(BIN)/ruff format --check provisioner tests bench standin
 	$(BIN)/mypy
 
 # The whole suite runs inside a network namespace with only loopback, on pytest-xdist workers (each with its own

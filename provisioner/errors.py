@@ -47,6 +47,14 @@ class InputError(ProvisionError):
         self.field = field
 
 
+class FdlInvalid(InputError):
+    """An FDL file breaks OSCAR's rules: every problem found, each one line ``FILE:LINE: path.to.field: rule``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems) or "the FDL is not valid")
+        self.problems = list(problems)
+
+
 class ConfigError(InputError):
     """The config file (or an env var) is malformed."""
 
@@ -118,6 +126,16 @@ class OSCARUnreachable(OSCARError):
 
 class OSCARAuthRefused(OSCARError):
     """401/403: OSCAR refused the credentials (the ``oscar`` user's password, or the OIDC token)."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class StorageError(OperationFailed):
+    """An S3 API (a cluster's MinIO, AWS S3) refused a call or could not be reached (:mod:`provisioner.aws.s3`)."""
+
+
+class StorageAuthRefused(StorageError):
+    """The S3 API refused the access key (403, InvalidAccessKeyId, SignatureDoesNotMatch)."""
 
     exit_code = EXIT_UNREACHABLE
 

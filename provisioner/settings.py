@@ -45,6 +45,7 @@ ENV_IM_PIP_ARGS = "PROVISION_IM_PIP_ARGS"
 ENV_LOG_LEVEL = "PROVISION_LOG_LEVEL"
 ENV_PROGRESS_INTERVAL = "PROVISION_PROGRESS_INTERVAL"
 ENV_POLL_INITIAL = "PROVISION_POLL_INITIAL"
+ENV_OSCAR_CLI_CONFIG = "PROVISION_OSCAR_CLI_CONFIG"
 
 APP_NAME = "provision"
 
@@ -78,6 +79,8 @@ class Settings:
     progress_interval: float = 30.0
     # Seconds before the second look at a deployment's state (the schedule then grows; see provisioner.polling).
     poll_initial: float = 1.0
+    # oscar-cli's cluster list, read by `provision workflow` for clusters this tool does not manage.
+    oscar_cli_config: Path | None = None
     sites: Mapping[str, Any] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -87,6 +90,10 @@ class Settings:
         if self.insecure:
             return False
         return self.ca_bundle or True
+
+    @property
+    def oscar_cli_config_file(self) -> Path:
+        return self.oscar_cli_config or Path.home() / ".oscar-cli" / "config.yaml"
 
     @property
     def local_im_dir(self) -> Path:
@@ -111,6 +118,7 @@ _KEYS: dict[str, tuple[type, str | None]] = {
     "log_level": (str, ENV_LOG_LEVEL),
     "progress_interval": (float, ENV_PROGRESS_INTERVAL),
     "poll_initial": (float, ENV_POLL_INITIAL),
+    "oscar_cli_config": (Path, ENV_OSCAR_CLI_CONFIG),
 }
 # Settings where 0 means something ("try once", "no progress lines"); every other number must be above 0.
 _ZERO_ALLOWED = {"lock_timeout", "progress_interval"}

@@ -21,9 +21,13 @@ MAX_ALIASES = 1000  # *alias uses in one file
 MAX_NODES = 200_000  # nodes once every alias is expanded (what a walk over the data would visit)
 
 
+# A path into a document: the keys and list indexes from its root to a value (``("functions", "oscar", 0)``).
+YamlPath = tuple[str | int, ...]
+
+
 def read_yaml_file(path: Path, *, label: str, field: str, error: type[InputError] = InputError) -> Any:
     """The data in ``path`` (None for an empty file), within the size, depth and alias limits."""
-    text = _read_text(path, label=label, field=field, error=error)
+    text = read_text_file(path, label=label, field=field, error=error)
     loader = yaml.SafeLoader(text)
     try:
         _check_events(text, label=label, field=field, error=error)
@@ -52,7 +56,8 @@ def read_yaml_mapping(
     return data
 
 
-def _read_text(path: Path, *, label: str, field: str, error: type[InputError]) -> str:
+def read_text_file(path: Path, *, label: str, field: str, error: type[InputError] = InputError) -> str:
+    """The UTF-8 text of ``path``, within the size limit (one clear line on failure)."""
     try:
         with path.open("rb") as handle:
             size = os.fstat(handle.fileno()).st_size
@@ -67,6 +72,73 @@ def _read_text(path: Path, *, label: str, field: str, error: type[InputError]) -
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise error(f"cannot read {label}: not UTF-8 text", field=field) from None
+
+
+def parse_yaml_located(
+    text: str, *, label: str, field: str, error: type[InputError] = InputError
+) -> tuple[Any, dict[YamlPath, int]]:
+    """The data in ``text`` (None when empty) and the line (1-based) of every value in it, by path: a mapping
+    entry's line is its key's, a list item's is the item's. Within the same limits as :func:`read_yaml_file`;
+    a key given twice in one mapping is refused (PyYAML would keep the last one without a word). Pure."""
+    loader = yaml.SafeLoader(text)
+    lines: dict[YamlPath, int] = {}
+    try:
+        _check_events(text, label=label, field=field, error=error)
+        node = loader.get_single_node()
+        if node is None:
+            return None, lines
+        _check_expansion(node, label=label, field=field, error=error)
+        return _located(loader, node, (), lines, label=label, error=error), lines
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        where = f"{mark.line + 1}" if mark is not None else "?"
+        raise error(f"{label}:{where}: {field}: not valid YAML ({problem})") from None
+    finally:
+        loader.dispose()
+
+
+def _located(
+    loader: yaml.SafeLoader,
+    node: yaml.Node,
+    path: YamlPath,
+    lines: dict[YamlPath, int],
+    *,
+    label: str,
+    error: type[InputError],
+) -> Any:
+    """Construct ``node``'s value, noting each value's line in ``lines`` (nesting is bounded by MAX_DEPTH)."""
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # merge keys (<<: *base) become ordinary entries
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise error(f"{label}:{key_node.start_mark.line + 1}: {dotted(path) or '(top)'}: a key must be a text")
+            if key in result:
+                where = dotted((*path, str(key)))
+                raise error(f"{label}:{key_node.start_mark.line + 1}: {where}: given twice in one mapping")
+            child = (*path, str(key))
+            lines[child] = key_node.start_mark.line + 1
+            result[key] = _located(loader, value_node, child, lines, label=label, error=error)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for index, item in enumerate(node.value):
+            child = (*path, index)
+            lines[child] = item.start_mark.line + 1
+            items.append(_located(loader, item, child, lines, label=label, error=error))
+        return items
+    return loader.construct_object(node, deep=True)
+
+
+def dotted(path: YamlPath) -> str:
+    """A path as users write it: ``("functions", "oscar", 0, "edge")`` -> ``functions.oscar[0].edge``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
 
 
 def _check_events(text: str, *, label: str, field: str, error: type[InputError]) -> None:

@@ -38,7 +38,7 @@ from types import FrameType  # noqa: E402
 import typer  # noqa: E402
 
 from provisioner import __version__  # noqa: E402
-from provisioner.cli import autoscale, cluster, edge, infra, localim, runbook, template  # noqa: E402
+from provisioner.cli import autoscale, cluster, edge, infra, localim, runbook, template, workflow  # noqa: E402
 from provisioner.cli.common import AppState, message  # noqa: E402
 from provisioner.errors import EXIT_BAD_INPUT, EXIT_FAILED, ProvisionError  # noqa: E402
 
@@ -56,6 +56,7 @@ app.add_typer(autoscale.app, name="autoscale")
 app.add_typer(template.app, name="template")
 app.add_typer(localim.app, name="local-im")
 app.add_typer(infra.app, name="infra")
+app.add_typer(workflow.app, name="workflow")
 app.command("runbook")(runbook.runbook)
 
 
@@ -181,7 +182,8 @@ def _show_error(exc: ProvisionError, *, debug: bool = False) -> None:
     from provisioner.redact import mask
     from provisioner.triage import classify_error
 
-    message(f"error: {mask(str(exc))}")
+    for line in getattr(exc, "problems", None) or [str(exc)]:
+        message(f"error: {mask(line)}")
     body = getattr(exc, "body", None)
     if debug and body:
         message(f"IM's whole answer (--debug):\n{mask(body)}")

@@ -2,11 +2,12 @@
 
 Services (the lifecycle, the add-ons, the autoscaler) and the CLI speak to this protocol only, so a second backend
 (a shared PostgreSQL database for a team) implements it beside the embedded SQLite one
-(:class:`provisioner.state.store.Store`) without their code changing. Three parts, one connection:
+(:class:`provisioner.state.store.Store`) without their code changing. Four parts, one connection:
 
 * the registry: one record per cluster (:class:`ClusterRecord`), never a secret;
 * the journal: append-only, per cluster, typed by :class:`Phase`; it outlives the record;
-* the decision log: append-only, the autoscaler's decisions (what ``autoscale explain`` reads).
+* the decision log: append-only, the autoscaler's decisions (what ``autoscale explain`` reads);
+* the workflows: one record per applied workflow, with the services it owns.
 
 A store is a context manager; writes are transactions, and :meth:`StateStore.transaction` groups several.
 """
@@ -20,7 +21,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from provisioner.model import ClusterKind
-from provisioner.state.store import ClusterRecord, DecisionEntry, JournalEntry, Phase, Store
+from provisioner.state.store import ClusterRecord, DecisionEntry, JournalEntry, Phase, Store, WorkflowRecord
 
 
 class StateStore(Protocol):
@@ -66,6 +67,16 @@ class StateStore(Protocol):
     def update_cluster(self, name: str, /, *, secret_keys: Collection[str] = (), **fields: Any) -> ClusterRecord: ...
 
     def delete_cluster(self, name: str) -> bool: ...
+
+    # -- workflows --
+
+    def upsert_workflow(self, name: str, *, source: str, services: list[Mapping[str, Any]]) -> WorkflowRecord: ...
+
+    def get_workflow(self, name: str) -> WorkflowRecord | None: ...
+
+    def list_workflows(self) -> list[WorkflowRecord]: ...
+
+    def delete_workflow(self, name: str) -> bool: ...
 
     # -- the journal --
 

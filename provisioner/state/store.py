@@ -1,6 +1,6 @@
 """The local state database: ``<home>/state.db`` (SQLite, WAL).
 
-Three tables (the SQLite implementation of :class:`provisioner.state.interface.StateStore`):
+Four tables (the SQLite implementation of :class:`provisioner.state.interface.StateStore`):
 
 * ``clusters``: one row per known cluster: where it lives (IM URL, infrastructure id), how it was made (template,
   site, the non-secret inputs and a hash of the inputs), a deployment id unique to this tool, and its last known
@@ -8,6 +8,9 @@ Three tables (the SQLite implementation of :class:`provisioner.state.interface.S
 * ``journal``: an append-only log of what the tool did to each cluster (:class:`Phase`). SQLite triggers refuse
   any UPDATE or DELETE of its rows; it outlives the cluster's row, so the history of a destroyed cluster stays.
 * ``decisions``: the autoscaler's decision log, append-only in the same way.
+* ``workflows``: one row per workflow applied by ``provision workflow`` (schema 4): the FDL it came from and the
+  services it owns on each cluster (what ``--prune`` and ``delete`` may remove); its journal is the ``journal``'s,
+  under the name ``workflow:<name>``.
 
 The store never holds secrets: inputs, ``extra`` and journal details with a key named like a secret (password,
 token, secret, private key) are refused with ``ValueError`` -- that is a programming error, not a user error.
@@ -44,7 +47,7 @@ from provisioner.model import ClusterKind
 from provisioner.privfs import ensure_private_dir
 
 DB_FILENAME = "state.db"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_BUSY_TIMEOUT = 30.0
 
 # Compared with keys lower-cased and stripped of "_", "-", " " and ".": "Private-Key" matches "privatekey".
@@ -75,6 +78,13 @@ class Phase(StrEnum):
     INSTALLED = "installed"
     INSTALL_FAILED = "install_failed"  # with the failing task and host
     AUTH_PUSHED = "auth_pushed"  # a fresh IM credential was pushed to the infrastructure (no secret recorded)
+    # schema 4 (journal name "workflow:<name>"):
+    WORKFLOW_APPLYING = "workflow_applying"  # the plan about to be sent (what each service will get)
+    SERVICE_SENDING = "service_sending"  # about to POST/PUT/DELETE one service (it may exist from here on)
+    SERVICE_DONE = "service_done"  # OSCAR answered that call
+    SERVICE_FAILED = "service_failed"  # OSCAR refused it, or could not be reached
+    WORKFLOW_APPLIED = "workflow_applied"
+    WORKFLOW_DELETED = "workflow_deleted"
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,20 @@ class ClusterRecord:
     updated_at: datetime
     extra: dict[str, Any]
     kind: ClusterKind = ClusterKind.IM  # EDGE: K3s on the user's hosts, no IM (im_url and infra_id are empty)
+
+
+@dataclass(frozen=True)
+class WorkflowRecord:
+    """A workflow applied by this tool: the FDL file it came from and the services it owns."""
+
+    name: str
+    source: str
+    services: list[dict[str, Any]]  # {"cluster", "service", "digest"}: never a secret
+    created_at: datetime
+    updated_at: datetime
+
+    def owns(self) -> set[tuple[str, str]]:
+        return {(str(s["cluster"]), str(s["service"])) for s in self.services}
 
 
 @dataclass(frozen=True)
@@ -190,6 +214,18 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     3: (
         "ALTER TABLE clusters ADD COLUMN kind TEXT NOT NULL DEFAULT 'im' CHECK (kind IN ('im', 'edge'))",
         "UPDATE clusters SET kind = 'edge', im_url = '' WHERE im_url = 'edge:'",
+    ),
+    # Workflows (OSCAR services across clusters) and their journal phases.
+    4: (
+        """
+        CREATE TABLE workflows (
+            name       TEXT PRIMARY KEY NOT NULL CHECK (name <> ''),
+            source     TEXT NOT NULL,
+            services   TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(services)),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        ) STRICT
+        """,
     ),
 }
 assert sorted(_MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
@@ -417,6 +453,40 @@ class Store:
             cursor = self._conn.execute("DELETE FROM clusters WHERE name = ?", (name,))
         return cursor.rowcount > 0
 
+    # --- workflows ---------------------------------------------------------------------------------------------------
+
+    def upsert_workflow(self, name: str, *, source: str, services: list[Mapping[str, Any]]) -> WorkflowRecord:
+        """Create or replace the record of workflow ``name`` (``created_at`` is kept)."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"workflow name must be a non-empty string, not {name!r}")
+        listed = [dict(item) for item in services]
+        check_no_secrets(listed, what="workflow services")
+        now = self._timestamp()
+        with self.transaction():
+            self._conn.execute(
+                """
+                INSERT INTO workflows (name, source, services, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (name) DO UPDATE SET source = excluded.source, services = excluded.services,
+                    updated_at = excluded.updated_at
+                """,
+                (name, source, json.dumps(listed, sort_keys=True), now, now),
+            )
+            record = self.get_workflow(name)
+        assert record is not None
+        return record
+
+    def get_workflow(self, name: str) -> WorkflowRecord | None:
+        row = self._conn.execute(_SELECT_WORKFLOWS + "WHERE name = ?", (name,)).fetchone()
+        return None if row is None else _workflow(row)
+
+    def list_workflows(self) -> list[WorkflowRecord]:
+        return [_workflow(row) for row in self._conn.execute(_SELECT_WORKFLOWS + "ORDER BY name").fetchall()]
+
+    def delete_workflow(self, name: str) -> bool:
+        with self.transaction():
+            cursor = self._conn.execute("DELETE FROM workflows WHERE name = ?", (name,))
+        return cursor.rowcount > 0
+
     # --- journal -----------------------------------------------------------------------------------------------------
 
     def append(self, name: str, phase: Phase | str, detail: Mapping[str, Any] | None = None) -> JournalEntry:
@@ -633,6 +703,23 @@ def _cluster(row: tuple[Any, ...]) -> ClusterRecord:
         updated_at=datetime.fromisoformat(updated),
         extra=_decode(extra),
         kind=ClusterKind(kind),
+    )
+
+
+_SELECT_WORKFLOWS = "SELECT name, source, services, created_at, updated_at FROM workflows "
+
+
+def _workflow(row: tuple[Any, ...]) -> WorkflowRecord:
+    name, source, services, created, updated = row
+    listed = json.loads(services)
+    if not isinstance(listed, list):
+        raise sqlite3.DatabaseError("expected a JSON list of services in the state database")
+    return WorkflowRecord(
+        name=name,
+        source=source,
+        services=[dict(item) for item in listed],
+        created_at=datetime.fromisoformat(created),
+        updated_at=datetime.fromisoformat(updated),
     )
 
 

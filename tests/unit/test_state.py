@@ -550,7 +550,7 @@ def test_a_version_1_database_is_migrated(home: Path) -> None:
         store.append("c", Phase.REGISTERED, {})
         store.append_decision("c", "none", {})
     raw = sqlite3.connect(home / "state.db")
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     raw.close()
 
 
@@ -595,3 +595,25 @@ def test_open_store_gives_the_state_protocol_over_sqlite(tmp_path: Path) -> None
         assert [e.phase for e in typed.journal("c1")] == [Phase.RENDERED]
         assert [d.action for d in typed.decisions("c1")] == ["none"]
         assert typed.path == tmp_path / "home" / "state.db"
+
+
+def test_workflow_records_hold_owned_services_and_no_secrets(tmp_path: Path) -> None:
+    from provisioner.state.store import Phase as P
+
+    with Store.open(tmp_path) as store:
+        assert store.list_workflows() == []
+        first = store.upsert_workflow(
+            "masks", source="/x/masks.yaml", services=[{"cluster": "edge", "service": "blur", "digest": "d1"}]
+        )
+        again = store.upsert_workflow(
+            "masks", source="/y/masks.yaml", services=[{"cluster": "cloud", "service": "detect", "digest": "d2"}]
+        )
+        assert again.created_at == first.created_at and again.source == "/y/masks.yaml"
+        assert again.owns() == {("cloud", "detect")}
+        assert [w.name for w in store.list_workflows()] == ["masks"]
+        with pytest.raises(ValueError):
+            store.upsert_workflow("masks", source="s", services=[{"cluster": "c", "secret_key": "x"}])
+        store.append("workflow:masks", P.SERVICE_SENDING, {"cluster": "edge", "service": "blur", "action": "create"})
+        assert store.last_phase("workflow:masks").phase is P.SERVICE_SENDING
+        assert store.delete_workflow("masks") and not store.delete_workflow("masks")
+        assert store.get_workflow("masks") is None
