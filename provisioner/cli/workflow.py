@@ -6,7 +6,9 @@ Parse the options, call ``provisioner.workflow``, print. Problems in the file ar
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -14,7 +16,7 @@ from provisioner.cli.common import OutputFormat, OutputOption, emit, message, st
 from provisioner.settings import Settings
 
 app = typer.Typer(
-    help="Serverless workflows (OSCAR's FDL) across the clusters provision manages: validate.",
+    help="Serverless workflows (OSCAR's FDL) across the clusters provision manages: validate, plan, apply, delete.",
     no_args_is_help=True,
 )
 
@@ -46,3 +48,152 @@ def validate(ctx: typer.Context, fdl: Path = FdlArgument, output: OutputFormat =
     for warning in doc["warnings"]:
         message(f"warning: {warning}")
     emit(doc, output, lambda: describe_text(doc))
+
+
+NameOption = typer.Option(None, "--name", help="The workflow's name (default: the FDL file's stem).")
+
+
+def _engine(ctx: typer.Context) -> Any:
+    from provisioner.cli.common import lifecycle
+    from provisioner.workflow.engine import WorkflowEngine
+
+    settings = state(ctx).settings
+
+    def outputs_of(name: str) -> Any:
+        return lifecycle(ctx).outputs(name)
+
+    return WorkflowEngine(
+        settings.home,
+        verify=settings.verify,
+        timeout=settings.read_timeout if settings.read_timeout < 60 else 30.0,
+        lock_timeout=settings.lock_timeout,
+        oscar_cli_config=settings.oscar_cli_config_file,
+        outputs_of=outputs_of,
+        progress=lambda line: message(f"workflow: {line}"),
+    )
+
+
+def _plan_doc(plan: Any) -> dict[str, Any]:
+    return {
+        "name": plan.name,
+        "services": [
+            {
+                "cluster": item.cluster,
+                "service": item.service,
+                "action": item.action.value,
+                "changes": [{"field": c.field, "before": c.before, "after": c.after} for c in item.changes],
+                "note": item.note,
+            }
+            for item in plan.services
+        ],
+    }
+
+
+def _plan_text(doc: dict[str, Any], *, prune: bool) -> str:
+    lines = [f"workflow {doc['name']}:"]
+    for item in doc["services"]:
+        action = item["action"]
+        if action == "remove" and not prune:
+            action = "remove (with --prune)"
+        note = f"  ({item['note']})" if item["note"] else ""
+        lines.append(f"  {action:<22} {item['cluster']}/{item['service']}{note}")
+        for change in item["changes"]:
+            lines.append(f"      {change['field']}: {json.dumps(change['before'])} -> {json.dumps(change['after'])}")
+    return "\n".join(lines)
+
+
+def _result_doc(result: Any) -> dict[str, Any]:
+    return {
+        **_plan_doc(result.plan),
+        "ok": result.ok,
+        "sent": [f"{i.action.value} {i.cluster}/{i.service}" for i in result.done],
+        "failed": {f"{c}/{s}": why for (c, s), why in result.failed.items()},
+        "skipped": {f"{c}/{s}": why for (c, s), why in result.skipped.items()},
+        "unreadable_clusters": result.unreadable,
+        "missing_buckets": result.missing_buckets,
+    }
+
+
+def _fail_if_not_ok(result: Any) -> None:
+    from provisioner.errors import OperationFailed
+
+    if result.ok:
+        return
+    clusters = sorted({c for c, _ in result.failed} | {c for c, _ in result.skipped} | set(result.unreadable))
+    reasons = [f"{c}: {why}" for c, why in result.unreadable.items()]
+    reasons += [f"{c}/{s}: {why}" for (c, s), why in result.failed.items()]
+    reasons += result.missing_buckets
+    raise OperationFailed(
+        f"workflow {result.plan.name} is not fully applied on cluster(s) {', '.join(clusters) or '-'}: "
+        + "; ".join(reasons[:5]),
+        hint="fix the cluster, then run the same command again: what is in place is not sent again",
+    )
+
+
+@app.command()
+def plan(
+    ctx: typer.Context,
+    fdl: Path = FdlArgument,
+    name: str | None = NameOption,
+    prune: bool = typer.Option(False, "--prune", help="Show the removals --prune would make as such."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """What `apply` would change on each cluster: created, changed (field by field, secrets masked), left, removed."""
+    result_plan, result = _engine(ctx).plan(fdl, name, prune=prune)
+    doc = {**_plan_doc(result_plan), "unreadable_clusters": result.unreadable}
+    for cluster, why in result.unreadable.items():
+        message(f"warning: cluster {cluster} could not be read: {why}")
+    emit(doc, output, lambda: _plan_text(doc, prune=prune))
+    if result.unreadable:
+        raise typer.Exit(1)
+
+
+@app.command()
+def apply(
+    ctx: typer.Context,
+    fdl: Path = FdlArgument,
+    name: str | None = NameOption,
+    prune: bool = typer.Option(False, "--prune", help="Remove the services this workflow owns that left the FDL."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Create or update the FDL's services, downstream stages first, filling in other clusters' MinIO."""
+    result = _engine(ctx).apply(fdl, name, prune=prune)
+    doc = _result_doc(result)
+    emit(doc, output, lambda: _plan_text(doc, prune=prune) + f"\nsent {len(doc['sent'])} change(s)")
+    _fail_if_not_ok(result)
+
+
+@app.command()
+def delete(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The workflow (see: provision workflow list)."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Delete the services the workflow owns (upstream first), then its record."""
+    result = _engine(ctx).delete(name)
+    doc = _result_doc(result)
+    emit(doc, output, lambda: "\n".join(f"deleted {line.split(' ', 1)[1]}" for line in doc["sent"]) or "nothing left")
+    _fail_if_not_ok(result)
+
+
+@app.command("list")
+def list_cmd(ctx: typer.Context, output: OutputFormat = OutputOption) -> None:
+    """The workflows applied from here, with the services each owns."""
+    from provisioner.cli.render import table
+
+    rows = [
+        {
+            "name": rec.name,
+            "source": rec.source,
+            "services": sorted(f"{s['cluster']}/{s['service']}" for s in rec.services),
+            "updated": rec.updated_at.isoformat(),
+        }
+        for rec in _engine(ctx).list()
+    ]
+    emit(
+        rows,
+        output,
+        lambda: table(
+            ["NAME", "SERVICES", "SOURCE"], [(r["name"], ", ".join(r["services"]), r["source"]) for r in rows]
+        ),
+    )

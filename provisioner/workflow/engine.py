@@ -1,0 +1,498 @@
+"""``provision workflow`` plan / apply / delete / list: an FDL's services across the OSCAR clusters it names.
+
+One operation reads each cluster once (its services, and its ``/system/config`` for the MinIO credentials other
+stages need), plans (:mod:`.plan`), journals the plan and each call before it is sent (journal name
+``workflow:<name>``), then applies downstream stages first: a stage is sent once every stage it writes to is in
+place, clusters in parallel, each cluster under its lock. A cluster that cannot be read or refuses a call fails
+its own stages (and the stages that write into them); the others are applied, and the command fails naming it.
+Killed at any point, the same command reads the clusters again and sends only what is still missing or
+different: a POST that landed before the kill is seen as an existing service, never sent twice.
+
+Credentials filled in (another cluster's MinIO keys) go to OSCAR only: never to the journal, the state database
+or the output (the plan masks them).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from provisioner.errors import InputError, OperationFailed, ProvisionError
+from provisioner.oscar.client import OscarClient
+from provisioner.oscar.config import OscarAccess
+from provisioner.redact import register_secret
+from provisioner.state.interface import StateStore, open_store
+from provisioner.state.locks import cluster_lock
+from provisioner.state.store import Phase, WorkflowRecord
+from provisioner.workflow.files import Workflow, load_workflow
+from provisioner.workflow.plan import Action, ServicePlan, WorkflowPlan, plan_services
+from provisioner.workflow.targets import MINIO_NODE_PORT, Target, known_cluster_ids, resolve_targets
+
+__all__ = ["ApplyResult", "WorkflowEngine"]
+
+WORKFLOW_NAME_MAX = 63
+
+
+def journal_name(name: str) -> str:
+    return f"workflow:{name}"
+
+
+def check_workflow_name(name: str) -> str:
+    if not name or len(name) > WORKFLOW_NAME_MAX or not all(c.isalnum() or c in "-_." for c in name):
+        raise InputError(
+            f"must be 1-{WORKFLOW_NAME_MAX} letters, digits, '-', '_' or '.', got {name!r}", field="--name"
+        )
+    return name
+
+
+@dataclass
+class ApplyResult:
+    plan: WorkflowPlan
+    done: list[ServicePlan] = field(default_factory=list)
+    failed: dict[tuple[str, str], str] = field(default_factory=dict)  # service -> why
+    skipped: dict[tuple[str, str], str] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)  # cluster -> why
+    missing_buckets: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.skipped or self.unreadable or self.missing_buckets)
+
+
+@dataclass
+class _Read:
+    """What one cluster answered, read once for the whole operation."""
+
+    services: dict[str, dict[str, Any]] | None = None
+    config: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def _internal(endpoint: str) -> bool:
+    """A MinIO endpoint only the cluster's pods can reach (a Kubernetes service name)."""
+    host = urlsplit(endpoint).hostname or ""
+    return "." not in host or host.endswith((".svc", ".svc.cluster.local", ".minio"))
+
+
+class WorkflowEngine:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        verify: bool | str,
+        timeout: float,
+        lock_timeout: float,
+        oscar_cli_config: Path,
+        outputs_of: Callable[[str], Mapping[str, Any]],
+        progress: Callable[[str], None] = lambda _line: None,
+        client_for: Callable[[OscarAccess], OscarClient] | None = None,
+    ) -> None:
+        self.home = home
+        self.verify = verify
+        self.timeout = timeout
+        self.lock_timeout = lock_timeout
+        self.oscar_cli_config = oscar_cli_config
+        self.outputs_of = outputs_of
+        self.progress = progress
+        self._client_for = client_for
+        self._record_lock = threading.Lock()
+
+    def client(self, access: OscarAccess) -> OscarClient:
+        if self._client_for is not None:
+            return self._client_for(access)
+        return OscarClient(
+            access.endpoint, user=access.user, password=access.password, token=access.token,
+            verify=access.verify, timeout=self.timeout,
+        )  # fmt: skip
+
+    # --- reading ------------------------------------------------------------------------------------------------
+
+    def load(self, store: StateStore, path: Path) -> Workflow:
+        workflow = load_workflow(path, known_clusters=known_cluster_ids(store, self.oscar_cli_config))
+        for secret in workflow.fdl.secrets():
+            register_secret(secret)
+        return workflow
+
+    def _targets(self, store: StateStore, workflow: Workflow, extra: set[str]) -> dict[str, Target]:
+        ids = list(workflow.fdl.cluster_ids)
+        for stage in workflow.fdl.stages:
+            for spec in (*stage.inputs, *stage.outputs):
+                if (
+                    spec.kind == "minio"
+                    and not spec.own
+                    and spec.ref not in workflow.fdl.storage_providers.get("minio", {})
+                ):
+                    ids.append(spec.ref)
+        ids += sorted(extra)
+        return resolve_targets(
+            ids,
+            fdl=workflow.fdl,
+            records={rec.name: rec for rec in store.list_clusters()},
+            home=self.home,
+            oscar_cli_config=self.oscar_cli_config,
+            outputs_of=self.outputs_of,
+            verify=self.verify,
+        )
+
+    def _read_all(self, targets: Mapping[str, Target]) -> dict[str, _Read]:
+        def read(target: Target) -> _Read:
+            try:
+                with self.client(target.access) as client:
+                    services = {str(s.get("name")): s for s in client.services()}
+                    config = client.config()
+                    minio = config.get("minio_provider") or {}
+                    for key in ("access_key", "secret_key"):
+                        if minio.get(key):
+                            register_secret(str(minio[key]))
+                    return _Read(services, config)
+            except ProvisionError as exc:
+                return _Read(error=str(exc))
+
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(targets)))) as pool:
+            return dict(zip(targets, pool.map(read, targets.values()), strict=True))
+
+    def _minio_of(self, target: Target, read: _Read) -> dict[str, Any]:
+        """Cluster ``target``'s MinIO as another cluster's stage must be told it (reachable from outside)."""
+        provider = dict((read.config or {}).get("minio_provider") or {})
+        endpoint = str(provider.get("endpoint") or "")
+        if not endpoint or _internal(endpoint):
+            if target.front is None:
+                raise OperationFailed(f"cluster {target.cluster}: its MinIO endpoint {endpoint!r} is not reachable")
+            host = f"[{target.front}]" if ":" in target.front else target.front
+            endpoint = f"http://{host}:{MINIO_NODE_PORT}"
+        return {
+            "endpoint": endpoint,
+            "verify": bool(provider.get("verify", True)),
+            "access_key": str(provider.get("access_key") or ""),
+            "secret_key": str(provider.get("secret_key") or ""),
+            "region": str(provider.get("region") or "us-east-1"),
+        }
+
+    def desired(
+        self, workflow: Workflow, targets: Mapping[str, Target], reads: Mapping[str, _Read]
+    ) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], str]]:
+        """Each stage's definition with the storage providers it references filled in; stages that cannot be
+        built (a referenced cluster unreadable) -> why."""
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        blocked: dict[tuple[str, str], str] = {}
+        fdl_providers = workflow.fdl.storage_providers
+        for stage in workflow.fdl.stages:
+            body = workflow.definition(stage)
+            providers: dict[str, dict[str, Any]] = {}
+            try:
+                for spec in (*stage.inputs, *stage.outputs):
+                    if spec.own:
+                        continue
+                    given = fdl_providers.get(spec.kind, {}).get(spec.ref)
+                    if given is not None:
+                        providers.setdefault(spec.kind, {})[spec.ref] = dict(given)
+                        continue
+                    read = reads.get(spec.ref)
+                    if read is None or read.config is None:
+                        raise OperationFailed(
+                            f"cluster {spec.ref} could not be read ({read.error if read else 'unknown'})"
+                        )
+                    providers.setdefault("minio", {})[spec.ref] = self._minio_of(targets[spec.ref], read)
+            except OperationFailed as exc:
+                blocked[stage.key] = str(exc)
+                continue
+            if providers:
+                body["storage_providers"] = providers
+            out[stage.key] = body
+        return out, blocked
+
+    def plan(self, path: Path, name: str | None = None, *, prune: bool = False) -> tuple[WorkflowPlan, ApplyResult]:
+        with open_store(self.home) as store:
+            workflow = self.load(store, path)
+            name = check_workflow_name(name or workflow.stem)
+            record = store.get_workflow(name)
+            others = self._others(store, name)
+            targets = self._targets(store, workflow, self._owned_clusters(record))
+        return self._plan(workflow, name, record, others, targets, prune)[:2]
+
+    def _plan(
+        self,
+        workflow: Workflow,
+        name: str,
+        record: WorkflowRecord | None,
+        others: dict[tuple[str, str], str],
+        targets: dict[str, Target],
+        prune: bool,
+    ) -> tuple[WorkflowPlan, ApplyResult, dict[tuple[str, str], dict[str, Any]], dict[str, _Read]]:
+        reads = self._read_all(targets)
+        desired, blocked = self.desired(workflow, targets, reads)
+        current = {cluster: read.services for cluster, read in reads.items() if read.services is not None}
+        owned = {(str(s["cluster"]), str(s["service"])): s for s in (record.services if record else [])}
+        plan = plan_services(name, desired, current, owned=owned, others=others, prune=prune)
+        result = ApplyResult(plan)
+        for cluster, read in reads.items():
+            if read.error is not None:
+                result.unreadable[cluster] = read.error
+        for key, why in blocked.items():
+            result.skipped[key] = why
+        return plan, result, desired, reads
+
+    @staticmethod
+    def _others(store: StateStore, name: str) -> dict[tuple[str, str], str]:
+        return {key: rec.name for rec in store.list_workflows() if rec.name != name for key in rec.owns()}
+
+    @staticmethod
+    def _owned_clusters(record: WorkflowRecord | None) -> set[str]:
+        return {cluster for cluster, _ in record.owns()} if record else set()
+
+    # --- applying -----------------------------------------------------------------------------------------------
+
+    def apply(self, path: Path, name: str | None = None, *, prune: bool = False) -> ApplyResult:
+        with open_store(self.home) as store:
+            workflow = self.load(store, path)
+            name = check_workflow_name(name or workflow.stem)
+            record = store.get_workflow(name)
+            others = self._others(store, name)
+            targets = self._targets(store, workflow, self._owned_clusters(record))
+            plan, result, desired, reads = self._plan(workflow, name, record, others, targets, prune)
+            conflicts = plan.of(Action.CONFLICT)
+            if conflicts:
+                raise OperationFailed(
+                    "; ".join(f"{c.cluster}/{c.service}: {c.note}" for c in conflicts),
+                    hint="rename the service in this FDL, or delete the other workflow first",
+                )
+            store.append(
+                journal_name(name),
+                Phase.WORKFLOW_APPLYING,
+                {
+                    "source": str(path.resolve()),
+                    "services": [
+                        {"cluster": s.cluster, "service": s.service, "action": s.action.value, "digest": s.digest}
+                        for s in plan.services
+                    ],
+                },
+            )
+            # What the record keeps: every service it owned (until removed) and every one of this FDL in place.
+            kept: dict[tuple[str, str], dict[str, Any]] = {
+                (str(s["cluster"]), str(s["service"])): dict(s) for s in (record.services if record else [])
+            }
+            for item in plan.of(Action.UNCHANGED):
+                kept[item.key] = {"cluster": item.cluster, "service": item.service, "digest": item.digest,
+                                  "keys": list(item.keys)}  # fmt: skip
+            store.upsert_workflow(name, source=str(path.resolve()), services=list(kept.values()))
+        self._send(workflow, name, plan, result, desired, targets, kept, str(path.resolve()))
+        if prune:
+            self._prune(name, plan, result, targets, kept, str(path.resolve()))
+        self._check_buckets(workflow, targets, reads, result)
+        with open_store(self.home) as store:
+            store.append(
+                journal_name(name),
+                Phase.WORKFLOW_APPLIED if result.ok else Phase.SERVICE_FAILED,
+                {"done": len(result.done), "failed": sorted(f"{c}/{s}" for c, s in result.failed)},
+            )
+        return result
+
+    def _save(self, name: str, source: str, kept: dict[tuple[str, str], dict[str, Any]]) -> None:
+        with self._record_lock, open_store(self.home) as store:
+            store.upsert_workflow(name, source=source, services=list(kept.values()))
+
+    def _send(
+        self,
+        workflow: Workflow,
+        name: str,
+        plan: WorkflowPlan,
+        result: ApplyResult,
+        desired: Mapping[tuple[str, str], Mapping[str, Any]],
+        targets: Mapping[str, Target],
+        kept: dict[tuple[str, str], dict[str, Any]],
+        source: str,
+    ) -> None:
+        by_key = {item.key: item for item in plan.services}
+        stages = {stage.key: stage for stage in workflow.fdl.stages}
+        writes_to = {key: {e.target for e in workflow.flow.feeds(key) if e.target != key} for key in stages}
+        placed = {key for key, item in by_key.items() if item.action is Action.UNCHANGED}
+        pending = [key for key in workflow.flow.order if key in by_key and by_key[key].writes]
+        for key in list(pending):
+            if key in result.skipped or key[0] in result.unreadable:
+                result.skipped.setdefault(key, f"cluster {key[0]} could not be read: {result.unreadable.get(key[0])}")
+                pending.remove(key)
+        while pending:
+            ready = [key for key in pending if writes_to[key] <= placed]
+            blocked = [key for key in pending if writes_to[key] & (set(result.failed) | set(result.skipped))]
+            for key in blocked:
+                result.skipped[key] = "a stage it writes to is not in place"
+                pending.remove(key)
+            ready = [key for key in ready if key in pending]
+            if not ready:
+                for key in pending:
+                    result.skipped[key] = "a stage it writes to is not in place"
+                break
+            by_cluster: dict[str, list[tuple[str, str]]] = {}
+            for key in ready:
+                by_cluster.setdefault(key[0], []).append(key)
+
+            def run_cluster(cluster: str, keys: list[tuple[str, str]]) -> None:
+                try:
+                    with (
+                        cluster_lock(self.home, cluster, self.lock_timeout, purpose=f"workflow apply {name}"),
+                        self.client(targets[cluster].access) as client,
+                        open_store(self.home) as store,
+                    ):
+                        for key in keys:
+                            item = by_key[key]
+                            self._send_one(client, store, name, item, desired[key], result)
+                            if key not in result.failed:
+                                placed.add(key)
+                                kept[key] = {
+                                    "cluster": key[0], "service": key[1], "digest": item.digest,
+                                    "keys": list(item.keys),
+                                }  # fmt: skip
+                                self._save(name, source, kept)
+                except ProvisionError as exc:
+                    for key in keys:
+                        if key not in placed:
+                            result.failed.setdefault(key, str(exc))
+
+            with ThreadPoolExecutor(max_workers=max(1, len(by_cluster))) as pool:
+                list(pool.map(lambda pair: run_cluster(*pair), by_cluster.items()))
+            pending = [key for key in pending if key not in placed and key not in result.failed]
+
+    def _send_one(
+        self,
+        client: OscarClient,
+        store: StateStore,
+        name: str,
+        item: ServicePlan,
+        definition: Mapping[str, Any],
+        result: ApplyResult,
+    ) -> None:
+        detail = {"cluster": item.cluster, "service": item.service, "action": item.action.value,
+                  "digest": item.digest}  # fmt: skip
+        store.append(journal_name(name), Phase.SERVICE_SENDING, detail)
+        self.progress(f"{item.action.value} {item.cluster}/{item.service}")
+        try:
+            if item.action is Action.CREATE:
+                client.create_service(definition)
+            else:
+                client.update_service(definition)
+        except ProvisionError as exc:
+            store.append(journal_name(name), Phase.SERVICE_FAILED, {**detail, "error": str(exc)[:300]})
+            result.failed[item.key] = str(exc)
+            return
+        store.append(journal_name(name), Phase.SERVICE_DONE, detail)
+        result.done.append(item)
+
+    def _prune(
+        self,
+        name: str,
+        plan: WorkflowPlan,
+        result: ApplyResult,
+        targets: Mapping[str, Target],
+        kept: dict[tuple[str, str], dict[str, Any]],
+        source: str,
+    ) -> None:
+        for item in plan.of(Action.REMOVE):
+            target = targets.get(item.cluster)
+            if target is None or item.cluster in result.unreadable:
+                result.failed[item.key] = f"cluster {item.cluster} could not be read"
+                continue
+            self._delete_one(name, target, item.service, result)
+            if item.key not in result.failed:
+                kept.pop(item.key, None)
+                self._save(name, source, kept)
+
+    def _delete_one(self, name: str, target: Target, service: str, result: ApplyResult) -> None:
+        detail = {"cluster": target.cluster, "service": service, "action": "remove"}
+        try:
+            with (
+                cluster_lock(self.home, target.cluster, self.lock_timeout, purpose=f"workflow {name}"),
+                open_store(self.home) as store,
+                self.client(target.access) as client,
+            ):
+                store.append(journal_name(name), Phase.SERVICE_SENDING, detail)
+                self.progress(f"remove {target.cluster}/{service}")
+                client.delete_service(service)  # 404: already gone, which is what was asked
+                store.append(journal_name(name), Phase.SERVICE_DONE, detail)
+        except ProvisionError as exc:
+            result.failed[(target.cluster, service)] = str(exc)
+            return
+        result.done.append(ServicePlan(target.cluster, service, Action.REMOVE))
+
+    def _check_buckets(
+        self, workflow: Workflow, targets: Mapping[str, Target], reads: Mapping[str, _Read], result: ApplyResult
+    ) -> None:
+        """Every input bucket of a stage in place exists on its cluster's MinIO (OSCAR makes them on create)."""
+        from provisioner.aws.s3 import S3Access, S3Store
+
+        for stage in workflow.fdl.stages:
+            if stage.key in result.failed or stage.key in result.skipped:
+                continue
+            read = reads.get(stage.cluster)
+            if read is None or read.config is None:
+                continue
+            try:
+                minio = self._minio_of(targets[stage.cluster], read)
+            except OperationFailed:
+                continue
+            store = S3Store(
+                S3Access(minio["endpoint"], minio["access_key"], minio["secret_key"], minio["region"],
+                         self.verify if minio["verify"] else False),
+                timeout=self.timeout,
+            )  # fmt: skip
+            try:
+                for spec in stage.inputs:
+                    if spec.own and not store.bucket_exists(spec.bucket):
+                        result.missing_buckets.append(f"{stage.cluster}: bucket {spec.bucket} (input of {stage.name})")
+            except ProvisionError as exc:
+                result.missing_buckets.append(f"{stage.cluster}: buckets not checked: {exc}")
+            finally:
+                store.close()
+
+    # --- deleting and listing ---------------------------------------------------------------------------------------
+
+    def delete(self, name: str) -> ApplyResult:
+        with open_store(self.home) as store:
+            record = store.get_workflow(name)
+            if record is None:
+                raise InputError(f"no workflow named {name!r} (see: provision workflow list)", field="NAME")
+            workflow: Workflow | None = None
+            try:
+                workflow = self.load(store, Path(record.source))
+            except ProvisionError:
+                workflow = None  # the FDL moved or changed: the record alone says what to remove
+            clusters = self._owned_clusters(record)
+            targets = resolve_targets(
+                sorted(clusters),
+                fdl=workflow.fdl if workflow else load_workflow_stub(record.source),
+                records={rec.name: rec for rec in store.list_clusters()},
+                home=self.home,
+                oscar_cli_config=self.oscar_cli_config,
+                outputs_of=self.outputs_of,
+                verify=self.verify,
+            )
+        result = ApplyResult(WorkflowPlan(name, ()))
+        kept = {(str(s["cluster"]), str(s["service"])): dict(s) for s in record.services}
+        # Upstream first: a stage is removed before the stages it writes to.
+        order = list(reversed(workflow.flow.order)) if workflow else []
+        keys = [k for k in order if k in kept] + sorted(k for k in kept if k not in order)
+        for key in keys:
+            self._delete_one(name, targets[key[0]], key[1], result)
+            if key not in result.failed:
+                kept.pop(key)
+                self._save(name, record.source, kept)
+        with open_store(self.home) as store:
+            if not kept:
+                store.delete_workflow(name)
+                store.append(journal_name(name), Phase.WORKFLOW_DELETED, {"services": len(keys)})
+        return result
+
+    def list(self) -> list[WorkflowRecord]:
+        with open_store(self.home) as store:
+            return store.list_workflows()
+
+
+def load_workflow_stub(source: str) -> Any:
+    """An empty FDL for resolving the clusters of a workflow whose file is gone (registry and oscar-cli only)."""
+    from provisioner.workflow.fdl import parse_fdl
+
+    return parse_fdl("functions:\n  oscar: []\n", source)
