@@ -159,6 +159,7 @@ class Job:
     finish_time: str | None = None
     log: str = ""
     outputs: list[str] = field(default_factory=list)  # "provider:bucket/key" written
+    data: bytes | None = None  # the input itself, for a job posted to /job/<service> with a body that is no S3 event
 
     def info(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "creation_time": self.creation_time}
@@ -183,8 +184,10 @@ class StandInOscar:
         poll: float = 0.1,
         name: str = "oscar",
         script_timeout: float = 60.0,
+        oidc_tokens: frozenset[str] = frozenset(),
     ) -> None:
         self.password = password
+        self.oidc_tokens = set(oidc_tokens)  # bearer tokens taken as a logged-in OIDC user's
         self.minio = minio
         self.address = address
         self.port = port
@@ -195,7 +198,9 @@ class StandInOscar:
         self.services: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, dict[str, Job]] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, in order
-        self._seen: dict[tuple[str, str], set[str]] = {}  # (service, bucket/prefix) -> keys already taken
+        # (service, bucket/prefix) -> key -> (ETag, LastModified) of the version already taken: a new object, or an
+        # object written again, makes a job (MinIO notifies every PUT).
+        self._seen: dict[tuple[str, str], dict[str, tuple[str, float]]] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -299,22 +304,25 @@ class StandInOscar:
         for entry in _own_inputs(definition):
             where = (definition["name"], entry)
             if where not in self._seen:
-                self._seen[where] = set(self._list(*_split(entry)))
+                self._seen[where] = self._list(*_split(entry))
 
     def _ensure_bucket(self, bucket: str) -> None:
         with contextlib.suppress(self._s3.exceptions.BucketAlreadyOwnedByYou, self._s3.exceptions.BucketAlreadyExists):
             self._s3.create_bucket(Bucket=bucket)
 
-    def _list(self, bucket: str, prefix: str) -> list[str]:
-        keys: list[str] = []
+    def _list(self, bucket: str, prefix: str) -> dict[str, tuple[str, float]]:
+        """key -> (ETag, LastModified) of every object under ``prefix``."""
+        keys: dict[str, tuple[str, float]] = {}
         try:
             pages = self._s3.get_paginator("list_objects_v2").paginate(
                 Bucket=bucket, Prefix=f"{prefix}/" if prefix else ""
             )
             for page in pages:
-                keys += [item["Key"] for item in page.get("Contents", []) if not item["Key"].endswith("/")]
+                for item in page.get("Contents", []):
+                    if not item["Key"].endswith("/"):
+                        keys[item["Key"]] = (str(item.get("ETag")), item["LastModified"].timestamp())
         except self._s3.exceptions.NoSuchBucket:
-            return []
+            return {}
         return keys
 
     # --- jobs -----------------------------------------------------------------------------------------------------
@@ -332,13 +340,13 @@ class StandInOscar:
                     seen = self._seen.get((service, entry))
                     if seen is None:
                         continue
-                    new = [key for key in keys if key not in seen]
-                    seen.update(new)
+                    new = [key for key, version in keys.items() if seen.get(key) != version]
+                    seen.update({key: keys[key] for key in new})
                 for key in new:
                     self.submit(service, _split(entry)[0], key)
 
-    def submit(self, service: str, bucket: str, key: str) -> Job:
-        job = Job(name=f"{service}-{uuid.uuid4().hex[:12]}", service=service, bucket=bucket, key=key)
+    def submit(self, service: str, bucket: str, key: str, data: bytes | None = None) -> Job:
+        job = Job(name=f"{service}-{uuid.uuid4().hex[:12]}", service=service, bucket=bucket, key=key, data=data)
         with self._lock:
             self.jobs.setdefault(service, {})[job.name] = job
         threading.Thread(target=self._run_job, args=(job,), daemon=True).start()
@@ -355,7 +363,10 @@ class StandInOscar:
         try:
             infile = work / "input" / Path(job.key).name
             infile.parent.mkdir()
-            self._s3.download_file(job.bucket, job.key, str(infile))
+            if job.data is not None:
+                infile.write_bytes(job.data)
+            else:
+                self._s3.download_file(job.bucket, job.key, str(infile))
             code, log, outdir = self._script(definition, infile, work)
             job.log = log
             if code != 0:
@@ -495,6 +506,8 @@ def _handler(oscar: StandInOscar) -> type[BaseHTTPRequestHandler]:
                 except (binascii.Error, UnicodeDecodeError):
                     return False
                 return user == "oscar" and secrets.compare_digest(password, oscar.password)
+            if given.startswith("Bearer ") and given[7:] in oscar.oidc_tokens:
+                return True
             if given.startswith("Bearer ") and path.startswith(("/job/", "/run/")):
                 service = unquote(path.split("/")[2])
                 token = oscar.services.get(service, {}).get("token", "")
@@ -556,14 +569,23 @@ def _handler(oscar: StandInOscar) -> type[BaseHTTPRequestHandler]:
                     raise Refused(404, "job not found")
                 self._send(200, raw=job.log.encode())
             elif len(segments) == 2 and segments[0] == "job" and method == "POST":
-                event = json.loads(body or b"{}")
-                record = (event.get("Records") or [{}])[0].get("s3", {})
-                bucket, key = record.get("bucket", {}).get("name"), record.get("object", {}).get("key")
                 if segments[1] not in oscar.services:
                     raise Refused(404, "service not found")
-                if not bucket or not key:
-                    raise Refused(400, "the event names no bucket and object")
-                oscar.submit(segments[1], bucket, unquote(key))
+                try:
+                    event = json.loads(body or b"{}")
+                except ValueError:
+                    event = None
+                records = event.get("Records") if isinstance(event, dict) else None
+                record = (records or [{}])[0].get("s3", {}) if isinstance(records, list) else {}
+                bucket, key = record.get("bucket", {}).get("name"), record.get("object", {}).get("key")
+                if bucket and key:
+                    oscar.submit(segments[1], bucket, unquote(key))
+                else:  # not a MinIO event: the body is the input (base64, as the supervisor reads it)
+                    try:
+                        data = base64.b64decode(body, validate=True)
+                    except binascii.Error:
+                        data = body
+                    oscar.submit(segments[1], "", "event", data=data)
                 self._send(201)
             elif len(segments) == 2 and segments[0] == "run" and method == "POST":
                 self._send(200, raw=oscar.run_sync(segments[1], body))

@@ -43,6 +43,7 @@ class S3Object:
     key: str
     size: int
     modified: float  # seconds since the epoch
+    etag: str = ""
 
 
 class S3Store:
@@ -128,7 +129,12 @@ class S3Store:
             for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder):
                 for item in page.get("Contents", []):
                     if not item["Key"].endswith("/"):
-                        yield S3Object(item["Key"], int(item.get("Size", 0)), item["LastModified"].timestamp())
+                        yield S3Object(
+                            item["Key"],
+                            int(item.get("Size", 0)),
+                            item["LastModified"].timestamp(),
+                            str(item.get("ETag") or "").strip('"'),
+                        )
         except (ClientError, BotoCoreError) as exc:
             if self._code(exc) in MISSING_CODES:
                 return

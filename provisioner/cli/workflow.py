@@ -13,10 +13,12 @@ from typing import Any
 import typer
 
 from provisioner.cli.common import OutputFormat, OutputOption, emit, message, state
+from provisioner.errors import InputError
 from provisioner.settings import Settings
 
 app = typer.Typer(
-    help="Serverless workflows (OSCAR's FDL) across the clusters provision manages: validate, plan, apply, delete.",
+    help="Serverless workflows (OSCAR's FDL) across the clusters provision manages: validate, plan, apply, status, "
+    "run, invoke, delete.",
     no_args_is_help=True,
 )
 
@@ -197,3 +199,158 @@ def list_cmd(ctx: typer.Context, output: OutputFormat = OutputOption) -> None:
             ["NAME", "SERVICES", "SOURCE"], [(r["name"], ", ".join(r["services"]), r["source"]) for r in rows]
         ),
     )
+
+
+WorkflowName = typer.Argument(..., metavar="NAME", help="The workflow (see: provision workflow list).")
+
+
+def _runs(ctx: typer.Context) -> Any:
+    from provisioner.workflow.runs import WorkflowRuns
+
+    return WorkflowRuns(_engine(ctx))
+
+
+def _status_text(name: str, stages: list[dict[str, Any]]) -> str:
+    from provisioner.cli.render import table
+
+    def state(item: dict[str, Any]) -> str:
+        if item["error"]:
+            return "unknown"
+        if not item["exists"]:
+            return "missing"
+        if not item["in_fdl"]:
+            return "not in the FDL (prune)"
+        if item["matches"] is False:
+            return "differs: " + ", ".join(item["changed"] or ["?"])
+        return "ok"
+
+    rows = [
+        (
+            f"{item['cluster']}/{item['service']}",
+            state(item),
+            ", ".join(
+                f"{b}{'' if ok else ' (missing)' if ok is False else ' (?)'}" for b, ok in item["input_buckets"].items()
+            )
+            or "-",
+            ", ".join(f"{n} {s.lower()}" for s, n in sorted(item["jobs"].items())) or "no jobs",
+        )
+        for item in stages
+    ]
+    lines = [f"workflow {name}:", table(["STAGE", "STATE", "INPUT BUCKETS", "JOBS"], rows)]
+    lines += [f"  {item['cluster']}/{item['service']}: {item['error']}" for item in stages if item["error"]]
+    return "\n".join(lines)
+
+
+@app.command()
+def status(ctx: typer.Context, name: str = WorkflowName, output: OutputFormat = OutputOption) -> None:
+    """Per stage: its cluster, whether it exists and matches the FDL, its input buckets, its jobs by state."""
+    from provisioner.errors import OperationFailed
+
+    stages = [item.doc() for item in _runs(ctx).status(name)]
+    doc = {"name": name, "stages": stages}
+    emit(doc, output, lambda: _status_text(name, stages))
+    unreadable = sorted({item["cluster"] for item in stages if item["error"]})
+    if unreadable:
+        raise OperationFailed(f"workflow {name}: cluster(s) {', '.join(unreadable)} could not be read")
+
+
+def _clock(stamp: str | None) -> str:
+    return stamp[11:19] if stamp and len(stamp) >= 19 else "-"
+
+
+def _run_text(doc: dict[str, Any]) -> str:
+    from provisioner.cli.render import table
+
+    rows = [
+        (
+            step["stage"],
+            step["job"] or "-",
+            step["state"],
+            _clock(step["queued"]),
+            _clock(step["started"]),
+            _clock(step["finished"]),
+            "-" if step["seconds"] is None else f"{step['seconds']:.0f}",
+            "-" if step["done_at"] is None else f"+{step['done_at']:.1f}",
+        )
+        for step in doc["steps"]
+    ]
+    lines = [
+        f"workflow {doc['workflow']}: {doc['uploaded']} through {len(doc['steps'])} job(s)",
+        table(["STAGE", "JOB", "STATE", "QUEUED", "STARTED", "FINISHED", "SECONDS", "SEEN DONE"], rows),
+    ]
+    if doc["final_outputs"]:
+        lines.append("final outputs:")
+        lines += [f"  {label}" for label in doc["final_outputs"]]
+    if doc["downloaded"]:
+        lines.append("downloaded:")
+        lines += [f"  {path}" for path in doc["downloaded"]]
+    lines += [f"not followed (a store this tool cannot read): {label}" for label in doc["not_followed"]]
+    return "\n".join(lines)
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    name: str = WorkflowName,
+    input_file: Path = typer.Option(..., "--input", help="The file to send through the workflow.", dir_okay=False),
+    stage: str | None = typer.Option(
+        None, "--stage", help="The entry stage (SERVICE or CLUSTER/SERVICE) when several."
+    ),
+    download: Path | None = typer.Option(None, "--download", help="Download the final outputs into this directory."),
+    timeout: float = typer.Option(600.0, "--timeout", help="Seconds to follow the file before giving up (exit 4)."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Upload a file to the entry stage's input bucket and follow it through every stage to the final outputs."""
+    from provisioner.errors import OperationFailed
+
+    if not timeout > 0:
+        raise InputError(f"must be > 0, got {timeout:g}", field="--timeout")
+    result = _runs(ctx).run(name, input_file, stage=stage, download=download, timeout=timeout)
+    doc = result.doc()
+    emit(doc, output, lambda: _run_text(doc))
+    if not result.ok:
+        step = result.trace.failed()[0]
+        if result.failed_log is not None and output is OutputFormat.text:
+            message(f"log of job {step.job} (last lines):")
+            for line in result.failed_log.splitlines():
+                message(f"  | {line}")
+        raise OperationFailed(
+            f"workflow {name}: job {step.job} of stage {step.stage[0]}/{step.stage[1]} failed",
+            hint=f"its whole log: GET /system/logs/{step.stage[1]}/{step.job} on cluster {step.stage[0]}",
+        )
+
+
+@app.command()
+def invoke(
+    ctx: typer.Context,
+    name: str = WorkflowName,
+    stage: str = typer.Argument(..., metavar="STAGE", help="SERVICE or CLUSTER/SERVICE."),
+    input_file: Path | None = typer.Option(
+        None, "--input", help="The file to send (base64-encoded, as OSCAR takes it).", dir_okay=False
+    ),
+    asynchronous: bool = typer.Option(False, "--async", help="POST to /job/<service> (a job) instead of /run."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Call a stage through OSCAR's /run/<service> with the service's token: its answer on stdout, latency on stderr."""
+    import base64
+    import sys
+
+    data = None
+    if input_file is not None:
+        try:
+            data = input_file.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read {input_file}: {exc.strerror or exc}", field="--input") from None
+    result = _runs(ctx).invoke(name, stage, data, asynchronous=asynchronous)
+    message(f"{result.stage}: {'accepted' if result.output is None else 'answered'} in {result.seconds * 1000:.0f} ms")
+    if output is OutputFormat.json:
+        doc: dict[str, Any] = {"stage": result.stage, "seconds": round(result.seconds, 4), "async": asynchronous}
+        if result.output is not None:
+            try:
+                doc["output"] = result.output.decode("utf-8")
+            except UnicodeDecodeError:
+                doc["output_base64"] = base64.b64encode(result.output).decode()
+        emit(doc, output)
+    elif result.output is not None:
+        sys.stdout.buffer.write(result.output)
+        sys.stdout.flush()

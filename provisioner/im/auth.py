@@ -49,6 +49,7 @@ __all__ = [
     "NON_CLOUD_TYPES",
     "AuthData",
     "Credential",
+    "run_secret_command",
 ]
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,15 @@ def _run_command(command: str, where: str) -> str:
     if not output.strip():
         raise CredentialsError(f"{where}: command {name} printed nothing")
     return output
+
+
+def run_secret_command(command: str, where: str) -> str:
+    """The output of ``command`` (the inside of a ``command(...)`` value), newlines removed, registered for masking.
+
+    Errors (:class:`~provisioner.errors.CredentialsError`) name ``where`` and never include the output."""
+    value = _run_command(command, where)
+    register_secret(value)
+    return value
 
 
 def _stderr_excerpt(stderr: bytes, output: str) -> str:

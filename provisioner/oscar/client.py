@@ -1,7 +1,10 @@
 """The OSCAR REST client: one method per call, explicit (connect, read) timeouts, one error tree.
 
 - ``/health`` is asked without credentials; every other call with OSCAR's basic auth (user ``oscar`` and the
-  cluster's ``oscar_password``) or, when a token is given, an OIDC bearer token.
+  cluster's ``oscar_password``) or, when a token is given, an OIDC bearer token. A token that comes from a
+  ``token_source`` (an OIDC agent's command) is asked for once, and once more after a 401 (it may have expired):
+  the call is then sent again, once.
+- ``/run/<service>`` and ``/job/<service>`` (invoking a service) take the service's own token, given per call.
 - Nothing is retried: a caller that wants a second URL (``cluster verify``'s NodePort) asks a second client,
   when :attr:`~provisioner.errors.OSCARUnreachable.connect_failed` says the first could not be connected to at all.
 - Failures are raised as :class:`~provisioner.errors.OSCARError` subclasses: ``OSCARUnreachable`` (no answer:
@@ -83,11 +86,13 @@ class OscarClient:
         verify: bool | str = True,
         timeout: float = 10.0,
         session: requests.Session | None = None,
+        token_source: Callable[[], str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.user = user
         self._password = password
         self._token = token
+        self._token_source = token_source
         for secret in (password, token):
             if secret:
                 register_secret(secret)
@@ -117,7 +122,15 @@ class OscarClient:
 
     # --- transport ----------------------------------------------------------------------------------------------------
 
+    def _fresh_token(self) -> None:
+        """Ask the token source for a token (at first use, and after a 401)."""
+        if self._token_source is not None:
+            self._token = self._token_source()
+            register_secret(self._token)
+
     def _credentials(self) -> tuple[dict[str, str], tuple[str, str] | None]:
+        if self._token is None and self._token_source is not None:
+            self._fresh_token()
         if self._token:
             return {"Authorization": f"Bearer {self._token}"}, None
         if self._password is not None:
@@ -132,11 +145,19 @@ class OscarClient:
         authenticated: bool = True,
         params: Mapping[str, str] | None = None,
         json_body: Any = None,
+        data: bytes | None = None,
+        bearer: str | None = None,
         allow: frozenset[int] = frozenset(),
+        refreshed: bool = False,
     ) -> requests.Response:
-        """One request; a non-2xx status not in ``allow`` is raised as an error."""
+        """One request; a non-2xx status not in ``allow`` is raised as an error.
+
+        ``bearer``: a token for this call only (a service's token), instead of the client's credentials."""
         url = self.base_url + path
-        headers, auth = self._credentials() if authenticated else ({}, None)
+        if bearer is not None:
+            headers, auth = {"Authorization": f"Bearer {bearer}"}, None
+        else:
+            headers, auth = self._credentials() if authenticated else ({}, None)
         headers = {"Accept": "application/json", **headers}
         connect, read = self.timeouts
         try:
@@ -145,6 +166,7 @@ class OscarClient:
                 url,
                 params=params,
                 json=json_body,
+                data=data,
                 headers=headers,
                 auth=auth,
                 timeout=(connect, read),
@@ -181,6 +203,12 @@ class OscarClient:
         status = resp.status_code
         if 200 <= status < 300 or status in allow:
             return resp
+        if status == 401 and bearer is None and authenticated and self._token_source is not None and not refreshed:
+            self._fresh_token()  # an expired OIDC token: one new one, one more try
+            return self._request(
+                method, path, authenticated=authenticated, params=params, json_body=json_body, data=data,
+                allow=allow, refreshed=True,
+            )  # fmt: skip
         said = _said(resp)
         where = f"{method} {url} answered {status}{f': {said}' if said else ''}"
         if status in (401, 403):
@@ -266,3 +294,18 @@ class OscarClient:
             if token is None:
                 return jobs
         raise OSCARError(f"GET {self.base_url}{path} still has more pages after {max_pages}")
+
+    def job_log(self, service: str, job: str) -> str:
+        """``GET /system/logs/<service>/<job>``: the job's log text."""
+        path = f"/system/logs/{quote(service, safe='')}/{quote(job, safe='')}"
+        return self._request("GET", path).text
+
+    def run_service(self, name: str, body: bytes, *, token: str) -> bytes:
+        """``POST /run/<name>`` (synchronous) with the service's ``token``: OSCAR's answer, as sent."""
+        register_secret(token)
+        return self._request("POST", f"/run/{quote(name, safe='')}", data=body, bearer=token).content
+
+    def job_service(self, name: str, body: bytes, *, token: str) -> None:
+        """``POST /job/<name>`` (asynchronous) with the service's ``token``: OSCAR makes a job of ``body``."""
+        register_secret(token)
+        self._request("POST", f"/job/{quote(name, safe='')}", data=body, bearer=token)

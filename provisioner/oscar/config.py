@@ -2,14 +2,16 @@
 
 The file (oscar-cli ``pkg/config``): ``oscar: {ID: {endpoint, auth_user, auth_password | oidc_account_name |
 oidc_refresh_token, ssl_verify}}`` and ``default: ID``. Only basic-auth entries and entries with a ready token
-are usable here: an OIDC account (oscar-cli's agent, a refresh token) has no password, and a command that
-needs it says so.
+are usable here, and an ``oidc_account_name`` entry: its token is asked of oidc-agent (``oidc-token NAME``)
+when first needed and again after a 401. A refresh token alone has no password, and a command that needs it
+says so.
 
 Driver layer: imports only the bottom layer.
 """
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,11 +54,13 @@ def read_oscar_cli_config(path: Path) -> dict[str, OscarAccess]:
         password = entry.get("auth_password")
         if password:
             register_secret(str(password))
+        account = str(entry.get("oidc_account_name") or "")
         found[str(ident)] = OscarAccess(
             cluster=str(ident),
             endpoint=str(entry["endpoint"]),
             user=str(entry.get("auth_user") or "oscar"),
             password=str(password) if password else None,
+            token_command=f"oidc-token {shlex.quote(account)}" if account and not password else None,
             verify=bool(entry.get("ssl_verify", True)),
             source=f"oscar-cli config {path}",
         )

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from provisioner.errors import InputError, OperationFailed, ProvisionError
+from provisioner.errors import InputError, NotFound, OperationFailed, ProvisionError
+from provisioner.im.auth import run_secret_command
 from provisioner.oscar.client import OscarClient
 from provisioner.oscar.config import OscarAccess
 from provisioner.redact import register_secret
@@ -105,10 +106,24 @@ class WorkflowEngine:
     def client(self, access: OscarAccess) -> OscarClient:
         if self._client_for is not None:
             return self._client_for(access)
+        token_source = None
+        if access.token_command is not None:
+            command, where = access.token_command, f"cluster {access.cluster}: OIDC token ({access.source})"
+
+            def token_source() -> str:
+                return run_secret_command(command, where)
+
         return OscarClient(
             access.endpoint, user=access.user, password=access.password, token=access.token,
-            verify=access.verify, timeout=self.timeout,
+            verify=access.verify, timeout=self.timeout, token_source=token_source,
         )  # fmt: skip
+
+    def record(self, store: StateStore, name: str) -> WorkflowRecord:
+        """The record of workflow ``name``; :class:`~provisioner.errors.NotFound` when none was applied from here."""
+        record = store.get_workflow(name)
+        if record is None:
+            raise NotFound(f"no workflow named {name!r} (see: provision workflow list)")
+        return record
 
     # --- reading ------------------------------------------------------------------------------------------------
 
@@ -452,9 +467,7 @@ class WorkflowEngine:
 
     def delete(self, name: str) -> ApplyResult:
         with open_store(self.home) as store:
-            record = store.get_workflow(name)
-            if record is None:
-                raise InputError(f"no workflow named {name!r} (see: provision workflow list)", field="NAME")
+            record = self.record(store, name)
             workflow: Workflow | None = None
             try:
                 workflow = self.load(store, Path(record.source))

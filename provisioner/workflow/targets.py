@@ -3,7 +3,8 @@
 A cluster id resolves, in this order, to: a cluster this tool manages (the registry: its recorded ``oscar_url``,
 else the ``oscar_endpoint`` output for an IM cluster, else OSCAR's NodePort 30301 on the front node; the password
 from the cluster's secrets); an entry of the FDL's ``clusters:``; an entry of oscar-cli's config. The first that
-knows the id wins.
+knows the id wins. An OIDC token may be given as ``oidc_token: "command(oidc-token egi)"`` (as in the auth
+file): the command runs when the token is first needed and again after a 401.
 """
 
 from __future__ import annotations
@@ -106,6 +107,10 @@ def resolve_targets(
         entry = fdl.clusters.get(ident)
         if entry is not None and entry.get("endpoint"):
             password = entry.get("auth_password")
+            token = str(entry.get("oidc_token") or "") or None
+            command = (
+                token[len("command(") : -1] if token and token.startswith("command(") and token.endswith(")") else None
+            )
             found[ident] = Target(
                 ident,
                 OscarAccess(
@@ -113,7 +118,8 @@ def resolve_targets(
                     str(entry["endpoint"]),
                     user=str(entry.get("auth_user") or "oscar"),
                     password=str(password) if password else None,
-                    token=entry.get("oidc_token"),
+                    token=None if command else token,
+                    token_command=command,
                     verify=verify if entry.get("ssl_verify", True) else False,
                     source="FDL clusters:",
                 ),

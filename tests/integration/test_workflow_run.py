@@ -1,0 +1,233 @@
+"""``provision workflow`` status / run / invoke, and OIDC clusters, against two stand-in OSCARs over moto S3.
+
+A file is uploaded and followed through three stages over two clusters (the final output checked byte for byte,
+downloaded); a failing stage stops the trace with its log's tail and exit 1; a stage is invoked synchronously
+(its answer on stdout) and asynchronously (a job); a cluster whose bearer token comes from a command is reached
+after the first token is refused (401) and a new one is asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from standin.oscar import MinioAccess, StandInOscar, moto_server
+from tests.clihelper import CLI
+
+EDGE_PASSWORD = "edge-oscar-password-r1"
+CLOUD_PASSWORD = "cloud-oscar-password-r2"
+CLOUD_MINIO_SECRET = "cloud-minio-secret-key-r3"
+OIDC_TOKEN = "oidc-bearer-token-r4"
+
+
+@pytest.fixture(scope="module")
+def clusters() -> Iterator[dict[str, StandInOscar]]:
+    with moto_server() as edge_s3, moto_server() as cloud_s3:
+        edge = StandInOscar(password=EDGE_PASSWORD, minio=MinioAccess(edge_s3), name="edge").start()
+        cloud = StandInOscar(
+            password=CLOUD_PASSWORD,
+            minio=MinioAccess(cloud_s3, access_key="cloud-access-key", secret_key=CLOUD_MINIO_SECRET),
+            name="cloud",
+            oidc_tokens=frozenset({OIDC_TOKEN}),
+        ).start()
+        try:
+            yield {"edge": edge, "cloud": cloud}
+        finally:
+            edge.stop()
+            cloud.stop()
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> CLI:
+    return CLI(tmp_path / "home", "http://127.0.0.1:9/", tmp_path / "no-auth")
+
+
+def write_fdl(
+    folder: Path,
+    clusters: dict[str, StandInOscar],
+    prefix: str,
+    *,
+    tag_script: str = '{ cat "$INPUT_FILE_PATH"; echo "[$STAGE]"; } > "$TMP_OUTPUT_DIR/out.txt"\n',
+    cloud_auth: str = f"auth_password: {CLOUD_PASSWORD}",
+) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "reverse.sh").write_text('rev "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/$(basename "$INPUT_FILE_PATH")"\n')
+    (folder / "upper.sh").write_text(
+        'tr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/$(basename "$INPUT_FILE_PATH")"\n'
+    )
+    (folder / "tag.sh").write_text(tag_script)
+    edge, cloud = clusters["edge"], clusters["cloud"]
+    fdl = folder / f"{prefix}.yaml"
+    fdl.write_text(
+        f"""functions:
+  oscar:
+  - edge:
+      name: {prefix}-reverse
+      image: alpine
+      script: reverse.sh
+      input: [{{storage_provider: minio, path: {prefix}-in/faces}}]
+      output: [{{storage_provider: minio.cloud, path: {prefix}-mid/in}}]
+  - cloud:
+      name: {prefix}-upper
+      image: alpine
+      script: upper.sh
+      input: [{{storage_provider: minio, path: {prefix}-mid/in}}]
+      output: [{{storage_provider: minio, path: {prefix}-tag/in}}]
+  - cloud:
+      name: {prefix}-tag
+      image: alpine
+      script: tag.sh
+      environment: {{Variables: {{STAGE: three}}}}
+      input: [{{storage_provider: minio, path: {prefix}-tag/in}}]
+      output: [{{storage_provider: minio, path: {prefix}-out/final}}]
+clusters:
+  edge: {{endpoint: '{edge.url}', auth_password: {EDGE_PASSWORD}}}
+  cloud: {{endpoint: '{cloud.url}', {cloud_auth}}}
+"""
+    )
+    return fdl
+
+
+def test_run_follows_a_file_to_its_final_output(clusters: dict[str, StandInOscar], cli: CLI, tmp_path: Path) -> None:
+    fdl = write_fdl(tmp_path / "wf", clusters, "runok")
+    assert cli("workflow", "apply", str(fdl)).returncode == 0
+
+    source = tmp_path / "face.txt"
+    source.write_bytes(b"abc\n")
+    got = tmp_path / "got"
+    ran = cli(
+        "workflow", "run", "runok", "--input", str(source), "--download", str(got), "--timeout", "60", "-o", "json"
+    )
+    assert ran.returncode == 0, ran.stderr
+    doc = json.loads(ran.stdout)
+    assert doc["ok"] and doc["entry"] == "edge/runok-reverse"
+    assert doc["uploaded"] == "minio.edge:runok-in/faces/face.txt"
+    assert [(s["stage"], s["state"]) for s in doc["steps"]] == [
+        ("edge/runok-reverse", "Succeeded"),
+        ("cloud/runok-upper", "Succeeded"),
+        ("cloud/runok-tag", "Succeeded"),
+    ]
+    assert doc["steps"][0]["outputs"] == ["minio.cloud:runok-mid/in/face.txt"]
+    assert all(s["job"] and s["queued"] and s["finished"] and s["done_at"] is not None for s in doc["steps"])
+    assert doc["final_outputs"] == ["minio.cloud:runok-out/final/out.txt"]
+    assert (got / "out.txt").read_bytes() == b"CBA\n[three]\n"
+    assert "uploaded face.txt" in ran.stderr and "runok-tag wrote" in ran.stderr
+
+    # The text form: a timeline, one row per job (the same name again: MinIO notifies every write).
+    source.write_bytes(b"abcd\n")
+    again = cli("workflow", "run", "runok", "--input", str(source), "--timeout", "60")
+    assert again.returncode == 0, again.stderr
+    lines = again.stdout.splitlines()
+    assert lines[0] == "workflow runok: minio.edge:runok-in/faces/face.txt through 3 job(s)"
+    assert "STAGE" in lines[1] and "SECONDS" in lines[1]
+    assert [line.split()[0] for line in lines[2:5]] == ["edge/runok-reverse", "cloud/runok-upper", "cloud/runok-tag"]
+    assert "final outputs:" in again.stdout
+
+    status = cli("workflow", "status", "runok", "-o", "json")
+    assert status.returncode == 0, status.stderr
+    stages = {s["service"]: s for s in json.loads(status.stdout)["stages"]}
+    assert set(stages) == {"runok-reverse", "runok-upper", "runok-tag"}
+    for stage in stages.values():
+        assert stage["exists"] and stage["matches"] and stage["error"] is None
+        assert stage["jobs"] == {"Succeeded": 2}
+    assert (got / "out.txt").read_bytes() == b"CBA\n[three]\n"
+    assert stages["runok-upper"]["input_buckets"] == {"runok-mid": True}
+    shown = cli("workflow", "status", "runok")
+    assert "cloud/runok-tag" in shown.stdout and "2 succeeded" in shown.stdout
+
+    # A service changed behind the tool's back: status says which field differs.
+    clusters["cloud"].services["runok-upper"]["image"] = "busybox"
+    changed = json.loads(cli("workflow", "status", "runok", "-o", "json").stdout)
+    upper = next(s for s in changed["stages"] if s["service"] == "runok-upper")
+    assert upper["matches"] is False and upper["changed"] == ["image"]
+    for text in (ran.stdout, ran.stderr, again.stdout, status.stdout, shown.stdout):
+        assert CLOUD_MINIO_SECRET not in text and CLOUD_PASSWORD not in text
+    assert cli("workflow", "delete", "runok").returncode == 0
+
+
+def test_a_failed_job_stops_the_trace_with_its_log(clusters: dict[str, StandInOscar], cli: CLI, tmp_path: Path) -> None:
+    fdl = write_fdl(tmp_path / "wf", clusters, "runbad", tag_script='echo "cannot tag: model missing" >&2\nexit 3\n')
+    assert cli("workflow", "apply", str(fdl)).returncode == 0
+    source = tmp_path / "face.txt"
+    source.write_bytes(b"xyz\n")
+    ran = cli("workflow", "run", "runbad", "--input", str(source))
+    assert ran.returncode == 1, ran.stderr
+    assert "  | cannot tag: model missing" in ran.stderr
+    error = next(line for line in ran.stderr.splitlines() if line.startswith("error: "))
+    assert "stage cloud/runbad-tag failed" in error
+    assert "Failed" in ran.stdout  # the timeline up to the failure is printed
+
+    as_json = cli("workflow", "run", "runbad", "--input", str(source), "-o", "json")
+    assert as_json.returncode == 1
+    doc = json.loads(as_json.stdout)
+    assert not doc["ok"] and doc["failed_log_tail"] == "cannot tag: model missing"
+    assert cli("workflow", "delete", "runbad").returncode == 0
+
+
+def test_bad_run_input_is_refused_before_anything_is_sent(
+    clusters: dict[str, StandInOscar], cli: CLI, tmp_path: Path
+) -> None:
+    fdl = write_fdl(tmp_path / "wf", clusters, "runarg")
+    assert cli("workflow", "apply", str(fdl)).returncode == 0
+    before = len(clusters["edge"].requests)
+    missing = cli("workflow", "run", "runarg", "--input", str(tmp_path / "nope.txt"))
+    assert missing.returncode == 2 and "--input" in missing.stderr
+    stage = cli("workflow", "run", "runarg", "--input", str(fdl), "--stage", "nosuch")
+    assert stage.returncode == 2 and "no stage 'nosuch'" in stage.stderr
+    unknown = cli("workflow", "run", "nosuchflow", "--input", str(fdl))
+    assert unknown.returncode == 1 and "no workflow named 'nosuchflow'" in unknown.stderr
+    assert not [r for r in clusters["edge"].requests[before:] if r[0] != "GET"]
+    assert cli("workflow", "delete", "runarg").returncode == 0
+
+
+def test_invoke_sync_and_async(clusters: dict[str, StandInOscar], cli: CLI, tmp_path: Path) -> None:
+    fdl = write_fdl(tmp_path / "wf", clusters, "inv")
+    assert cli("workflow", "apply", str(fdl)).returncode == 0
+    data = tmp_path / "in.txt"
+    data.write_bytes(b"hello\n")
+    called = cli("workflow", "invoke", "inv", "inv-upper", "--input", str(data))
+    assert called.returncode == 0, called.stderr
+    assert called.stdout == "HELLO\n"
+    assert "cloud/inv-upper: answered in" in called.stderr
+    token = clusters["cloud"].services["inv-upper"]["token"]
+    assert token not in called.stdout + called.stderr
+
+    as_json = cli("workflow", "invoke", "inv", "cloud/inv-upper", "--input", str(data), "-o", "json")
+    assert json.loads(as_json.stdout)["output"] == "HELLO\n"
+
+    queued = cli("workflow", "invoke", "inv", "inv-upper", "--input", str(data), "--async")
+    assert queued.returncode == 0, queued.stderr
+    assert "accepted" in queued.stderr and queued.stdout == ""
+    jobs = clusters["cloud"].jobs["inv-upper"]
+    assert len(jobs) == 1
+
+    nosuch = cli("workflow", "invoke", "inv", "nosuch")
+    assert nosuch.returncode == 1 and "no stage 'nosuch'" in nosuch.stderr
+    assert cli("workflow", "delete", "inv").returncode == 0
+
+
+def test_oidc_token_from_a_command_is_refreshed_on_401(
+    clusters: dict[str, StandInOscar], cli: CLI, tmp_path: Path
+) -> None:
+    counter = tmp_path / "asked"
+    script = tmp_path / "token.sh"
+    # The first token is stale (refused with 401); the next ones are good.
+    script.write_text(
+        f'echo x >> "{counter}"\n'
+        f'if [ "$(wc -l < "{counter}")" -eq 1 ]; then echo stale-token-r5; else echo {OIDC_TOKEN}; fi\n'
+    )
+    fdl = write_fdl(tmp_path / "wf", clusters, "oidc", cloud_auth=f'oidc_token: "command(sh {script})"')
+    applied = cli("workflow", "apply", str(fdl), "-o", "json")
+    assert applied.returncode == 0, applied.stderr
+    assert sorted(json.loads(applied.stdout)["sent"]) == [
+        "create cloud/oidc-tag",
+        "create cloud/oidc-upper",
+        "create edge/oidc-reverse",
+    ]
+    asked = counter.read_text().count("x")
+    assert asked >= 2  # the stale one, then a fresh one after the 401
+    assert OIDC_TOKEN not in applied.stdout + applied.stderr
+    assert cli("workflow", "delete", "oidc").returncode == 0
