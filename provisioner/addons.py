@@ -699,7 +699,7 @@ class Stack:
             return [Check("oscar", "skipped", "OSCAR is not among the installed components")]
         front = inventory.front.address
         node_port = f"http://{f'[{front}]' if ':' in front else front}:{OSCAR_NODE_PORT}/"
-        url, fallback = oscar_url, None
+        url, fallback = oscar_url or (str(rec.extra.get("oscar_url") or "") or None), None
         if url is None and edge:
             # K3s runs without Traefik when Knative is there (and the Ingress has no controller then): OSCAR's
             # NodePort is the one URL that always answers on an edge cluster.

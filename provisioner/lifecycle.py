@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -707,6 +708,18 @@ class Lifecycle:
         self.record(name)
         store = tosca.SecretStore(self.home, name)
         return SecretsReport(name, str(store.path), dict(sorted(store.load().items())))
+
+    def set_oscar_endpoint(self, name: str, url: str | None) -> ClusterRecord:
+        """Record where the cluster's OSCAR answers (an ingress, a proxy), or forget it (``url`` None): workflows
+        and checks use it before the ``oscar_endpoint`` output or the NodePort."""
+        if url is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", url):
+            raise InputError(f"must be an http(s) URL, got {url!r}", field="--oscar")
+        with self._store() as store:
+            rec = self._record(store, name)
+            extra = {k: v for k, v in rec.extra.items() if k != "oscar_url"}
+            if url is not None:
+                extra["oscar_url"] = url
+            return store.update_cluster(name, extra=extra)
 
     def secret_values(self, name: str) -> list[str]:
         store = tosca.SecretStore(self.home, name)

@@ -28,6 +28,7 @@ import contextlib
 import json
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -662,21 +663,25 @@ def main() -> None:
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--password", required=True)
-    parser.add_argument("--minio", required=True, help="the S3 endpoint standing in for the cluster's MinIO")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--minio", help="the S3 endpoint standing in for the cluster's MinIO")
+    where.add_argument("--with-moto", action="store_true", help="start a moto S3 server of its own as its MinIO")
     parser.add_argument("--name", default="oscar")
     parser.add_argument("--ready-file", type=Path, help="write the URL here once serving")
     args = parser.parse_args()
-    oscar = StandInOscar(
-        password=args.password, minio=MinioAccess(args.minio), address=args.address, port=args.port, name=args.name
-    ).start()
-    if args.ready_file:
-        args.ready_file.write_text(oscar.url + "\n")
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        oscar.stop()
+    with contextlib.ExitStack() as stack:
+        minio = stack.enter_context(moto_server(args.address)) if args.with_moto else args.minio
+        oscar = StandInOscar(
+            password=args.password, minio=MinioAccess(minio), address=args.address, port=args.port, name=args.name
+        ).start()
+        stack.callback(oscar.stop)
+        if args.ready_file:
+            args.ready_file.write_text(oscar.url + "\n")
+        stopped = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            while not stopped.wait(0.5):
+                pass
 
 
 if __name__ == "__main__":

@@ -287,6 +287,29 @@ def secrets(
 
 
 @app.command()
+def endpoint(
+    ctx: typer.Context,
+    name: str,
+    oscar: str | None = typer.Option(None, "--oscar", help="OSCAR's URL for this cluster (an ingress, a proxy)."),
+    clear: bool = typer.Option(False, "--clear", help="Forget the recorded URL (back to the outputs / NodePort)."),
+    output: OutputFormat = OutputOption,
+) -> None:
+    """Show or record where the cluster's OSCAR answers; `provision workflow` and `cluster verify` use it first."""
+    if oscar is not None and clear:
+        raise InputError("give either --oscar URL or --clear, not both", field="--clear")
+    with service(ctx, output) as lc:
+        rec = lc.set_oscar_endpoint(name, None) if clear else lc.record(name)
+        if oscar is not None:
+            rec = lc.set_oscar_endpoint(name, oscar)
+    url = rec.extra.get("oscar_url")
+    emit(
+        {"name": name, "oscar_url": url},
+        output,
+        f"cluster {name}: OSCAR at {url}" if url else f"cluster {name}: no OSCAR URL recorded (outputs / NodePort)",
+    )
+
+
+@app.command()
 def logs(
     ctx: typer.Context,
     name: str,

@@ -195,8 +195,10 @@ def list_cmd(ctx: typer.Context, output: OutputFormat = OutputOption) -> None:
     emit(
         rows,
         output,
-        lambda: table(
-            ["NAME", "SERVICES", "SOURCE"], [(r["name"], ", ".join(r["services"]), r["source"]) for r in rows]
+        lambda: (
+            table(["NAME", "SERVICES", "SOURCE"], [(r["name"], ", ".join(r["services"]), r["source"]) for r in rows])
+            if rows
+            else "no workflows (apply one: provision workflow apply FDL)"
         ),
     )
 

@@ -31,4 +31,8 @@ def test_demo_runs_and_cleans_up(tmp_path: Path) -> None:
     assert result.returncode == 0, shown
     assert "no infrastructure left in IM" in result.stdout, shown
     assert "every-minute-floor" in result.stdout + result.stderr, shown
+    # The two-cluster workflow: applied, a file run through it (the timeline), deleted.
+    assert "workflow lines: minio.demo-b:lines/in/hello.txt through 2 job(s)" in result.stdout, shown
+    assert "final output: MUUNITNOC OLLEH" in result.stdout, shown
+    assert "deleted demo/shout" in result.stdout and "no workflows" in result.stdout, shown
     assert list(tmp.iterdir()) == [], shown  # the throwaway PROVISION_HOME is gone

@@ -337,3 +337,25 @@ def test_logs_of_an_unknown_vm_is_bad_input_naming_the_known_ones(
     assert out == ""
     assert err.startswith("error: --vm: no VM 7 in cluster 'c1' (known VM ids: 0, 1, 2)"), err
     assert not [c for c in im.calls if c[0] == "vm_contmsg"]
+
+
+def test_endpoint_records_shows_and_forgets_the_oscar_url(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record_installed_edge(home, "edge1", tmp_path / "hosts.yml")
+    code, out, err = run(capsys, "cluster", "endpoint", "edge1")
+    assert code == 0 and "no OSCAR URL recorded" in out, err
+    code, out, err = run(capsys, "cluster", "endpoint", "edge1", "--oscar", "https://oscar.example.org/")
+    assert code == 0 and out.strip() == "cluster edge1: OSCAR at https://oscar.example.org/", err
+    with Store.open(home) as store:
+        rec = store.get_cluster("edge1")
+        assert rec is not None and rec.extra["oscar_url"] == "https://oscar.example.org/"
+        assert rec.extra["inventory_source"] == str(tmp_path / "hosts.yml")  # the rest of extra is kept
+    code, out, err = run(capsys, "cluster", "endpoint", "edge1", "-o", "json")
+    assert json.loads(out) == {"name": "edge1", "oscar_url": "https://oscar.example.org/"}
+    code, out, err = run(capsys, "cluster", "endpoint", "edge1", "--oscar", "oscar.example.org")
+    assert code == 2 and "--oscar: must be an http(s) URL" in err
+    code, out, err = run(capsys, "cluster", "endpoint", "edge1", "--clear")
+    assert code == 0 and "no OSCAR URL recorded" in out
+    code, out, err = run(capsys, "cluster", "endpoint", "nosuch", "--oscar", "https://x/")
+    assert code == 1

@@ -179,3 +179,39 @@ def test_timeouts_are_connect_and_read() -> None:
         client.services()
     assert [c["timeout"] for c in adapter.calls] == [(5.0, 12), (3, 3)]
     assert adapter.calls[0]["auth"] == f"Bearer {TOKEN}"
+
+
+def test_a_token_from_a_source_is_asked_for_again_after_a_401(oscar: tuple[str, Fake]) -> None:
+    url, fake = oscar
+    given = iter(["stale-token-1", TOKEN, "never-asked"])
+    asked: list[str] = []
+
+    def source() -> str:
+        asked.append(next(given))
+        return asked[-1]
+
+    with OscarClient(url, token_source=source, timeout=5) as client:
+        assert client.services() == [{"name": "a"}]  # 401 with the stale token, then one more try
+        assert client.services() == [{"name": "a"}]  # the fresh token is kept
+    assert asked == ["stale-token-1", TOKEN]
+    assert [auth for _, _, auth in fake.seen] == ["Bearer stale-token-1", f"Bearer {TOKEN}", f"Bearer {TOKEN}"]
+
+
+def test_a_refreshed_token_refused_again_is_auth_refused(oscar: tuple[str, Fake]) -> None:
+    url, fake = oscar
+    with OscarClient(url, token_source=lambda: "always-stale", timeout=5) as client, pytest.raises(OSCARAuthRefused):
+        client.services()
+    assert len(fake.seen) == 2  # one refresh, never a loop
+
+
+def test_invocations_carry_the_service_token_not_the_cluster_credentials(oscar: tuple[str, Fake]) -> None:
+    url, fake = oscar
+    with OscarClient(url, password=PASSWORD, timeout=5) as client:
+        client.job_service("svc", b"aGVsbG8=", token=TOKEN)
+        client.run_service("svc", b"aGVsbG8=", token=TOKEN)
+        assert client.job_log("svc", "job-1").startswith("{")  # the fake answers every logs path alike
+    assert [(m, p, a) for m, p, a in fake.seen] == [
+        ("POST", "/job/svc", f"Bearer {TOKEN}"),
+        ("POST", "/run/svc", f"Bearer {TOKEN}"),
+        ("GET", "/system/logs/svc/job-1", "Basic " + base64.b64encode(f"oscar:{PASSWORD}".encode()).decode()),
+    ]
