@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import create, load, startup
+from bench import create, load, startup, workflow
 from bench.common import BENCH, REPO, Context, destroy_all
 from bench.proxy import CountingProxy
 from bench.report import ERROR, FAIL, Row, machine, markdown
@@ -28,8 +28,9 @@ FIGURES: dict[int, tuple[str, Callable[[Context], list[Row]]]] = {
     4: ("load: N clusters at once", load.load),
     5: ("autoscale: one tick over N clusters", load.autoscale),
     6: ("polling cost (fake clock)", startup.polling),
+    7: ("workflow apply: 12 services over 3 clusters vs the same POSTs sent directly", workflow.figure),
 }
-ORDER = (6, 3, 2, 1, 4, 5)  # quick, in-process ones first
+ORDER = (6, 3, 2, 7, 1, 4, 5)  # quick, in-process ones first
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -44,7 +45,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--autoscale", type=int, default=200, help="clusters in the autoscale tick, figure 5 (default 200)"
     )
-    parser.add_argument("--runs", type=int, default=10, help="repetitions for medians in figures 2-3 (min 10 for 2)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=10,
+        help="repetitions for medians in figures 2, 3 and 7 (min 10 for 2, 5 for 3 and 7)",
+    )
     parser.add_argument(
         "--registry", type=int, default=1000, help="clusters in the registry for `cluster list` (default 1000)"
     )

@@ -156,10 +156,16 @@ def apply(
     fdl: Path = FdlArgument,
     name: str | None = NameOption,
     prune: bool = typer.Option(False, "--prune", help="Remove the services this workflow owns that left the FDL."),
+    wait: bool = typer.Option(
+        False, "--wait", help="Wait for every stage's input bucket to exist (else checked once)."
+    ),
+    timeout: float = typer.Option(300.0, "--timeout", help="Seconds --wait waits for the input buckets."),
     output: OutputFormat = OutputOption,
 ) -> None:
     """Create or update the FDL's services, downstream stages first, filling in other clusters' MinIO."""
-    result = _engine(ctx).apply(fdl, name, prune=prune)
+    if not timeout > 0:
+        raise InputError(f"must be > 0, got {timeout:g}", field="--timeout")
+    result = _engine(ctx).apply(fdl, name, prune=prune, wait=timeout if wait else None)
     doc = _result_doc(result)
     emit(doc, output, lambda: _plan_text(doc, prune=prune) + f"\nsent {len(doc['sent'])} change(s)")
     _fail_if_not_ok(result)

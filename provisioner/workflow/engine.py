@@ -262,7 +262,10 @@ class WorkflowEngine:
 
     # --- applying -----------------------------------------------------------------------------------------------
 
-    def apply(self, path: Path, name: str | None = None, *, prune: bool = False) -> ApplyResult:
+    def apply(
+        self, path: Path, name: str | None = None, *, prune: bool = False, wait: float | None = None
+    ) -> ApplyResult:
+        """Apply the FDL at ``path``; ``wait``: seconds to wait for every input bucket to exist (else checked once)."""
         with open_store(self.home) as store:
             workflow = self.load(store, path)
             name = check_workflow_name(name or workflow.stem)
@@ -299,6 +302,8 @@ class WorkflowEngine:
         if prune:
             self._prune(name, plan, result, targets, kept, str(path.resolve()))
         self._check_buckets(workflow, targets, reads, result)
+        if wait is not None and result.missing_buckets and not (result.failed or result.skipped or result.unreadable):
+            self._wait_buckets(workflow, targets, reads, result, wait)
         with open_store(self.home) as store:
             store.append(
                 journal_name(name),
@@ -432,6 +437,34 @@ class WorkflowEngine:
             result.failed[(target.cluster, service)] = str(exc)
             return
         result.done.append(ServicePlan(target.cluster, service, Action.REMOVE))
+
+    def _wait_buckets(
+        self,
+        workflow: Workflow,
+        targets: Mapping[str, Target],
+        reads: Mapping[str, _Read],
+        result: ApplyResult,
+        timeout: float,
+    ) -> None:
+        """Check the input buckets again until all exist or ``timeout`` s have passed (then they stay missing)."""
+        import contextlib
+        import random
+        import time
+
+        from provisioner.errors import OperationTimeout
+        from provisioner.polling import PollSchedule, wait_until
+
+        def check() -> bool | None:
+            result.missing_buckets.clear()
+            self._check_buckets(workflow, targets, reads, result)
+            return True if not result.missing_buckets else None
+
+        self.progress(f"waiting for {len(result.missing_buckets)} input bucket(s)")
+        with contextlib.suppress(OperationTimeout):  # what is still missing stays in result.missing_buckets
+            wait_until(
+                check, timeout=timeout, clock=time.monotonic, sleep=time.sleep, rand=random.random,
+                schedule=PollSchedule(initial=0.5, growth=0.1, cap=5.0), what="the input buckets",
+            )  # fmt: skip
 
     def _check_buckets(
         self, workflow: Workflow, targets: Mapping[str, Target], reads: Mapping[str, _Read], result: ApplyResult

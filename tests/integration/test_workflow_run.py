@@ -231,3 +231,28 @@ def test_oidc_token_from_a_command_is_refreshed_on_401(
     assert asked >= 2  # the stale one, then a fresh one after the 401
     assert OIDC_TOKEN not in applied.stdout + applied.stderr
     assert cli("workflow", "delete", "oidc").returncode == 0
+
+
+def test_apply_wait_waits_for_the_input_buckets(clusters: dict[str, StandInOscar], cli: CLI, tmp_path: Path) -> None:
+    import threading
+
+    fdl = write_fdl(tmp_path / "wf", clusters, "waitb")
+    assert cli("workflow", "apply", str(fdl)).returncode == 0
+    cloud_s3 = clusters["cloud"].minio.client()
+    cloud_s3.delete_bucket(Bucket="waitb-tag")  # gone behind OSCAR's back
+
+    once = cli("workflow", "apply", str(fdl), "-o", "json")
+    assert once.returncode == 1
+    assert json.loads(once.stdout)["missing_buckets"] == ["cloud: bucket waitb-tag (input of waitb-tag)"]
+
+    timer = threading.Timer(1.0, lambda: cloud_s3.create_bucket(Bucket="waitb-tag"))
+    timer.start()
+    try:
+        waited = cli("workflow", "apply", str(fdl), "--wait", "--timeout", "30", "-o", "json")
+    finally:
+        timer.join()
+    assert waited.returncode == 0, waited.stderr
+    doc = json.loads(waited.stdout)
+    assert doc["ok"] and doc["sent"] == [] and doc["missing_buckets"] == []
+    assert "waiting for 1 input bucket(s)" in waited.stderr
+    assert cli("workflow", "delete", "waitb").returncode == 0
