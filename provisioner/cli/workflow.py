@@ -55,7 +55,41 @@ def validate(ctx: typer.Context, fdl: Path = FdlArgument, output: OutputFormat =
 NameOption = typer.Option(None, "--name", help="The workflow's name (default: the FDL file's stem).")
 
 
-def _engine(ctx: typer.Context) -> Any:
+class _Progress:
+    """Events as lines on stderr; waits as one live line on a terminal (text output), else a line when what is
+    awaited changes and at least every PROVISION_PROGRESS_INTERVAL seconds."""
+
+    def __init__(self, ctx: typer.Context, output: OutputFormat) -> None:
+        import sys
+
+        from provisioner.cli.common import Throttle, stderr_console
+
+        self._console = stderr_console()
+        self._live = sys.stderr.isatty() and output is OutputFormat.text
+        every = state(ctx).settings.progress_interval
+        self._throttle = Throttle(every) if every > 0 else None
+        self._status: Any = None
+
+    def event(self, line: str) -> None:
+        message(f"workflow: {line}")
+
+    def waiting(self, key: str, line: str) -> None:
+        if self._live:
+            if self._status is None:
+                self._status = self._console.status(line)
+                self._status.start()
+            else:
+                self._status.update(line)
+        elif self._throttle is not None and self._throttle.due(key):
+            message(f"workflow: {line}")
+
+    def close(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
+def _engine(ctx: typer.Context, progress: _Progress | None = None) -> Any:
     from provisioner.cli.common import lifecycle
     from provisioner.workflow.engine import WorkflowEngine
 
@@ -71,7 +105,7 @@ def _engine(ctx: typer.Context) -> Any:
         lock_timeout=settings.lock_timeout,
         oscar_cli_config=settings.oscar_cli_config_file,
         outputs_of=outputs_of,
-        progress=lambda line: message(f"workflow: {line}"),
+        progress=progress.event if progress is not None else lambda line: message(f"workflow: {line}"),
     )
 
 
@@ -212,10 +246,12 @@ def list_cmd(ctx: typer.Context, output: OutputFormat = OutputOption) -> None:
 WorkflowName = typer.Argument(..., metavar="NAME", help="The workflow (see: provision workflow list).")
 
 
-def _runs(ctx: typer.Context) -> Any:
+def _runs(ctx: typer.Context, progress: _Progress | None = None) -> Any:
     from provisioner.workflow.runs import WorkflowRuns
 
-    return WorkflowRuns(_engine(ctx))
+    if progress is None:
+        return WorkflowRuns(_engine(ctx))
+    return WorkflowRuns(_engine(ctx, progress), waiting=progress.waiting)
 
 
 def _status_text(name: str, stages: list[dict[str, Any]]) -> str:
@@ -313,7 +349,11 @@ def run(
 
     if not timeout > 0:
         raise InputError(f"must be > 0, got {timeout:g}", field="--timeout")
-    result = _runs(ctx).run(name, input_file, stage=stage, download=download, timeout=timeout)
+    progress = _Progress(ctx, output)
+    try:
+        result = _runs(ctx, progress).run(name, input_file, stage=stage, download=download, timeout=timeout)
+    finally:
+        progress.close()
     doc = result.doc()
     emit(doc, output, lambda: _run_text(doc))
     if not result.ok:

@@ -122,8 +122,10 @@ class WorkflowRuns:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
+        waiting: Callable[[str, str], None] = lambda _key, _line: None,
     ) -> None:
         self.engine = engine
+        self.waiting = waiting  # (what is awaited, a line saying so with the time): a live line, or throttled lines
         self.clock = clock
         self.sleep = sleep
         self.rand = rand
@@ -356,6 +358,7 @@ class WorkflowRuns:
                     sleep=self.sleep,
                     rand=self.rand,
                     schedule=TRACE_SCHEDULE,
+                    on_tick=lambda elapsed: self._tick(trace, elapsed),
                     what="the file to go through the workflow",
                 )
             except OperationTimeout:
@@ -379,6 +382,12 @@ class WorkflowRuns:
             if download is not None:
                 result.downloaded = self._download(trace, download, store_of)
         return result
+
+    def _tick(self, trace: Trace, elapsed: float) -> None:
+        awaited = ", ".join(
+            f"{_stage_label(s.stage)} ({'no job yet' if s.job is None else s.state})" for s in trace.waiting()
+        )
+        self.waiting(awaited, f"waiting for {awaited} ({elapsed:.0f} s since the upload)")
 
     def _collect(
         self,

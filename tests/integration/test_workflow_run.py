@@ -149,12 +149,16 @@ def test_run_follows_a_file_to_its_final_output(clusters: dict[str, StandInOscar
 
 
 def test_a_failed_job_stops_the_trace_with_its_log(clusters: dict[str, StandInOscar], cli: CLI, tmp_path: Path) -> None:
-    fdl = write_fdl(tmp_path / "wf", clusters, "runbad", tag_script='echo "cannot tag: model missing" >&2\nexit 3\n')
+    fdl = write_fdl(
+        tmp_path / "wf", clusters, "runbad", tag_script='sleep 1\necho "cannot tag: model missing" >&2\nexit 3\n'
+    )
     assert cli("workflow", "apply", str(fdl)).returncode == 0
     source = tmp_path / "face.txt"
     source.write_bytes(b"xyz\n")
-    ran = cli("workflow", "run", "runbad", "--input", str(source))
+    ran = cli("workflow", "run", "runbad", "--input", str(source), env={"PROVISION_PROGRESS_INTERVAL": "0.3"})
     assert ran.returncode == 1, ran.stderr
+    # Off a terminal, a long wait is never silent: what is awaited, at most every PROVISION_PROGRESS_INTERVAL s.
+    assert "workflow: waiting for cloud/runbad-tag (Running)" in ran.stderr, ran.stderr
     assert "  | cannot tag: model missing" in ran.stderr
     error = next(line for line in ran.stderr.splitlines() if line.startswith("error: "))
     assert "stage cloud/runbad-tag failed" in error
