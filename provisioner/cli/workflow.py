@@ -147,6 +147,8 @@ def _result_doc(result: Any) -> dict[str, Any]:
         "skipped": {f"{c}/{s}": why for (c, s), why in result.skipped.items()},
         "unreadable_clusters": result.unreadable,
         "missing_buckets": result.missing_buckets,
+        "removed_buckets": result.removed_buckets,
+        "kept_buckets": result.kept_buckets,
     }
 
 
@@ -209,12 +211,22 @@ def apply(
 def delete(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The workflow (see: provision workflow list)."),
+    buckets: bool = typer.Option(
+        False, "--buckets", help="Also remove the buckets its stages read and wrote (unless another service uses one)."
+    ),
     output: OutputFormat = OutputOption,
 ) -> None:
-    """Delete the services the workflow owns (upstream first), then its record."""
-    result = _engine(ctx).delete(name)
+    """Delete the services the workflow owns (upstream first), then its record (and with --buckets its buckets)."""
+    result = _engine(ctx).delete(name, buckets=buckets)
     doc = _result_doc(result)
-    emit(doc, output, lambda: "\n".join(f"deleted {line.split(' ', 1)[1]}" for line in doc["sent"]) or "nothing left")
+
+    def text() -> str:
+        lines = [f"deleted {line.split(' ', 1)[1]}" for line in doc["sent"]]
+        lines += [f"removed bucket {b}" for b in doc["removed_buckets"]]
+        lines += [f"kept bucket {b}" for b in doc["kept_buckets"]]
+        return "\n".join(lines) or "nothing left"
+
+    emit(doc, output, text)
     _fail_if_not_ok(result)
 
 

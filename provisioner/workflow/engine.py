@@ -59,6 +59,8 @@ class ApplyResult:
     skipped: dict[tuple[str, str], str] = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)  # cluster -> why
     missing_buckets: list[str] = field(default_factory=list)
+    removed_buckets: list[str] = field(default_factory=list)  # "cluster: bucket" (delete --buckets)
+    kept_buckets: list[str] = field(default_factory=list)  # "cluster: bucket (why)"
 
     @property
     def ok(self) -> bool:
@@ -498,7 +500,9 @@ class WorkflowEngine:
 
     # --- deleting and listing ---------------------------------------------------------------------------------------
 
-    def delete(self, name: str) -> ApplyResult:
+    def delete(self, name: str, *, buckets: bool = False) -> ApplyResult:
+        """Delete the services workflow ``name`` owns, upstream first, then its record; ``buckets``: then the
+        buckets its removed stages read and wrote on the clusters' MinIO, except those another service uses."""
         with open_store(self.home) as store:
             record = self.record(store, name)
             workflow: Workflow | None = None
@@ -526,11 +530,72 @@ class WorkflowEngine:
             if key not in result.failed:
                 kept.pop(key)
                 self._save(name, record.source, kept)
+        if buckets and workflow is None:
+            result.failed[("-", "buckets")] = f"its FDL {record.source} cannot be read: which buckets is not known"
+        elif buckets and workflow is not None:
+            removed = {key for key in keys if key not in kept}
+            self._delete_buckets(name, workflow, targets, removed, result)
         with open_store(self.home) as store:
             if not kept:
                 store.delete_workflow(name)
                 store.append(journal_name(name), Phase.WORKFLOW_DELETED, {"services": len(keys)})
         return result
+
+    def _delete_buckets(
+        self,
+        name: str,
+        workflow: Workflow,
+        targets: Mapping[str, Target],
+        removed: set[tuple[str, str]],
+        result: ApplyResult,
+    ) -> None:
+        from provisioner.aws.s3 import S3Access, S3Store
+
+        wanted: dict[str, set[str]] = {}
+        for stage in workflow.fdl.stages:
+            if stage.key not in removed:
+                continue
+            for spec in (*stage.inputs, *stage.outputs):
+                kind, ident = spec.target(stage.cluster)
+                if kind == "minio" and ident in targets:
+                    wanted.setdefault(ident, set()).add(spec.bucket)
+        reads = self._read_all({cluster: targets[cluster] for cluster in wanted})
+        for cluster, names in sorted(wanted.items()):
+            read = reads[cluster]
+            if read.services is None or read.config is None:
+                result.failed[(cluster, "buckets")] = f"cluster {cluster} could not be read: {read.error}"
+                continue
+            used: dict[str, str] = {}
+            for service in read.services.values():
+                for entry in (*(service.get("input") or []), *(service.get("output") or [])):
+                    if str(entry.get("storage_provider") or "minio") in ("minio", "minio.default"):
+                        used.setdefault(str(entry.get("path") or "").strip("/").split("/", 1)[0], str(service["name"]))
+            try:
+                minio = self._minio_of(targets[cluster], read)
+            except OperationFailed as exc:
+                result.failed[(cluster, "buckets")] = str(exc)
+                continue
+            access = S3Access(minio["endpoint"], minio["access_key"], minio["secret_key"], minio["region"],
+                              self.verify if minio["verify"] else False)  # fmt: skip
+            s3 = S3Store(access, timeout=self.timeout)
+            try:
+                with open_store(self.home) as store:
+                    for bucket in sorted(names):
+                        if bucket in used:
+                            result.kept_buckets.append(f"{cluster}: {bucket} (used by service {used[bucket]})")
+                            continue
+                        detail = {"cluster": cluster, "bucket": bucket, "action": "remove-bucket"}
+                        store.append(journal_name(name), Phase.SERVICE_SENDING, detail)
+                        self.progress(f"remove bucket {cluster}/{bucket}")
+                        try:
+                            s3.delete_bucket(bucket)
+                        except ProvisionError as exc:
+                            result.failed[(cluster, f"bucket {bucket}")] = str(exc)
+                            continue
+                        store.append(journal_name(name), Phase.SERVICE_DONE, detail)
+                        result.removed_buckets.append(f"{cluster}: {bucket}")
+            finally:
+                s3.close()
 
     def list(self) -> list[WorkflowRecord]:
         with open_store(self.home) as store:

@@ -9,6 +9,7 @@ after the first token is refused (401) and a new one is asked for.
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -238,8 +239,6 @@ def test_oidc_token_from_a_command_is_refreshed_on_401(
 
 
 def test_apply_wait_waits_for_the_input_buckets(clusters: dict[str, StandInOscar], cli: CLI, tmp_path: Path) -> None:
-    import threading
-
     fdl = write_fdl(tmp_path / "wf", clusters, "waitb")
     assert cli("workflow", "apply", str(fdl)).returncode == 0
     cloud_s3 = clusters["cloud"].minio.client()
@@ -249,14 +248,42 @@ def test_apply_wait_waits_for_the_input_buckets(clusters: dict[str, StandInOscar
     assert once.returncode == 1
     assert json.loads(once.stdout)["missing_buckets"] == ["cloud: bucket waitb-tag (input of waitb-tag)"]
 
-    timer = threading.Timer(1.0, lambda: cloud_s3.create_bucket(Bucket="waitb-tag"))
-    timer.start()
-    try:
-        waited = cli("workflow", "apply", str(fdl), "--wait", "--timeout", "30", "-o", "json")
-    finally:
-        timer.join()
+    # The bucket comes back only once the command says it waits for it.
+    proc = cli.popen("workflow", "apply", str(fdl), "--wait", "--timeout", "60", "-o", "json")
+    assert proc.stderr is not None and proc.stdout is not None
+    said = ""
+    for line in proc.stderr:
+        said += line
+        if "waiting for 1 input bucket(s)" in line:
+            cloud_s3.create_bucket(Bucket="waitb-tag")
+            break
+    out, err = proc.communicate(timeout=120)
+    waited = subprocess.CompletedProcess(proc.args, proc.returncode, out, said + err)
     assert waited.returncode == 0, waited.stderr
     doc = json.loads(waited.stdout)
     assert doc["ok"] and doc["sent"] == [] and doc["missing_buckets"] == []
-    assert "waiting for 1 input bucket(s)" in waited.stderr
     assert cli("workflow", "delete", "waitb").returncode == 0
+
+
+def test_delete_buckets_removes_the_workflows_buckets_but_not_one_still_used(
+    clusters: dict[str, StandInOscar], cli: CLI, tmp_path: Path
+) -> None:
+    fdl = write_fdl(tmp_path / "wf", clusters, "bkt")
+    assert cli("workflow", "apply", str(fdl)).returncode == 0
+    edge, cloud = clusters["edge"], clusters["cloud"]
+    # A service of no workflow reads one of the workflow's buckets: that bucket stays.
+    cloud.create({"name": "bystander", "image": "alpine", "script": "true", "input": [{"path": "bkt-tag/other"}]})
+    try:
+        deleted = cli("workflow", "delete", "bkt", "--buckets", "-o", "json")
+        assert deleted.returncode == 0, deleted.stderr
+        doc = json.loads(deleted.stdout)
+        assert sorted(doc["removed_buckets"]) == ["cloud: bkt-mid", "cloud: bkt-out", "edge: bkt-in"]
+        assert doc["kept_buckets"] == ["cloud: bkt-tag (used by service bystander)"]
+
+        def buckets(oscar: StandInOscar) -> set[str]:
+            return {b["Name"] for b in oscar.minio.client().list_buckets()["Buckets"] if b["Name"].startswith("bkt-")}
+
+        assert buckets(edge) == set() and buckets(cloud) == {"bkt-tag"}
+        assert "bkt-upper" not in cloud.services and "bystander" in cloud.services
+    finally:
+        cloud.delete("bystander")
