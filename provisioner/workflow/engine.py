@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from provisioner.errors import InputError, NotFound, OperationFailed, ProvisionError
@@ -33,6 +33,9 @@ from provisioner.state.store import Phase, WorkflowRecord
 from provisioner.workflow.files import Workflow, load_workflow
 from provisioner.workflow.plan import Action, ServicePlan, WorkflowPlan, plan_services
 from provisioner.workflow.targets import MINIO_NODE_PORT, Target, known_cluster_ids, resolve_targets
+
+if TYPE_CHECKING:
+    from provisioner.aws.s3 import S3Store
 
 __all__ = ["ApplyResult", "WorkflowEngine"]
 
@@ -189,6 +192,20 @@ class WorkflowEngine:
             "secret_key": str(provider.get("secret_key") or ""),
             "region": str(provider.get("region") or "us-east-1"),
         }
+
+    def s3_of(self, minio: Mapping[str, Any]) -> S3Store:
+        """An S3 client of a MinIO given as ``storage_providers.minio.<id>`` gives it (endpoint, keys, verify)."""
+        from provisioner.aws.s3 import S3Access, S3Store
+
+        verify = self.verify if minio.get("verify", True) else False
+        access = S3Access(
+            str(minio.get("endpoint") or ""),
+            str(minio.get("access_key") or ""),
+            str(minio.get("secret_key") or ""),
+            str(minio.get("region") or "us-east-1"),
+            verify,
+        )
+        return S3Store(access, timeout=self.timeout)
 
     def desired(
         self, workflow: Workflow, targets: Mapping[str, Target], reads: Mapping[str, _Read]
@@ -472,7 +489,6 @@ class WorkflowEngine:
         self, workflow: Workflow, targets: Mapping[str, Target], reads: Mapping[str, _Read], result: ApplyResult
     ) -> None:
         """Every input bucket of a stage in place exists on its cluster's MinIO (OSCAR makes them on create)."""
-        from provisioner.aws.s3 import S3Access, S3Store
 
         for stage in workflow.fdl.stages:
             if stage.key in result.failed or stage.key in result.skipped:
@@ -484,11 +500,7 @@ class WorkflowEngine:
                 minio = self._minio_of(targets[stage.cluster], read)
             except OperationFailed:
                 continue
-            store = S3Store(
-                S3Access(minio["endpoint"], minio["access_key"], minio["secret_key"], minio["region"],
-                         self.verify if minio["verify"] else False),
-                timeout=self.timeout,
-            )  # fmt: skip
+            store = self.s3_of(minio)
             try:
                 for spec in stage.inputs:
                     if spec.own and not store.bucket_exists(spec.bucket):
@@ -549,8 +561,6 @@ class WorkflowEngine:
         removed: set[tuple[str, str]],
         result: ApplyResult,
     ) -> None:
-        from provisioner.aws.s3 import S3Access, S3Store
-
         wanted: dict[str, set[str]] = {}
         for stage in workflow.fdl.stages:
             if stage.key not in removed:
@@ -575,9 +585,7 @@ class WorkflowEngine:
             except OperationFailed as exc:
                 result.failed[(cluster, "buckets")] = str(exc)
                 continue
-            access = S3Access(minio["endpoint"], minio["access_key"], minio["secret_key"], minio["region"],
-                              self.verify if minio["verify"] else False)  # fmt: skip
-            s3 = S3Store(access, timeout=self.timeout)
+            s3 = self.s3_of(minio)
             try:
                 with open_store(self.home) as store:
                     for bucket in sorted(names):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provisioner.aws.s3 import S3Access, S3Store
+from provisioner.aws.s3 import S3Store
 from provisioner.errors import InputError, NotFound, OperationFailed, OperationTimeout, ProvisionError
 from provisioner.polling import PollSchedule, wait_until
 from provisioner.redact import register_secret
@@ -171,21 +171,10 @@ class WorkflowRuns:
             return None
         target, read = opened.targets.get(ident), opened.reads.get(ident)
         if target is not None and read is not None and read.config is not None:
-            minio = self.engine._minio_of(target, read)
-        elif opened.workflow is not None and ident in opened.workflow.fdl.storage_providers.get("minio", {}):
-            given = opened.workflow.fdl.storage_providers["minio"][ident]
-            minio = {
-                "endpoint": str(given.get("endpoint") or ""),
-                "access_key": str(given.get("access_key") or ""),
-                "secret_key": str(given.get("secret_key") or ""),
-                "region": str(given.get("region") or "us-east-1"),
-                "verify": bool(given.get("verify", True)),
-            }
-        else:
-            return None
-        verify = self.engine.verify if minio["verify"] else False
-        access = S3Access(minio["endpoint"], minio["access_key"], minio["secret_key"], minio["region"], verify)
-        return S3Store(access, timeout=self.engine.timeout)
+            return self.engine.s3_of(self.engine._minio_of(target, read))
+        if opened.workflow is not None and ident in opened.workflow.fdl.storage_providers.get("minio", {}):
+            return self.engine.s3_of(opened.workflow.fdl.storage_providers["minio"][ident])
+        return None
 
     # --- status ---------------------------------------------------------------------------------------------------
 

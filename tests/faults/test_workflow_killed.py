@@ -29,8 +29,9 @@ from typing import Any
 import pytest
 
 from provisioner.state import Phase, Store
-from standin.oscar import MinioAccess, Refused, StandInOscar, moto_server
+from standin.oscar import Refused, StandInOscar
 from tests.clihelper import CLI
+from tests.workflowlab import two_clusters, write_chain
 
 REPO = Path(__file__).resolve().parents[2]
 EDGE_PASSWORD = "edge-oscar-password-k1"
@@ -71,21 +72,11 @@ class CountingOscar(StandInOscar):
 
 @pytest.fixture(scope="module")
 def clusters() -> Iterator[dict[str, CountingOscar]]:
-    with moto_server() as edge_s3, moto_server() as cloud_s3:
-        edge = CountingOscar(password=EDGE_PASSWORD, minio=MinioAccess(edge_s3), name="edge", poll=1.0)
-        cloud = CountingOscar(
-            password=CLOUD_PASSWORD,
-            minio=MinioAccess(cloud_s3, access_key="cloud-access-key", secret_key=CLOUD_MINIO_SECRET),
-            name="cloud",
-            poll=1.0,
-        )
-        edge.start()
-        cloud.start()
-        try:
-            yield {"edge": edge, "cloud": cloud}
-        finally:
-            edge.stop()
-            cloud.stop()
+    slow = {"poll": 1.0}
+    with two_clusters(
+        EDGE_PASSWORD, CLOUD_PASSWORD, CLOUD_MINIO_SECRET, cls=CountingOscar, edge=slow, cloud=slow
+    ) as made:
+        yield made
 
 
 @pytest.fixture
@@ -103,43 +94,12 @@ def cli(tmp_path: Path) -> CLI:
 
 
 def write_fdl(path: Path, clusters: Mapping[str, StandInOscar]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    (path.parent / "reverse.sh").write_text(
-        'rev "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/$(basename "$INPUT_FILE_PATH")"\n'
+    return write_chain(
+        path,
+        clusters,
+        edge_auth=f"auth_user: oscar, auth_password: {EDGE_PASSWORD}",
+        cloud_auth=f"auth_user: oscar, auth_password: {CLOUD_PASSWORD}",
     )
-    (path.parent / "upper.sh").write_text('tr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/out.txt"\n')
-    (path.parent / "tag.sh").write_text('{ cat "$INPUT_FILE_PATH"; echo "[$STAGE]"; } > "$TMP_OUTPUT_DIR/out.txt"\n')
-    edge, cloud = clusters["edge"], clusters["cloud"]
-    path.write_text(
-        f"""
-functions:
-  oscar:
-  - edge:
-      name: reverse
-      image: alpine
-      script: reverse.sh
-      input: [{{storage_provider: minio, path: faces/in}}]
-      output: [{{storage_provider: minio.cloud, path: masks/in}}]
-  - cloud:
-      name: upper
-      image: alpine
-      script: upper.sh
-      memory: 512Mi
-      input: [{{storage_provider: minio, path: masks/in}}]
-      output: [{{storage_provider: minio, path: tagging/in}}]
-  - cloud:
-      name: tag
-      image: alpine
-      script: tag.sh
-      environment: {{Variables: {{STAGE: three}}}}
-      input: [{{storage_provider: minio, path: tagging/in}}]
-      output: [{{storage_provider: minio, path: results/out}}]
-clusters:
-  edge: {{endpoint: '{edge.url}', auth_user: oscar, auth_password: {EDGE_PASSWORD}}}
-  cloud: {{endpoint: '{cloud.url}', auth_user: oscar, auth_password: {CLOUD_PASSWORD}}}
-"""
-    )
-    return path
 
 
 def killed(cli: CLI, wrapper: list[str], *args: str) -> subprocess.CompletedProcess[str]:

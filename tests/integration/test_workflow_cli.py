@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from provisioner.aws.s3 import S3Access, S3Store
-from standin.oscar import MinioAccess, StandInOscar, moto_server
+from standin.oscar import StandInOscar
 from tests.clihelper import CLI
+from tests.workflowlab import two_clusters, write_chain
 
 EDGE_PASSWORD = "edge-oscar-password-1"
 CLOUD_PASSWORD = "cloud-oscar-password-2"
@@ -28,18 +29,8 @@ CLOUD_MINIO_SECRET = "cloud-minio-secret-key-3"
 
 @pytest.fixture(scope="module")
 def clusters() -> Iterator[dict[str, StandInOscar]]:
-    with moto_server() as edge_s3, moto_server() as cloud_s3:
-        edge = StandInOscar(password=EDGE_PASSWORD, minio=MinioAccess(edge_s3), name="edge").start()
-        cloud = StandInOscar(
-            password=CLOUD_PASSWORD,
-            minio=MinioAccess(cloud_s3, access_key="cloud-access-key", secret_key=CLOUD_MINIO_SECRET),
-            name="cloud",
-        ).start()
-        try:
-            yield {"edge": edge, "cloud": cloud}
-        finally:
-            edge.stop()
-            cloud.stop()
+    with two_clusters(EDGE_PASSWORD, CLOUD_PASSWORD, CLOUD_MINIO_SECRET) as made:
+        yield made
 
 
 def s3(oscar: StandInOscar) -> S3Store:
@@ -47,48 +38,14 @@ def s3(oscar: StandInOscar) -> S3Store:
 
 
 def write_fdl(path: Path, clusters: dict[str, StandInOscar], *, upper: str = "tr a-z A-Z", tag: bool = True) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    (path.parent / "reverse.sh").write_text(
-        'rev "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/$(basename "$INPUT_FILE_PATH")"\n'
+    return write_chain(
+        path,
+        clusters,
+        edge_auth=f"auth_user: oscar, auth_password: {EDGE_PASSWORD}",
+        cloud_auth=f"auth_user: oscar, auth_password: {CLOUD_PASSWORD}",
+        upper=upper,
+        tag=tag,
     )
-    (path.parent / "upper.sh").write_text(
-        f'{upper} < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/$(basename "$INPUT_FILE_PATH")"\n'
-    )
-    (path.parent / "tag.sh").write_text('{ cat "$INPUT_FILE_PATH"; echo "[$STAGE]"; } > "$TMP_OUTPUT_DIR/out.txt"\n')
-    edge, cloud = clusters["edge"], clusters["cloud"]
-    tag_stage = """
-  - cloud:
-      name: tag
-      image: alpine
-      script: tag.sh
-      environment: {Variables: {STAGE: three}}
-      input: [{storage_provider: minio, path: tagging/in}]
-      output: [{storage_provider: minio, path: results/out}]
-"""
-    path.write_text(
-        f"""
-functions:
-  oscar:
-  - edge:
-      name: reverse
-      image: alpine
-      script: reverse.sh
-      input: [{{storage_provider: minio, path: faces/in}}]
-      output: [{{storage_provider: minio.cloud, path: masks/in}}]
-  - cloud:
-      name: upper
-      image: alpine
-      script: upper.sh
-      memory: 512Mi
-      input: [{{storage_provider: minio, path: masks/in}}]
-      output: [{{storage_provider: minio, path: {"tagging/in" if tag else "results/out"}}}]
-{tag_stage if tag else ""}
-clusters:
-  edge: {{endpoint: '{edge.url}', auth_user: oscar, auth_password: {EDGE_PASSWORD}}}
-  cloud: {{endpoint: '{cloud.url}', auth_user: oscar, auth_password: {CLOUD_PASSWORD}}}
-"""
-    )
-    return path
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from standin.oscar import MinioAccess, StandInOscar, moto_server
+from standin.oscar import StandInOscar
 from tests.clihelper import CLI
+from tests.workflowlab import TAG, two_clusters, write_chain
 
 EDGE_PASSWORD = "edge-oscar-password-r1"
 CLOUD_PASSWORD = "cloud-oscar-password-r2"
@@ -26,19 +27,10 @@ OIDC_TOKEN = "oidc-bearer-token-r4"
 
 @pytest.fixture(scope="module")
 def clusters() -> Iterator[dict[str, StandInOscar]]:
-    with moto_server() as edge_s3, moto_server() as cloud_s3:
-        edge = StandInOscar(password=EDGE_PASSWORD, minio=MinioAccess(edge_s3), name="edge").start()
-        cloud = StandInOscar(
-            password=CLOUD_PASSWORD,
-            minio=MinioAccess(cloud_s3, access_key="cloud-access-key", secret_key=CLOUD_MINIO_SECRET),
-            name="cloud",
-            oidc_tokens=frozenset({OIDC_TOKEN}),
-        ).start()
-        try:
-            yield {"edge": edge, "cloud": cloud}
-        finally:
-            edge.stop()
-            cloud.stop()
+    with two_clusters(
+        EDGE_PASSWORD, CLOUD_PASSWORD, CLOUD_MINIO_SECRET, cloud={"oidc_tokens": frozenset({OIDC_TOKEN})}
+    ) as made:
+        yield made
 
 
 @pytest.fixture
@@ -51,45 +43,17 @@ def write_fdl(
     clusters: dict[str, StandInOscar],
     prefix: str,
     *,
-    tag_script: str = '{ cat "$INPUT_FILE_PATH"; echo "[$STAGE]"; } > "$TMP_OUTPUT_DIR/out.txt"\n',
+    tag_script: str = TAG,
     cloud_auth: str = f"auth_password: {CLOUD_PASSWORD}",
 ) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "reverse.sh").write_text('rev "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/$(basename "$INPUT_FILE_PATH")"\n')
-    (folder / "upper.sh").write_text(
-        'tr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/$(basename "$INPUT_FILE_PATH")"\n'
+    return write_chain(
+        folder / f"{prefix}.yaml",
+        clusters,
+        prefix=f"{prefix}-",
+        edge_auth=f"auth_password: {EDGE_PASSWORD}",
+        cloud_auth=cloud_auth,
+        tag_script=tag_script,
     )
-    (folder / "tag.sh").write_text(tag_script)
-    edge, cloud = clusters["edge"], clusters["cloud"]
-    fdl = folder / f"{prefix}.yaml"
-    fdl.write_text(
-        f"""functions:
-  oscar:
-  - edge:
-      name: {prefix}-reverse
-      image: alpine
-      script: reverse.sh
-      input: [{{storage_provider: minio, path: {prefix}-in/faces}}]
-      output: [{{storage_provider: minio.cloud, path: {prefix}-mid/in}}]
-  - cloud:
-      name: {prefix}-upper
-      image: alpine
-      script: upper.sh
-      input: [{{storage_provider: minio, path: {prefix}-mid/in}}]
-      output: [{{storage_provider: minio, path: {prefix}-tag/in}}]
-  - cloud:
-      name: {prefix}-tag
-      image: alpine
-      script: tag.sh
-      environment: {{Variables: {{STAGE: three}}}}
-      input: [{{storage_provider: minio, path: {prefix}-tag/in}}]
-      output: [{{storage_provider: minio, path: {prefix}-out/final}}]
-clusters:
-  edge: {{endpoint: '{edge.url}', auth_password: {EDGE_PASSWORD}}}
-  cloud: {{endpoint: '{cloud.url}', {cloud_auth}}}
-"""
-    )
-    return fdl
 
 
 def test_run_follows_a_file_to_its_final_output(clusters: dict[str, StandInOscar], cli: CLI, tmp_path: Path) -> None:
@@ -105,15 +69,15 @@ def test_run_follows_a_file_to_its_final_output(clusters: dict[str, StandInOscar
     assert ran.returncode == 0, ran.stderr
     doc = json.loads(ran.stdout)
     assert doc["ok"] and doc["entry"] == "edge/runok-reverse"
-    assert doc["uploaded"] == "minio.edge:runok-in/faces/face.txt"
+    assert doc["uploaded"] == "minio.edge:runok-faces/in/face.txt"
     assert [(s["stage"], s["state"]) for s in doc["steps"]] == [
         ("edge/runok-reverse", "Succeeded"),
         ("cloud/runok-upper", "Succeeded"),
         ("cloud/runok-tag", "Succeeded"),
     ]
-    assert doc["steps"][0]["outputs"] == ["minio.cloud:runok-mid/in/face.txt"]
+    assert doc["steps"][0]["outputs"] == ["minio.cloud:runok-masks/in/face.txt"]
     assert all(s["job"] and s["queued"] and s["finished"] and s["done_at"] is not None for s in doc["steps"])
-    assert doc["final_outputs"] == ["minio.cloud:runok-out/final/out.txt"]
+    assert doc["final_outputs"] == ["minio.cloud:runok-results/out/out.txt"]
     assert (got / "out.txt").read_bytes() == b"CBA\n[three]\n"
     assert "uploaded face.txt" in ran.stderr and "runok-tag wrote" in ran.stderr
 
@@ -122,7 +86,7 @@ def test_run_follows_a_file_to_its_final_output(clusters: dict[str, StandInOscar
     again = cli("workflow", "run", "runok", "--input", str(source), "--timeout", "60")
     assert again.returncode == 0, again.stderr
     lines = again.stdout.splitlines()
-    assert lines[0] == "workflow runok: minio.edge:runok-in/faces/face.txt through 3 job(s)"
+    assert lines[0] == "workflow runok: minio.edge:runok-faces/in/face.txt through 3 job(s)"
     assert "STAGE" in lines[1] and "SECONDS" in lines[1]
     assert [line.split()[0] for line in lines[2:5]] == ["edge/runok-reverse", "cloud/runok-upper", "cloud/runok-tag"]
     assert "final outputs:" in again.stdout
@@ -135,7 +99,7 @@ def test_run_follows_a_file_to_its_final_output(clusters: dict[str, StandInOscar
         assert stage["exists"] and stage["matches"] and stage["error"] is None
         assert stage["jobs"] == {"Succeeded": 2}
     assert (got / "out.txt").read_bytes() == b"CBA\n[three]\n"
-    assert stages["runok-upper"]["input_buckets"] == {"runok-mid": True}
+    assert stages["runok-upper"]["input_buckets"] == {"runok-masks": True}
     shown = cli("workflow", "status", "runok")
     assert "cloud/runok-tag" in shown.stdout and "2 succeeded" in shown.stdout
 
@@ -242,11 +206,11 @@ def test_apply_wait_waits_for_the_input_buckets(clusters: dict[str, StandInOscar
     fdl = write_fdl(tmp_path / "wf", clusters, "waitb")
     assert cli("workflow", "apply", str(fdl)).returncode == 0
     cloud_s3 = clusters["cloud"].minio.client()
-    cloud_s3.delete_bucket(Bucket="waitb-tag")  # gone behind OSCAR's back
+    cloud_s3.delete_bucket(Bucket="waitb-tagging")  # gone behind OSCAR's back
 
     once = cli("workflow", "apply", str(fdl), "-o", "json")
     assert once.returncode == 1
-    assert json.loads(once.stdout)["missing_buckets"] == ["cloud: bucket waitb-tag (input of waitb-tag)"]
+    assert json.loads(once.stdout)["missing_buckets"] == ["cloud: bucket waitb-tagging (input of waitb-tag)"]
 
     # The bucket comes back only once the command says it waits for it.
     proc = cli.popen("workflow", "apply", str(fdl), "--wait", "--timeout", "60", "-o", "json")
@@ -255,7 +219,7 @@ def test_apply_wait_waits_for_the_input_buckets(clusters: dict[str, StandInOscar
     for line in proc.stderr:
         said += line
         if "waiting for 1 input bucket(s)" in line:
-            cloud_s3.create_bucket(Bucket="waitb-tag")
+            cloud_s3.create_bucket(Bucket="waitb-tagging")
             break
     out, err = proc.communicate(timeout=120)
     waited = subprocess.CompletedProcess(proc.args, proc.returncode, out, said + err)
@@ -272,18 +236,18 @@ def test_delete_buckets_removes_the_workflows_buckets_but_not_one_still_used(
     assert cli("workflow", "apply", str(fdl)).returncode == 0
     edge, cloud = clusters["edge"], clusters["cloud"]
     # A service of no workflow reads one of the workflow's buckets: that bucket stays.
-    cloud.create({"name": "bystander", "image": "alpine", "script": "true", "input": [{"path": "bkt-tag/other"}]})
+    cloud.create({"name": "bystander", "image": "alpine", "script": "true", "input": [{"path": "bkt-tagging/other"}]})
     try:
         deleted = cli("workflow", "delete", "bkt", "--buckets", "-o", "json")
         assert deleted.returncode == 0, deleted.stderr
         doc = json.loads(deleted.stdout)
-        assert sorted(doc["removed_buckets"]) == ["cloud: bkt-mid", "cloud: bkt-out", "edge: bkt-in"]
-        assert doc["kept_buckets"] == ["cloud: bkt-tag (used by service bystander)"]
+        assert sorted(doc["removed_buckets"]) == ["cloud: bkt-masks", "cloud: bkt-results", "edge: bkt-faces"]
+        assert doc["kept_buckets"] == ["cloud: bkt-tagging (used by service bystander)"]
 
         def buckets(oscar: StandInOscar) -> set[str]:
             return {b["Name"] for b in oscar.minio.client().list_buckets()["Buckets"] if b["Name"].startswith("bkt-")}
 
-        assert buckets(edge) == set() and buckets(cloud) == {"bkt-tag"}
+        assert buckets(edge) == set() and buckets(cloud) == {"bkt-tagging"}
         assert "bkt-upper" not in cloud.services and "bystander" in cloud.services
     finally:
         cloud.delete("bystander")
