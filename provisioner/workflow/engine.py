@@ -71,7 +71,7 @@ class ApplyResult:
 
 
 @dataclass
-class _Read:
+class ClusterRead:
     """What one cluster answered, read once for the whole operation."""
 
     services: dict[str, dict[str, Any]] | None = None
@@ -138,7 +138,7 @@ class WorkflowEngine:
             register_secret(secret)
         return workflow
 
-    def _targets(self, store: StateStore, workflow: Workflow, extra: set[str]) -> dict[str, Target]:
+    def targets_for(self, store: StateStore, workflow: Workflow, extra: set[str]) -> dict[str, Target]:
         ids = list(workflow.fdl.cluster_ids)
         for stage in workflow.fdl.stages:
             for spec in (*stage.inputs, *stage.outputs):
@@ -159,8 +159,8 @@ class WorkflowEngine:
             verify=self.verify,
         )
 
-    def _read_all(self, targets: Mapping[str, Target]) -> dict[str, _Read]:
-        def read(target: Target) -> _Read:
+    def read_all(self, targets: Mapping[str, Target]) -> dict[str, ClusterRead]:
+        def read(target: Target) -> ClusterRead:
             try:
                 with self.client(target.access) as client:
                     services = {str(s.get("name")): s for s in client.services()}
@@ -169,14 +169,14 @@ class WorkflowEngine:
                     for key in ("access_key", "secret_key"):
                         if minio.get(key):
                             register_secret(str(minio[key]))
-                    return _Read(services, config)
+                    return ClusterRead(services, config)
             except ProvisionError as exc:
-                return _Read(error=str(exc))
+                return ClusterRead(error=str(exc))
 
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(targets)))) as pool:
             return dict(zip(targets, pool.map(read, targets.values()), strict=True))
 
-    def _minio_of(self, target: Target, read: _Read) -> dict[str, Any]:
+    def minio_of(self, target: Target, read: ClusterRead) -> dict[str, Any]:
         """Cluster ``target``'s MinIO as another cluster's stage must be told it (reachable from outside)."""
         provider = dict((read.config or {}).get("minio_provider") or {})
         endpoint = str(provider.get("endpoint") or "")
@@ -208,7 +208,7 @@ class WorkflowEngine:
         return S3Store(access, timeout=self.timeout)
 
     def desired(
-        self, workflow: Workflow, targets: Mapping[str, Target], reads: Mapping[str, _Read]
+        self, workflow: Workflow, targets: Mapping[str, Target], reads: Mapping[str, ClusterRead]
     ) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], str]]:
         """Each stage's definition with the storage providers it references filled in; stages that cannot be
         built (a referenced cluster unreadable) -> why."""
@@ -231,7 +231,7 @@ class WorkflowEngine:
                         raise OperationFailed(
                             f"cluster {spec.ref} could not be read ({read.error if read else 'unknown'})"
                         )
-                    providers.setdefault("minio", {})[spec.ref] = self._minio_of(targets[spec.ref], read)
+                    providers.setdefault("minio", {})[spec.ref] = self.minio_of(targets[spec.ref], read)
             except OperationFailed as exc:
                 blocked[stage.key] = str(exc)
                 continue
@@ -242,12 +242,18 @@ class WorkflowEngine:
 
     def plan(self, path: Path, name: str | None = None, *, prune: bool = False) -> tuple[WorkflowPlan, ApplyResult]:
         with open_store(self.home) as store:
-            workflow = self.load(store, path)
-            name = check_workflow_name(name or workflow.stem)
-            record = store.get_workflow(name)
-            others = self._others(store, name)
-            targets = self._targets(store, workflow, self._owned_clusters(record))
+            workflow, name, record, others, targets = self._prepare(store, path, name)
         return self._plan(workflow, name, record, others, targets, prune)[:2]
+
+    def _prepare(
+        self, store: StateStore, path: Path, name: str | None
+    ) -> tuple[Workflow, str, WorkflowRecord | None, dict[tuple[str, str], str], dict[str, Target]]:
+        """The FDL checked, the workflow's name and record, other workflows' services, and the clusters to read."""
+        workflow = self.load(store, path)
+        name = check_workflow_name(name or workflow.stem)
+        record = store.get_workflow(name)
+        targets = self.targets_for(store, workflow, self._owned_clusters(record))
+        return workflow, name, record, self._others(store, name), targets
 
     def _plan(
         self,
@@ -257,8 +263,8 @@ class WorkflowEngine:
         others: dict[tuple[str, str], str],
         targets: dict[str, Target],
         prune: bool,
-    ) -> tuple[WorkflowPlan, ApplyResult, dict[tuple[str, str], dict[str, Any]], dict[str, _Read]]:
-        reads = self._read_all(targets)
+    ) -> tuple[WorkflowPlan, ApplyResult, dict[tuple[str, str], dict[str, Any]], dict[str, ClusterRead]]:
+        reads = self.read_all(targets)
         desired, blocked = self.desired(workflow, targets, reads)
         current = {cluster: read.services for cluster, read in reads.items() if read.services is not None}
         owned = {(str(s["cluster"]), str(s["service"])): s for s in (record.services if record else [])}
@@ -286,11 +292,7 @@ class WorkflowEngine:
     ) -> ApplyResult:
         """Apply the FDL at ``path``; ``wait``: seconds to wait for every input bucket to exist (else checked once)."""
         with open_store(self.home) as store:
-            workflow = self.load(store, path)
-            name = check_workflow_name(name or workflow.stem)
-            record = store.get_workflow(name)
-            others = self._others(store, name)
-            targets = self._targets(store, workflow, self._owned_clusters(record))
+            workflow, name, record, others, targets = self._prepare(store, path, name)
             plan, result, desired, reads = self._plan(workflow, name, record, others, targets, prune)
             conflicts = plan.of(Action.CONFLICT)
             if conflicts:
@@ -461,7 +463,7 @@ class WorkflowEngine:
         self,
         workflow: Workflow,
         targets: Mapping[str, Target],
-        reads: Mapping[str, _Read],
+        reads: Mapping[str, ClusterRead],
         result: ApplyResult,
         timeout: float,
     ) -> None:
@@ -486,7 +488,7 @@ class WorkflowEngine:
             )  # fmt: skip
 
     def _check_buckets(
-        self, workflow: Workflow, targets: Mapping[str, Target], reads: Mapping[str, _Read], result: ApplyResult
+        self, workflow: Workflow, targets: Mapping[str, Target], reads: Mapping[str, ClusterRead], result: ApplyResult
     ) -> None:
         """Every input bucket of a stage in place exists on its cluster's MinIO (OSCAR makes them on create)."""
 
@@ -497,7 +499,7 @@ class WorkflowEngine:
             if read is None or read.config is None:
                 continue
             try:
-                minio = self._minio_of(targets[stage.cluster], read)
+                minio = self.minio_of(targets[stage.cluster], read)
             except OperationFailed:
                 continue
             store = self.s3_of(minio)
@@ -569,7 +571,7 @@ class WorkflowEngine:
                 kind, ident = spec.target(stage.cluster)
                 if kind == "minio" and ident in targets:
                     wanted.setdefault(ident, set()).add(spec.bucket)
-        reads = self._read_all({cluster: targets[cluster] for cluster in wanted})
+        reads = self.read_all({cluster: targets[cluster] for cluster in wanted})
         for cluster, names in sorted(wanted.items()):
             read = reads[cluster]
             if read.services is None or read.config is None:
@@ -581,7 +583,7 @@ class WorkflowEngine:
                     if str(entry.get("storage_provider") or "minio") in ("minio", "minio.default"):
                         used.setdefault(str(entry.get("path") or "").strip("/").split("/", 1)[0], str(service["name"]))
             try:
-                minio = self._minio_of(targets[cluster], read)
+                minio = self.minio_of(targets[cluster], read)
             except OperationFailed as exc:
                 result.failed[(cluster, "buckets")] = str(exc)
                 continue

@@ -27,7 +27,7 @@ from provisioner.polling import PollSchedule, wait_until
 from provisioner.redact import register_secret
 from provisioner.state.interface import open_store
 from provisioner.state.store import WorkflowRecord
-from provisioner.workflow.engine import WorkflowEngine, _Read
+from provisioner.workflow.engine import ClusterRead, WorkflowEngine
 from provisioner.workflow.fdl import Stage
 from provisioner.workflow.files import Workflow
 from provisioner.workflow.plan import Action
@@ -105,7 +105,7 @@ class _Opened:
     record: WorkflowRecord
     workflow: Workflow | None
     targets: dict[str, Target]
-    reads: dict[str, _Read]
+    reads: dict[str, ClusterRead]
 
 
 def _stage_label(key: tuple[str, str]) -> str:
@@ -148,7 +148,7 @@ class WorkflowRuns:
                     ) from exc
             owned = {cluster for cluster, _ in record.owns()}
             if workflow is not None:
-                targets = engine._targets(store, workflow, owned)
+                targets = engine.targets_for(store, workflow, owned)
             else:
                 from provisioner.workflow.engine import load_workflow_stub
                 from provisioner.workflow.targets import resolve_targets
@@ -162,7 +162,7 @@ class WorkflowRuns:
                     outputs_of=engine.outputs_of,
                     verify=engine.verify,
                 )
-        reads = engine._read_all(targets) if read else {}
+        reads = engine.read_all(targets) if read else {}
         return _Opened(record, workflow, targets, reads)
 
     def _store_for(self, opened: _Opened, kind: str, ident: str) -> S3Store | None:
@@ -171,7 +171,7 @@ class WorkflowRuns:
             return None
         target, read = opened.targets.get(ident), opened.reads.get(ident)
         if target is not None and read is not None and read.config is not None:
-            return self.engine.s3_of(self.engine._minio_of(target, read))
+            return self.engine.s3_of(self.engine.minio_of(target, read))
         if opened.workflow is not None and ident in opened.workflow.fdl.storage_providers.get("minio", {}):
             return self.engine.s3_of(opened.workflow.fdl.storage_providers["minio"][ident])
         return None
