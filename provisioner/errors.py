@@ -232,3 +232,21 @@ class LockBusy(ProvisionError):
 
 class LocalIMError(OperationFailed):
     """The local IM could not be installed, started or stopped."""
+
+
+# --- AWS (Lambda, CloudWatch Logs) --------------------------------------------------------------------------------
+
+
+class AwsError(OperationFailed):
+    """An AWS API other than S3 (Lambda, CloudWatch Logs: :mod:`provisioner.aws.lambda_`) refused a call or could
+    not be reached: one line naming the call, the function and AWS's error code (``code``), or the endpoint."""
+
+    def __init__(self, message: str, *, code: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code  # AWS's error code, when AWS answered
+
+
+class AwsAuthRefused(AwsError):
+    """AWS refused the credentials (unknown or expired key, bad signature, access denied), or there were none."""
+
+    exit_code = EXIT_UNREACHABLE

@@ -30,7 +30,7 @@ def read_yaml_file(path: Path, *, label: str, field: str, error: type[InputError
     text = read_text_file(path, label=label, field=field, error=error)
     loader = yaml.SafeLoader(text)
     try:
-        _check_events(text, label=label, field=field, error=error)
+        _check_events(text, yaml.SafeLoader, label=label, field=field, error=error)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -79,21 +79,39 @@ def parse_yaml_located(
 ) -> tuple[Any, dict[YamlPath, int]]:
     """The data in ``text`` (None when empty) and the line (1-based) of every value in it, by path: a mapping
     entry's line is its key's, a list item's is the item's. Within the same limits as :func:`read_yaml_file`;
-    a key given twice in one mapping is refused (PyYAML would keep the last one without a word). Pure."""
-    loader = yaml.SafeLoader(text)
-    lines: dict[YamlPath, int] = {}
+    a key given twice in one mapping is refused (PyYAML would keep the last one without a word). Pure.
+
+    libyaml's parser reads it when PyYAML has it (twenty times faster); a text it refuses is read again by the
+    pure-Python one, whose wording the error messages carry."""
+    if _FAST_LOADER is not None:
+        try:
+            return _parse_located(text, _FAST_LOADER, label=label, field=field, error=error)
+        except yaml.YAMLError:
+            pass  # said again below, in the pure parser's words
     try:
-        _check_events(text, label=label, field=field, error=error)
-        node = loader.get_single_node()
-        if node is None:
-            return None, lines
-        _check_expansion(node, label=label, field=field, error=error)
-        return _located(loader, node, (), lines, label=label, error=error), lines
+        return _parse_located(text, yaml.SafeLoader, label=label, field=field, error=error)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or "not valid YAML"
         where = f"{mark.line + 1}" if mark is not None else "?"
         raise error(f"{label}:{where}: {field}: not valid YAML ({problem})") from None
+
+
+_FAST_LOADER: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+
+
+def _parse_located(
+    text: str, loader_class: type[yaml.SafeLoader], *, label: str, field: str, error: type[InputError]
+) -> tuple[Any, dict[YamlPath, int]]:
+    loader = loader_class(text)
+    lines: dict[YamlPath, int] = {}
+    try:
+        _check_events(text, loader_class, label=label, field=field, error=error)
+        node = loader.get_single_node()
+        if node is None:
+            return None, lines
+        _check_expansion(node, label=label, field=field, error=error)
+        return _located(loader, node, (), lines, label=label, error=error), lines
     finally:
         loader.dispose()
 
@@ -141,10 +159,12 @@ def dotted(path: YamlPath) -> str:
     return out
 
 
-def _check_events(text: str, *, label: str, field: str, error: type[InputError]) -> None:
+def _check_events(
+    text: str, loader_class: type[yaml.SafeLoader], *, label: str, field: str, error: type[InputError]
+) -> None:
     """Depth and alias count from the event stream (no recursion, nothing built yet)."""
     depth = aliases = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in yaml.parse(text, Loader=loader_class):
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:

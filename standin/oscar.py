@@ -186,7 +186,9 @@ class StandInOscar:
         name: str = "oscar",
         script_timeout: float = 60.0,
         oidc_tokens: frozenset[str] = frozenset(),
+        aws_endpoint: str | None = None,
     ) -> None:
+        self.aws_endpoint = aws_endpoint  # where s3.<id> outputs go (AWS itself when None: boto3's resolution)
         self.password = password
         self.oidc_tokens = set(oidc_tokens)  # bearer tokens taken as a logged-in OIDC user's
         self.minio = minio
@@ -433,6 +435,15 @@ class StandInOscar:
             return self._s3
         kind, _, ident = provider.partition(".")
         settings = ((definition.get("storage_providers") or {}).get(kind) or {}).get(ident)
+        if kind == "s3" and settings is not None:
+            return boto3.client(
+                "s3",
+                endpoint_url=self.aws_endpoint,
+                aws_access_key_id=str(settings.get("access_key") or "") or None,
+                aws_secret_access_key=str(settings.get("secret_key") or "") or None,
+                region_name=str(settings.get("region") or "us-east-1"),
+                config=Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2}),
+            )
         if kind != "minio" or not settings:
             raise RuntimeError(f"output provider {provider}: no credentials in the service's storage_providers")
         return MinioAccess(
@@ -483,6 +494,7 @@ def _split(path: str) -> tuple[str, str]:
 def _handler(oscar: StandInOscar) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # as Go's HTTP server (OSCAR's): no 40 ms wait for a body's delayed ACK
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

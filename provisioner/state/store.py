@@ -270,7 +270,9 @@ class Store:
         path = home / DB_FILENAME
         _create_private_file(path)
         try:
-            conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+            # One thread at a time uses a store, not always the one that opened it (workflow apply keeps one store
+            # per cluster for all its waves, each wave on a worker thread).
+            conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as e:
             raise OperationFailed(f"cannot open the state database {path}: {e}") from e
         store = cls(conn, path, now=now)

@@ -15,8 +15,9 @@ or the output (the plan masks them).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,9 @@ from provisioner.redact import register_secret
 from provisioner.state.interface import StateStore, open_store
 from provisioner.state.locks import cluster_lock
 from provisioner.state.store import Phase, WorkflowRecord
+from provisioner.workflow.fdl import AWS
 from provisioner.workflow.files import Workflow, load_workflow
+from provisioner.workflow.lambdas import lambda_definition
 from provisioner.workflow.plan import Action, ServicePlan, WorkflowPlan, plan_services
 from provisioner.workflow.targets import MINIO_NODE_PORT, Target, known_cluster_ids, resolve_targets
 
@@ -138,7 +141,38 @@ class WorkflowEngine:
             register_secret(secret)
         return workflow
 
-    def targets_for(self, store: StateStore, workflow: Workflow, extra: set[str]) -> dict[str, Target]:
+    def backend(self, target: Target) -> Any:
+        """The client of one target: OSCAR's REST client, or (the pseudo-cluster ``aws``) the Lambda backend; both
+        answer services(), config(), create_service(), update_service(), delete_service(), service_logs()."""
+        if target.functions is not None:
+            from provisioner.workflow.lambdas import LambdaBackend
+
+            return LambdaBackend(
+                target.functions, target.function_definitions or {}, verify=self.verify, timeout=self.timeout
+            )
+        return self.client(target.access)
+
+    @staticmethod
+    def aws_target(workflow: Workflow | None, owned: Iterable[tuple[str, str]]) -> Target | None:
+        """The pseudo-cluster of the workflow's Lambda functions (those of its FDL and those it owns), if any."""
+        from provisioner.workflow.lambdas import lambda_definition
+
+        stages = [stage for stage in workflow.fdl.stages if stage.is_lambda] if workflow else []
+        names = [stage.name for stage in stages] + sorted(s for c, s in owned if c == AWS)
+        if not names:
+            return None
+        s3 = {"s3": dict(workflow.fdl.storage_providers.get("s3", {}))} if workflow else {}
+        return Target(
+            AWS,
+            OscarAccess(AWS, "aws:lambda", source="AWS"),
+            functions=tuple(dict.fromkeys(names)),
+            function_definitions={stage.name: lambda_definition(stage, s3) for stage in stages},
+        )
+
+    def targets_for(self, store: StateStore, workflow: Workflow, record: WorkflowRecord | None) -> dict[str, Target]:
+        """Every cluster the FDL's stages run on or write to, and those the workflow's record owns services on."""
+        owned = record.owns() if record else set()
+        extra = {cluster for cluster, _ in owned}
         ids = list(workflow.fdl.cluster_ids)
         for stage in workflow.fdl.stages:
             for spec in (*stage.inputs, *stage.outputs):
@@ -149,8 +183,8 @@ class WorkflowEngine:
                 ):
                     ids.append(spec.ref)
         ids += sorted(extra)
-        return resolve_targets(
-            ids,
+        found = resolve_targets(
+            [i for i in ids if i != AWS],
             fdl=workflow.fdl,
             records={rec.name: rec for rec in store.list_clusters()},
             home=self.home,
@@ -158,11 +192,33 @@ class WorkflowEngine:
             outputs_of=self.outputs_of,
             verify=self.verify,
         )
+        aws = self.aws_target(workflow, owned)
+        if aws is not None:
+            found[AWS] = aws
+        return found
+
+    def owned_targets(self, store: StateStore, record: WorkflowRecord, workflow: Workflow | None) -> dict[str, Target]:
+        """The clusters of a workflow's record (and of its FDL when it can still be read)."""
+        if workflow is not None:
+            return self.targets_for(store, workflow, record)
+        found = resolve_targets(
+            sorted({cluster for cluster, _ in record.owns() if cluster != AWS}),
+            fdl=load_workflow_stub(record.source),
+            records={rec.name: rec for rec in store.list_clusters()},
+            home=self.home,
+            oscar_cli_config=self.oscar_cli_config,
+            outputs_of=self.outputs_of,
+            verify=self.verify,
+        )
+        aws = self.aws_target(None, record.owns())
+        if aws is not None:
+            found[AWS] = aws
+        return found
 
     def read_all(self, targets: Mapping[str, Target]) -> dict[str, ClusterRead]:
         def read(target: Target) -> ClusterRead:
             try:
-                with self.client(target.access) as client:
+                with self.backend(target) as client:
                     services = {str(s.get("name")): s for s in client.services()}
                     config = client.config()
                     minio = config.get("minio_provider") or {}
@@ -216,7 +272,7 @@ class WorkflowEngine:
         blocked: dict[tuple[str, str], str] = {}
         fdl_providers = workflow.fdl.storage_providers
         for stage in workflow.fdl.stages:
-            body = workflow.definition(stage)
+            body = {} if stage.is_lambda else workflow.definition(stage)
             providers: dict[str, dict[str, Any]] = {}
             try:
                 for spec in (*stage.inputs, *stage.outputs):
@@ -235,6 +291,9 @@ class WorkflowEngine:
             except OperationFailed as exc:
                 blocked[stage.key] = str(exc)
                 continue
+            if stage.is_lambda:
+                out[stage.key] = lambda_definition(stage, providers)
+                continue
             if providers:
                 body["storage_providers"] = providers
             out[stage.key] = body
@@ -252,7 +311,7 @@ class WorkflowEngine:
         workflow = self.load(store, path)
         name = check_workflow_name(name or workflow.stem)
         record = store.get_workflow(name)
-        targets = self.targets_for(store, workflow, self._owned_clusters(record))
+        targets = self.targets_for(store, workflow, record)
         return workflow, name, record, self._others(store, name), targets
 
     def _plan(
@@ -280,10 +339,6 @@ class WorkflowEngine:
     @staticmethod
     def _others(store: StateStore, name: str) -> dict[tuple[str, str], str]:
         return {key: rec.name for rec in store.list_workflows() if rec.name != name for key in rec.owns()}
-
-    @staticmethod
-    def _owned_clusters(record: WorkflowRecord | None) -> set[str]:
-        return {cluster for cluster, _ in record.owns()} if record else set()
 
     # --- applying -----------------------------------------------------------------------------------------------
 
@@ -333,9 +388,16 @@ class WorkflowEngine:
             )
         return result
 
-    def _save(self, name: str, source: str, kept: dict[tuple[str, str], dict[str, Any]]) -> None:
-        with self._record_lock, open_store(self.home) as store:
-            store.upsert_workflow(name, source=source, services=list(kept.values()))
+    def _save(
+        self, name: str, source: str, kept: dict[tuple[str, str], dict[str, Any]], store: StateStore | None = None
+    ) -> None:
+        """Record what the workflow owns now (on ``store`` when given, else on a store of its own)."""
+        with self._record_lock:
+            if store is not None:
+                store.upsert_workflow(name, source=source, services=list(kept.values()))
+                return
+            with open_store(self.home) as own:
+                own.upsert_workflow(name, source=source, services=list(kept.values()))
 
     def _send(
         self,
@@ -348,6 +410,9 @@ class WorkflowEngine:
         kept: dict[tuple[str, str], dict[str, Any]],
         source: str,
     ) -> None:
+        """Send the plan's writes, downstream first, in waves: a stage once every stage it writes to is in place;
+        within a wave, clusters in parallel. Each cluster's lock, client and store are taken once, for all waves
+        (locks in name order, so two applies never wait on each other crosswise)."""
         by_key = {item.key: item for item in plan.services}
         stages = {stage.key: stage for stage in workflow.fdl.stages}
         writes_to = {key: {e.target for e in workflow.flow.feeds(key) if e.target != key} for key in stages}
@@ -357,28 +422,40 @@ class WorkflowEngine:
             if key in result.skipped or key[0] in result.unreadable:
                 result.skipped.setdefault(key, f"cluster {key[0]} could not be read: {result.unreadable.get(key[0])}")
                 pending.remove(key)
-        while pending:
-            ready = [key for key in pending if writes_to[key] <= placed]
-            blocked = [key for key in pending if writes_to[key] & (set(result.failed) | set(result.skipped))]
-            for key in blocked:
-                result.skipped[key] = "a stage it writes to is not in place"
-                pending.remove(key)
-            ready = [key for key in ready if key in pending]
-            if not ready:
-                for key in pending:
-                    result.skipped[key] = "a stage it writes to is not in place"
-                break
-            by_cluster: dict[str, list[tuple[str, str]]] = {}
-            for key in ready:
-                by_cluster.setdefault(key[0], []).append(key)
-
-            def run_cluster(cluster: str, keys: list[tuple[str, str]]) -> None:
+        with ExitStack() as stack:
+            sessions: dict[str, tuple[Any, StateStore] | ProvisionError] = {}
+            for cluster in sorted({key[0] for key in pending}):
                 try:
-                    with (
-                        cluster_lock(self.home, cluster, self.lock_timeout, purpose=f"workflow apply {name}"),
-                        self.client(targets[cluster].access) as client,
-                        open_store(self.home) as store,
-                    ):
+                    stack.enter_context(
+                        cluster_lock(self.home, cluster, self.lock_timeout, purpose=f"workflow apply {name}")
+                    )
+                    sessions[cluster] = (stack.enter_context(self.backend(targets[cluster])),
+                                         stack.enter_context(open_store(self.home)))  # fmt: skip
+                except ProvisionError as exc:
+                    sessions[cluster] = exc
+            while pending:
+                ready = [key for key in pending if writes_to[key] <= placed]
+                blocked = [key for key in pending if writes_to[key] & (set(result.failed) | set(result.skipped))]
+                for key in blocked:
+                    result.skipped[key] = "a stage it writes to is not in place"
+                    pending.remove(key)
+                ready = [key for key in ready if key in pending]
+                if not ready:
+                    for key in pending:
+                        result.skipped[key] = "a stage it writes to is not in place"
+                    break
+                by_cluster: dict[str, list[tuple[str, str]]] = {}
+                for key in ready:
+                    by_cluster.setdefault(key[0], []).append(key)
+
+                def run_cluster(cluster: str, keys: list[tuple[str, str]]) -> None:
+                    session = sessions[cluster]
+                    if isinstance(session, ProvisionError):
+                        for key in keys:
+                            result.failed.setdefault(key, str(session))
+                        return
+                    client, store = session
+                    try:
                         for key in keys:
                             item = by_key[key]
                             self._send_one(client, store, name, item, desired[key], result)
@@ -388,15 +465,15 @@ class WorkflowEngine:
                                     "cluster": key[0], "service": key[1], "digest": item.digest,
                                     "keys": list(item.keys),
                                 }  # fmt: skip
-                                self._save(name, source, kept)
-                except ProvisionError as exc:
-                    for key in keys:
-                        if key not in placed:
-                            result.failed.setdefault(key, str(exc))
+                                self._save(name, source, kept, store)
+                    except ProvisionError as exc:
+                        for key in keys:
+                            if key not in placed:
+                                result.failed.setdefault(key, str(exc))
 
-            with ThreadPoolExecutor(max_workers=max(1, len(by_cluster))) as pool:
-                list(pool.map(lambda pair: run_cluster(*pair), by_cluster.items()))
-            pending = [key for key in pending if key not in placed and key not in result.failed]
+                with ThreadPoolExecutor(max_workers=max(1, len(by_cluster))) as pool:
+                    list(pool.map(lambda pair: run_cluster(*pair), by_cluster.items()))
+                pending = [key for key in pending if key not in placed and key not in result.failed]
 
     def _send_one(
         self,
@@ -448,7 +525,7 @@ class WorkflowEngine:
             with (
                 cluster_lock(self.home, target.cluster, self.lock_timeout, purpose=f"workflow {name}"),
                 open_store(self.home) as store,
-                self.client(target.access) as client,
+                self.backend(target) as client,
             ):
                 store.append(journal_name(name), Phase.SERVICE_SENDING, detail)
                 self.progress(f"remove {target.cluster}/{service}")
@@ -490,27 +567,39 @@ class WorkflowEngine:
     def _check_buckets(
         self, workflow: Workflow, targets: Mapping[str, Target], reads: Mapping[str, ClusterRead], result: ApplyResult
     ) -> None:
-        """Every input bucket of a stage in place exists on its cluster's MinIO (OSCAR makes them on create)."""
-
+        """Every input bucket of a stage in place exists on its cluster's MinIO (OSCAR makes them on create): one
+        S3 client per cluster, each bucket asked once."""
+        wanted: dict[str, dict[str, str]] = {}  # cluster -> bucket -> the first stage reading it
         for stage in workflow.fdl.stages:
-            if stage.key in result.failed or stage.key in result.skipped:
+            if stage.is_lambda or stage.key in result.failed or stage.key in result.skipped:
                 continue
-            read = reads.get(stage.cluster)
+            for spec in stage.inputs:
+                if spec.own:
+                    wanted.setdefault(stage.cluster, {}).setdefault(spec.bucket, stage.name)
+
+        def check(cluster: str) -> list[str]:
+            read = reads.get(cluster)
             if read is None or read.config is None:
-                continue
+                return []
             try:
-                minio = self.minio_of(targets[stage.cluster], read)
+                minio = self.minio_of(targets[cluster], read)
             except OperationFailed:
-                continue
+                return []
+            missing = []
             store = self.s3_of(minio)
             try:
-                for spec in stage.inputs:
-                    if spec.own and not store.bucket_exists(spec.bucket):
-                        result.missing_buckets.append(f"{stage.cluster}: bucket {spec.bucket} (input of {stage.name})")
+                for bucket, reader in wanted[cluster].items():
+                    if not store.bucket_exists(bucket):
+                        missing.append(f"{cluster}: bucket {bucket} (input of {reader})")
             except ProvisionError as exc:
-                result.missing_buckets.append(f"{stage.cluster}: buckets not checked: {exc}")
+                missing.append(f"{cluster}: buckets not checked: {exc}")
             finally:
                 store.close()
+            return missing
+
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(wanted)))) as pool:
+            for missing in pool.map(check, sorted(wanted)):
+                result.missing_buckets.extend(missing)
 
     # --- deleting and listing ---------------------------------------------------------------------------------------
 
@@ -524,16 +613,7 @@ class WorkflowEngine:
                 workflow = self.load(store, Path(record.source))
             except ProvisionError:
                 workflow = None  # the FDL moved or changed: the record alone says what to remove
-            clusters = self._owned_clusters(record)
-            targets = resolve_targets(
-                sorted(clusters),
-                fdl=workflow.fdl if workflow else load_workflow_stub(record.source),
-                records={rec.name: rec for rec in store.list_clusters()},
-                home=self.home,
-                oscar_cli_config=self.oscar_cli_config,
-                outputs_of=self.outputs_of,
-                verify=self.verify,
-            )
+            targets = self.owned_targets(store, record, workflow)
         result = ApplyResult(WorkflowPlan(name, ()))
         kept = {(str(s["cluster"]), str(s["service"])): dict(s) for s in record.services}
         # Upstream first: a stage is removed before the stages it writes to.

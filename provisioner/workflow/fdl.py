@@ -26,6 +26,7 @@ from provisioner.errors import FdlInvalid, InputError
 from provisioner.yamlfile import YamlPath, dotted, parse_yaml_located
 
 __all__ = [
+    "AWS",
     "MAX_SERVICE_NAME",
     "STORAGE_KINDS",
     "Fdl",
@@ -35,6 +36,7 @@ __all__ = [
     "parse_fdl",
 ]
 
+AWS = "aws"  # the cluster id of AWS Lambda stages (an OSCAR cluster may not be called so when there are any)
 MAX_SERVICE_NAME = 39  # OSCAR: binding:"required,max=39,min=1" (a Kubernetes name with suffixes added)
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # A Kubernetes resource quantity (k8s.io/apimachinery resource.Quantity): a decimal with an optional exponent or
@@ -92,17 +94,23 @@ class IOSpec:
 
 @dataclass(frozen=True)
 class Stage:
-    """One entry of ``functions.oscar``: the service ``name`` on cluster ``cluster``."""
+    """One entry of ``functions.oscar`` (the service ``name`` on cluster ``cluster``) or of ``functions.aws`` (the
+    Lambda function ``name``; its ``cluster`` is :data:`AWS`)."""
 
     index: int
     cluster: str
     name: str
-    definition: dict[str, Any]  # what OSCAR is sent, normalized (no script text yet; no cluster_id)
-    script: str | None  # the script's path as written (relative to the FDL)
+    definition: dict[str, Any]  # what OSCAR is sent, normalized (no script text yet; no cluster_id); for a
+    # Lambda function: the lambda: mapping, normalized, with iam: under "iam"
+    script: str | None  # the script's path as written (relative to the FDL); a Lambda's init_script
     inputs: tuple[IOSpec, ...]
     outputs: tuple[IOSpec, ...]
     line: int | None
-    where: str  # functions.oscar[0].edge
+    where: str  # functions.oscar[0].edge, functions.aws[0].lambda
+
+    @property
+    def is_lambda(self) -> bool:
+        return self.cluster == AWS
 
     @property
     def key(self) -> tuple[str, str]:
@@ -113,7 +121,13 @@ class Stage:
         return f"{self.cluster}/{self.name}"
 
     def field_line(self, lines: Mapping[YamlPath, int], *names: str) -> int | None:
-        return lines.get(("functions", "oscar", self.index, self.cluster, *names), self.line)
+        return lines.get((*self.path, *names), self.line)
+
+    @property
+    def path(self) -> YamlPath:
+        if self.is_lambda:
+            return ("functions", "aws", self.index, "lambda")
+        return ("functions", "oscar", self.index, self.cluster)
 
 
 @dataclass(frozen=True)
@@ -620,16 +634,19 @@ def _functions(walk: _Walk, value: Any) -> tuple[list[Stage] | None, list[dict[s
         return None, []
     Obj({"oscar": anything, "aws": anything})(walk, path, value)
     aws = value.get("aws") or []
+    lambdas: list[Stage] = []
     if not isinstance(aws, list):
-        walk.bad((*path, "aws"), f"must be a list, got {_type_name(aws)}")
+        walk.bad((*path, "aws"), f"must be a list of {{lambda: ..., iam: ...}} entries, got {_type_name(aws)}")
         aws = []
-    elif aws:
-        walk.warn((*path, "aws"), "AWS Lambda functions are not deployed by provision workflow yet (left out)")
+    for index, entry in enumerate(aws):
+        made = _lambda(walk, index, entry)
+        if made is not None:
+            lambdas.append(made)
     entries = value.get("oscar")
     if entries is None:
         if not aws:
             walk.bad((*path, "oscar"), "no services: functions.oscar lists {CLUSTER_ID: service} entries")
-        return [], list(aws)
+        return lambdas, list(aws)
     if not isinstance(entries, list):
         walk.bad((*path, "oscar"), f"must be a list of {{CLUSTER_ID: service}} entries, got {_type_name(entries)}")
         return None, list(aws)
@@ -646,10 +663,13 @@ def _functions(walk: _Walk, value: Any) -> tuple[list[Stage] | None, list[dict[s
         if not ID.match(cluster):
             walk.bad((*where, cluster), "a cluster id is letters, digits, '_', '.' and '-'")
             continue
+        if cluster == AWS and aws:
+            walk.bad((*where, cluster), f"cluster id {AWS!r} names the AWS Lambda functions of this file: rename it")
+            continue
         stage = _stage(walk, index, cluster, body)
         if stage is not None:
             stages.append(stage)
-    return stages, list(aws)
+    return stages + lambdas, list(aws)
 
 
 def _stage(walk: _Walk, index: int, cluster: str, body: Any) -> Stage | None:
@@ -681,6 +701,104 @@ def _stage(walk: _Walk, index: int, cluster: str, body: Any) -> Stage | None:
         outputs=outputs,
         line=walk.lines.get(where),
         where=dotted(where),
+    )
+
+
+# SCAR's function definition (scar/parser/cfgfile.py and its examples): what provision deploys with boto3.
+IMAGE_URI = re.compile(r"^[a-z0-9.-]+(:\d+)?/[a-z0-9._/-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$")
+LAMBDA = Obj(
+    {
+        "name": text(pattern=re.compile(r"^[A-Za-z0-9_-]{1,64}$"), rule="must be 1-64 letters, digits, '-' or '_'"),
+        "memory": integer(128, 10240),
+        "timeout": integer(1, 900),
+        "description": text(),
+        "environment": Obj({"variables": mapping_of(text(scalar=True))}, aliases={"Variables": "variables"}),
+        "container": Obj(
+            {
+                "image": text(
+                    pattern=IMAGE_URI,
+                    rule="must be an image URI such as 123456789012.dkr.ecr.us-east-1.amazonaws.com/repo:tag "
+                    "(building or pushing images is out of scope: push it first)",
+                ),
+                "create_image": boolean,
+                "platform": text(),
+                "environment": anything,
+            },
+            required=("image",),
+        ),
+        "init_script": text(),
+        "input": list_of(IO),
+        "output": list_of(IO),
+        "architectures": list_of(one_of("x86_64", "arm64")),
+        "file_system": anything,
+        "vpc": anything,
+        "execution_mode": one_of("lambda", "lambda-batch", "batch"),
+        "runtime": text(),
+        "log_level": text(),
+        "log_type": text(),
+        "invocation_type": text(),
+        "layers": anything,
+        "supervisor": anything,
+        "tags": mapping_of(text(scalar=True)),
+        "ephemeral_storage": integer(512, 10240),
+        "region": text(),
+    },
+    required=("name", "container"),
+)
+LAMBDA_ENTRY = Obj(
+    {
+        "lambda": LAMBDA,
+        "iam": Obj(
+            {
+                "role": text(
+                    pattern=re.compile(r"^arn:aws[\w-]*:iam::\d{12}:role/\S+$"),
+                    rule="must be an IAM role ARN (arn:aws:iam::123456789012:role/NAME)",
+                ),
+                "boundary_policy": text(),
+            },
+            required=("role",),
+        ),
+        "api_gateway": anything,
+        "batch": anything,
+        "cloudwatch": anything,
+        "ecr": anything,
+    },
+    required=("lambda", "iam"),
+)
+
+
+def _lambda(walk: _Walk, index: int, entry: Any) -> Stage | None:
+    where: YamlPath = ("functions", "aws", index)
+    result = LAMBDA_ENTRY(walk, where, entry)
+    if result is _BAD:
+        return None
+    definition: dict[str, Any] = dict(result["lambda"])
+    definition["iam"] = dict(result["iam"])
+    if definition.get("execution_mode", "lambda") != "lambda":
+        walk.bad((*where, "lambda", "execution_mode"), "only lambda is deployed by provision (not AWS Batch)")
+        return None
+    here = (*where, "lambda")
+    inputs = tuple(_io(walk, (*here, "input", i), e) for i, e in enumerate(definition.get("input", [])))
+    outputs = tuple(_io(walk, (*here, "output", i), e) for i, e in enumerate(definition.get("output", [])))
+    for i, spec in enumerate(inputs):
+        if spec.kind != "s3":
+            walk.bad((*here, "input", i, "storage_provider"), "a Lambda function is triggered by s3.<id> only")
+    for i, spec in enumerate(outputs):
+        if spec.own:
+            walk.bad(
+                (*here, "output", i, "storage_provider"),
+                "a Lambda function has no MinIO of its own: name a cluster's, minio.<cluster-id>",
+            )
+    return Stage(
+        index=index,
+        cluster=AWS,
+        name=definition["name"],
+        definition=definition,
+        script=definition.pop("init_script", None),
+        inputs=inputs,
+        outputs=outputs,
+        line=walk.lines.get(here),
+        where=dotted(here),
     )
 
 
@@ -735,7 +853,7 @@ def _check_references(
                     continue
                 if spec.kind == "minio" and spec.ref in reachable:
                     continue
-                path: YamlPath = ("functions", "oscar", stage.index, stage.cluster, direction, i, "storage_provider")
+                path: YamlPath = (*stage.path, direction, i, "storage_provider")
                 if spec.kind == "minio":
                     walk.bad(
                         path,
@@ -752,7 +870,7 @@ def _check_names(walk: _Walk, stages: list[Stage]) -> None:
         first = seen.get(stage.key)
         if first is not None:
             walk.bad(
-                ("functions", "oscar", stage.index, stage.cluster, "name"),
+                (*stage.path, "name"),
                 f"service {stage.name!r} is already defined on cluster {stage.cluster} "
                 f"(line {first.line}); names are unique per cluster",
             )

@@ -28,11 +28,11 @@ from provisioner.redact import register_secret
 from provisioner.state.interface import open_store
 from provisioner.state.store import WorkflowRecord
 from provisioner.workflow.engine import ClusterRead, WorkflowEngine
-from provisioner.workflow.fdl import Stage
+from provisioner.workflow.fdl import AWS, Stage
 from provisioner.workflow.files import Workflow
 from provisioner.workflow.plan import Action
 from provisioner.workflow.targets import Target
-from provisioner.workflow.trace import Step, Trace, new_jobs
+from provisioner.workflow.trace import Step, Trace, lambda_invocations, new_jobs
 
 __all__ = ["InvokeResult", "RunResult", "StageStatus", "WorkflowRuns"]
 
@@ -146,27 +146,21 @@ class WorkflowRuns:
                         field="NAME",
                         hint="apply the workflow again from its FDL where it is now",
                     ) from exc
-            owned = {cluster for cluster, _ in record.owns()}
-            if workflow is not None:
-                targets = engine.targets_for(store, workflow, owned)
-            else:
-                from provisioner.workflow.engine import load_workflow_stub
-                from provisioner.workflow.targets import resolve_targets
-
-                targets = resolve_targets(
-                    sorted(owned),
-                    fdl=load_workflow_stub(record.source),
-                    records={rec.name: rec for rec in store.list_clusters()},
-                    home=engine.home,
-                    oscar_cli_config=engine.oscar_cli_config,
-                    outputs_of=engine.outputs_of,
-                    verify=engine.verify,
-                )
+            targets = engine.owned_targets(store, record, workflow)
         reads = engine.read_all(targets) if read else {}
         return _Opened(record, workflow, targets, reads)
 
     def _store_for(self, opened: _Opened, kind: str, ident: str) -> S3Store | None:
         """An S3 client of the store (kind, id), or None when this tool cannot read it."""
+        if kind == "s3" and opened.workflow is not None:
+            provider = opened.workflow.fdl.storage_providers.get("s3", {}).get(ident)
+            if provider is None:
+                return None
+            from provisioner.aws.s3 import S3Access
+
+            keys = (str(provider.get("access_key") or "") or None, str(provider.get("secret_key") or "") or None)
+            access = S3Access(None, *keys, str(provider.get("region") or "us-east-1"), self.engine.verify)
+            return S3Store(access, timeout=self.engine.timeout)
         if kind != "minio":
             return None
         target, read = opened.targets.get(ident), opened.reads.get(ident)
@@ -216,7 +210,7 @@ class WorkflowRuns:
                 if key in changes:
                     status.matches, status.changed = changes[key]
                 try:
-                    with engine.client(opened.targets[cluster].access) as client:
+                    with engine.backend(opened.targets[cluster]) as client:
                         for job in client.service_logs(service).values():
                             state = str((job or {}).get("status") or "Unknown")
                             status.jobs[state] = status.jobs.get(state, 0) + 1
@@ -295,7 +289,7 @@ class WorkflowRuns:
                 return stores[where]
 
             clients = {
-                cluster: stack.enter_context(self.engine.client(opened.targets[cluster].access))
+                cluster: stack.enter_context(self.engine.backend(opened.targets[cluster]))
                 for cluster in workflow.fdl.cluster_ids
             }
             # What is there before the upload: every stage's jobs, every output location's objects.
@@ -316,6 +310,7 @@ class WorkflowRuns:
             key = f"{spec.key_prefix}/{source.name}" if spec.key_prefix else source.name
             trace = Trace(workflow.fdl)
             started = self.clock()
+            uploaded_ms = int(time.time() * 1000) - 1000  # CloudWatch's clock: a second of slack
             s3.upload(source, spec.bucket, key)
             result = RunResult(name, entry.label, f"{entry_store[0]}.{entry_store[1]}:{spec.bucket}/{key}", trace)
             result.unfollowed = unfollowed
@@ -326,8 +321,11 @@ class WorkflowRuns:
                 at = self.clock() - started
                 for stage_key in sorted({step.stage for step in trace.waiting()}):
                     cluster, service = stage_key
-                    jobs = clients[cluster].service_logs(service)
-                    fresh = new_jobs(jobs_before[stage_key], jobs)
+                    if cluster == AWS:  # a Lambda function: its invocations from CloudWatch, since the upload
+                        lines = clients[cluster].logs(service, since_ms=uploaded_ms)
+                        fresh = new_jobs((), lambda_invocations(lines))
+                    else:
+                        fresh = new_jobs(jobs_before[stage_key], clients[cluster].service_logs(service))
                     before = {step.job: step.state for step in trace.steps if step.stage == stage_key}
                     finished = trace.see_jobs(stage_key, fresh, at)
                     for step in trace.steps:
@@ -435,7 +433,7 @@ class WorkflowRuns:
             raise InputError(f"{stage!r} names stages on several clusters: use CLUSTER/SERVICE", field="STAGE")
         cluster, service = found[0]
         body = base64.b64encode(data or b"")
-        with self.engine.client(opened.targets[cluster].access) as client:
+        with self.engine.backend(opened.targets[cluster]) as client:
             definition = client.get_service(service)
             if definition is None:
                 raise NotFound(f"service {service} is not on cluster {cluster} (apply the workflow again)")

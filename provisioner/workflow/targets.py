@@ -38,6 +38,14 @@ class Target:
     access: OscarAccess
     record: ClusterRecord | None = None  # None: not managed by this tool
     front: str | None = None  # the front node's address (managed clusters)
+    # The pseudo-cluster of AWS Lambda stages: the function names it lists, and what each should be (for its
+    # credentials and region); None for an OSCAR cluster.
+    functions: tuple[str, ...] | None = None
+    function_definitions: Mapping[str, Mapping[str, Any]] | None = None
+
+    @property
+    def is_aws(self) -> bool:
+        return self.functions is not None
 
     @property
     def managed(self) -> bool:

@@ -11,6 +11,7 @@ accounted for, or as soon as a job fails.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +19,7 @@ from typing import Any
 
 from provisioner.workflow.fdl import Fdl, IOSpec, Stage
 
-__all__ = ["Arrival", "Step", "Trace", "job_seconds", "new_jobs", "readers_of"]
+__all__ = ["Arrival", "Step", "Trace", "job_seconds", "lambda_invocations", "new_jobs", "readers_of"]
 
 DONE_STATES = frozenset({"Succeeded", "Failed"})
 FAILED_STATES = frozenset({"Failed"})
@@ -103,6 +104,35 @@ def new_jobs(before: Iterable[str], now: Mapping[str, Mapping[str, Any]]) -> lis
     known = set(before)
     fresh = [(name, dict(info)) for name, info in now.items() if name not in known]
     return sorted(fresh, key=lambda item: (str(item[1].get("creation_time") or ""), item[0]))
+
+
+_LAMBDA_LINE = re.compile(r"^(START|END|REPORT) RequestId: ([0-9a-fA-F-]+)")
+_LAMBDA_ERRORS = ("errorMessage", "Task timed out", "Runtime.ExitError", "Runtime.", "[ERROR]")
+
+
+def lambda_invocations(lines: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """A Lambda function's invocations read from its CloudWatch log lines, as OSCAR's jobs are given (request id
+    -> {"status"}): ``START RequestId: ID`` begins one (Running), ``REPORT RequestId: ID`` ends it (Succeeded, or
+    Failed when a line between them reports an error: ``errorMessage``, ``Task timed out``, a runtime error)."""
+    found: dict[str, dict[str, Any]] = {}
+    current: str | None = None
+    for line in lines:
+        match = _LAMBDA_LINE.match(line.strip())
+        if match is not None:
+            kind, request = match.groups()
+            info = found.setdefault(request, {"status": "Running", "errors": 0})
+            if kind == "START":
+                current = request
+            elif kind == "REPORT":
+                info["status"] = "Failed" if info["errors"] else "Succeeded"
+                duration = re.search(r"Duration: ([0-9.]+) ms", line)
+                if duration:
+                    info["seconds"] = float(duration.group(1)) / 1000
+                current = None
+            continue
+        if current is not None and any(mark in line for mark in _LAMBDA_ERRORS):
+            found[current]["errors"] += 1
+    return {request: {k: v for k, v in info.items() if k != "errors"} for request, info in found.items()}
 
 
 def _holds(spec: IOSpec, key: str) -> bool:

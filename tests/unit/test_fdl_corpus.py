@@ -73,6 +73,19 @@ def add(after: str, lines: str) -> str:
     return "".join(out)
 
 
+LAMBDA = """\
+  aws:
+  - lambda:
+      name: scar-fn
+      container: {image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/fn:1}
+      input: [{storage_provider: s3.aws1, path: scar-in/in}]
+      output: [{storage_provider: minio.cloud, path: results/out}]
+      memory: 1024
+    iam: {role: 'arn:aws:iam::123456789012:role/scar'}
+storage_providers:
+  s3:
+    aws1: {region: us-east-1}
+"""
 CYCLE = """\
 functions:
   oscar:
@@ -132,7 +145,7 @@ CASES = [
     Case(
         "aws-not-a-list",
         edit("  oscar:\n", "  aws: {a: 1}\n  oscar:\n"),
-        "{f}:2: functions.aws: must be a list, got a mapping",
+        "{f}:2: functions.aws: must be a list of {lambda: ..., iam: ...} entries, got a mapping",
     ),
     # --- service fields ---
     Case("name-not-dns", edit("name: blur-faces", "name: Blur_Faces"), f"{{f}}:4: {SVC}.name: {DNS}"),
@@ -339,6 +352,50 @@ CASES = [
         "cluster-ssl-verify",
         BASE + "clusters:\n  remote: {endpoint: 'https://x', ssl_verify: maybe}\n",
         "{f}:26: clusters.remote.ssl_verify: must be true or false, got a text",
+    ),
+    # --- functions.aws (SCAR's Lambda functions) ---
+    Case(
+        "lambda-name",
+        BASE + LAMBDA.replace("name: scar-fn", "name: scar fn"),
+        "{f}:27: functions.aws[0].lambda.name: must be 1-64 letters, digits, '-' or '_'",
+    ),
+    Case(
+        "lambda-image-not-a-uri",
+        BASE + LAMBDA.replace("123456789012.dkr.ecr.us-east-1.amazonaws.com/fn:1", "./Dockerfile"),
+        "{f}:28: functions.aws[0].lambda.container.image: must be an image URI such as "
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/repo:tag (building or pushing images is out of scope: push it "
+        "first)",
+    ),
+    Case(
+        "lambda-no-role",
+        BASE + LAMBDA.replace("    iam: {role: 'arn:aws:iam::123456789012:role/scar'}\n", ""),
+        "{f}:26: functions.aws[0]: iam is required",
+    ),
+    Case(
+        "lambda-input-not-s3",
+        BASE + LAMBDA.replace("input: [{storage_provider: s3.aws1", "input: [{storage_provider: minio.cloud"),
+        "{f}:29: functions.aws[0].lambda.input[0].storage_provider: a Lambda function is triggered by s3.<id> only",
+    ),
+    Case(
+        "lambda-output-own-minio",
+        BASE + LAMBDA.replace("output: [{storage_provider: minio.cloud", "output: [{storage_provider: minio"),
+        "{f}:30: functions.aws[0].lambda.output[0].storage_provider: a Lambda function has no MinIO of its own: "
+        "name a cluster's, minio.<cluster-id>",
+    ),
+    Case(
+        "lambda-batch",
+        BASE + LAMBDA.replace("      memory: 1024\n", "      execution_mode: batch\n"),
+        "{f}:31: functions.aws[0].lambda.execution_mode: only lambda is deployed by provision (not AWS Batch)",
+    ),
+    Case(
+        "lambda-role-arn",
+        BASE + LAMBDA.replace("arn:aws:iam::123456789012:role/scar", "scar-role"),
+        "{f}:32: functions.aws[0].iam.role: must be an IAM role ARN (arn:aws:iam::123456789012:role/NAME)",
+    ),
+    Case(
+        "cluster-called-aws",
+        BASE.replace("  - cloud:\n", "  - aws:\n").replace("minio.cloud", "minio.aws") + LAMBDA,
+        "{f}:15: functions.oscar[1].aws: cluster id 'aws' names the AWS Lambda functions of this file: rename it",
     ),
 ]
 

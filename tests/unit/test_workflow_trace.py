@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from provisioner.workflow.fdl import Fdl, Stage, parse_fdl
-from provisioner.workflow.trace import Trace, job_seconds, new_jobs, readers_of
+from provisioner.workflow.trace import Trace, job_seconds, lambda_invocations, new_jobs, readers_of
 
 FDL = """\
 functions:
@@ -91,3 +91,23 @@ def test_job_seconds_needs_both_times() -> None:
     assert job_seconds("2026-12-05T10:00:00Z", "2026-12-05T10:01:30Z") == 90.0
     assert job_seconds(None, "2026-12-05T10:01:30Z") is None
     assert job_seconds("yesterday", "2026-12-05T10:01:30Z") is None
+
+
+def test_lambda_invocations_from_cloudwatch_lines() -> None:
+    lines = [
+        "START RequestId: 1a2b-3c Version: $LATEST",
+        "processing in/face.txt",
+        "END RequestId: 1a2b-3c",
+        "REPORT RequestId: 1a2b-3c\tDuration: 1250.50 ms\tBilled Duration: 1251 ms",
+        "START RequestId: 4d5e-6f Version: $LATEST",
+        '{"errorMessage": "model missing", "errorType": "Exception"}',
+        "END RequestId: 4d5e-6f",
+        "REPORT RequestId: 4d5e-6f\tDuration: 3.00 ms",
+        "START RequestId: 7a8b-9c Version: $LATEST",
+    ]
+    assert lambda_invocations(lines) == {
+        "1a2b-3c": {"status": "Succeeded", "seconds": 1.2505},
+        "4d5e-6f": {"status": "Failed", "seconds": 0.003},
+        "7a8b-9c": {"status": "Running"},
+    }
+    assert lambda_invocations(["2026-12-05 task timed out", "nothing here"]) == {}
