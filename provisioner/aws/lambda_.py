@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from provisioner.aws import session as aws_session
 from provisioner.errors import AwsAuthRefused, AwsError, InputError, OperationTimeout
 from provisioner.polling import PollSchedule, wait_until
 from provisioner.redact import mask, register_secret
@@ -237,11 +238,10 @@ class LambdaClient:
         self.where = str(self._lambda.meta.endpoint_url)
 
     def _client(self, service: str, *, read_timeout: float, attempts: int) -> Any:
-        import boto3
         from botocore.config import Config
 
         access = self.access
-        return boto3.session.Session().client(
+        return aws_session.client(
             service,
             endpoint_url=access.endpoint,
             aws_access_key_id=access.access_key,

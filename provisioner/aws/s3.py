@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from provisioner.aws import session as aws_session
 from provisioner.errors import StorageAuthRefused, StorageError
 from provisioner.redact import mask, register_secret
 from provisioner.text import shorten
@@ -51,7 +52,6 @@ class S3Store:
     """A client of one S3 endpoint."""
 
     def __init__(self, access: S3Access, *, timeout: float = 30.0) -> None:
-        import boto3
         from botocore.config import Config
 
         for secret in (access.access_key, access.secret_key):
@@ -59,7 +59,7 @@ class S3Store:
                 register_secret(secret)
         self.access = access
         self.where = access.endpoint or f"AWS S3 ({access.region})"
-        self._client: Any = boto3.session.Session().client(
+        self._client: Any = aws_session.client(
             "s3",
             endpoint_url=access.endpoint,
             aws_access_key_id=access.access_key,
@@ -103,6 +103,18 @@ class S3Store:
                 return False
             raise self._fail(f"HEAD bucket {bucket}", exc) from exc
         return True
+
+    def buckets(self) -> set[str] | None:
+        """The names of every bucket these keys may list (one ListBuckets); None when listing is refused."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            answer = self._client.list_buckets()
+        except (ClientError, BotoCoreError) as exc:
+            if self._code(exc) in AUTH_CODES:
+                return None
+            raise self._fail("ListBuckets", exc) from exc
+        return {str(item["Name"]) for item in answer.get("Buckets", [])}
 
     def upload(self, path: Path, bucket: str, key: str) -> None:
         from boto3.exceptions import S3UploadFailedError

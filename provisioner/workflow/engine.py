@@ -374,12 +374,23 @@ class WorkflowEngine:
                 kept[item.key] = {"cluster": item.cluster, "service": item.service, "digest": item.digest,
                                   "keys": list(item.keys)}  # fmt: skip
             store.upsert_workflow(name, source=str(path.resolve()), services=list(kept.values()))
-        self._send(workflow, name, plan, result, desired, targets, kept, str(path.resolve()))
-        if prune:
-            self._prune(name, plan, result, targets, kept, str(path.resolve()))
-        self._check_buckets(workflow, targets, reads, result)
-        if wait is not None and result.missing_buckets and not (result.failed or result.skipped or result.unreadable):
-            self._wait_buckets(workflow, targets, reads, result, wait)
+        with ThreadPoolExecutor(max_workers=1) as early:  # the S3 clients of the bucket check, made meanwhile
+            made = early.submit(self._bucket_stores, workflow, targets, reads)
+            self._send(workflow, name, plan, result, desired, targets, kept, str(path.resolve()))
+            if prune:
+                self._prune(name, plan, result, targets, kept, str(path.resolve()))
+            stores = made.result()
+        try:
+            self._check_buckets(workflow, stores, result)
+            if (
+                wait is not None
+                and result.missing_buckets
+                and not (result.failed or result.skipped or result.unreadable)
+            ):
+                self._wait_buckets(workflow, stores, result, wait)
+        finally:
+            for s3 in stores.values():
+                s3.close()
         with open_store(self.home) as store:
             store.append(
                 journal_name(name),
@@ -423,6 +434,7 @@ class WorkflowEngine:
                 result.skipped.setdefault(key, f"cluster {key[0]} could not be read: {result.unreadable.get(key[0])}")
                 pending.remove(key)
         with ExitStack() as stack:
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=max(1, len({key[0] for key in pending}))))
             sessions: dict[str, tuple[Any, StateStore] | ProvisionError] = {}
             for cluster in sorted({key[0] for key in pending}):
                 try:
@@ -455,24 +467,31 @@ class WorkflowEngine:
                             result.failed.setdefault(key, str(session))
                         return
                     client, store = session
+                    sent = False
                     try:
                         for key in keys:
                             item = by_key[key]
                             self._send_one(client, store, name, item, desired[key], result)
                             if key not in result.failed:
                                 placed.add(key)
-                                kept[key] = {
-                                    "cluster": key[0], "service": key[1], "digest": item.digest,
-                                    "keys": list(item.keys),
-                                }  # fmt: skip
-                                self._save(name, source, kept, store)
+                                with self._record_lock:
+                                    kept[key] = {
+                                        "cluster": key[0], "service": key[1], "digest": item.digest,
+                                        "keys": list(item.keys),
+                                    }  # fmt: skip
+                                sent = True
                     except ProvisionError as exc:
                         for key in keys:
                             if key not in placed:
                                 result.failed.setdefault(key, str(exc))
+                    finally:
+                        # The record says what the workflow owns once per cluster and wave: a service sent and
+                        # journaled but not yet recorded (killed in between) is found on its cluster by the next
+                        # run, and adopted, never sent twice.
+                        if sent:
+                            self._save(name, source, kept, store)
 
-                with ThreadPoolExecutor(max_workers=max(1, len(by_cluster))) as pool:
-                    list(pool.map(lambda pair: run_cluster(*pair), by_cluster.items()))
+                list(pool.map(lambda pair: run_cluster(*pair), by_cluster.items()))
                 pending = [key for key in pending if key not in placed and key not in result.failed]
 
     def _send_one(
@@ -537,12 +556,7 @@ class WorkflowEngine:
         result.done.append(ServicePlan(target.cluster, service, Action.REMOVE))
 
     def _wait_buckets(
-        self,
-        workflow: Workflow,
-        targets: Mapping[str, Target],
-        reads: Mapping[str, ClusterRead],
-        result: ApplyResult,
-        timeout: float,
+        self, workflow: Workflow, stores: Mapping[str, S3Store], result: ApplyResult, timeout: float
     ) -> None:
         """Check the input buckets again until all exist or ``timeout`` s have passed (then they stay missing)."""
         import contextlib
@@ -554,7 +568,7 @@ class WorkflowEngine:
 
         def check() -> bool | None:
             result.missing_buckets.clear()
-            self._check_buckets(workflow, targets, reads, result)
+            self._check_buckets(workflow, stores, result)
             return True if not result.missing_buckets else None
 
         self.progress(f"waiting for {len(result.missing_buckets)} input bucket(s)")
@@ -564,37 +578,42 @@ class WorkflowEngine:
                 schedule=PollSchedule(initial=0.5, growth=0.1, cap=5.0), what="the input buckets",
             )  # fmt: skip
 
-    def _check_buckets(
-        self, workflow: Workflow, targets: Mapping[str, Target], reads: Mapping[str, ClusterRead], result: ApplyResult
-    ) -> None:
+    def _bucket_stores(
+        self, workflow: Workflow, targets: Mapping[str, Target], reads: Mapping[str, ClusterRead]
+    ) -> dict[str, S3Store]:
+        """An S3 client of each cluster's MinIO that some stage reads from (clusters that could not be read, or
+        whose MinIO cannot be reached from here, have none)."""
+        stores: dict[str, S3Store] = {}
+        for cluster in dict.fromkeys(s.cluster for s in workflow.fdl.stages if any(i.own for i in s.inputs)):
+            read = reads.get(cluster)
+            if read is None or read.config is None or cluster not in targets:
+                continue
+            try:
+                stores[cluster] = self.s3_of(self.minio_of(targets[cluster], read))
+            except OperationFailed:
+                continue
+        return stores
+
+    def _check_buckets(self, workflow: Workflow, stores: Mapping[str, S3Store], result: ApplyResult) -> None:
         """Every input bucket of a stage in place exists on its cluster's MinIO (OSCAR makes them on create): one
-        S3 client per cluster, each bucket asked once."""
+        ListBuckets per cluster, clusters in parallel."""
         wanted: dict[str, dict[str, str]] = {}  # cluster -> bucket -> the first stage reading it
         for stage in workflow.fdl.stages:
             if stage.is_lambda or stage.key in result.failed or stage.key in result.skipped:
                 continue
             for spec in stage.inputs:
-                if spec.own:
+                if spec.own and stage.cluster in stores:
                     wanted.setdefault(stage.cluster, {}).setdefault(spec.bucket, stage.name)
 
         def check(cluster: str) -> list[str]:
-            read = reads.get(cluster)
-            if read is None or read.config is None:
-                return []
+            store, missing = stores[cluster], []
             try:
-                minio = self.minio_of(targets[cluster], read)
-            except OperationFailed:
-                return []
-            missing = []
-            store = self.s3_of(minio)
-            try:
+                listed = store.buckets()  # one request; a HEAD per bucket where listing is not allowed
                 for bucket, reader in wanted[cluster].items():
-                    if not store.bucket_exists(bucket):
+                    if not (bucket in listed if listed is not None else store.bucket_exists(bucket)):
                         missing.append(f"{cluster}: bucket {bucket} (input of {reader})")
             except ProvisionError as exc:
                 missing.append(f"{cluster}: buckets not checked: {exc}")
-            finally:
-                store.close()
             return missing
 
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(wanted)))) as pool:
