@@ -38,7 +38,7 @@ from types import FrameType  # noqa: E402
 import typer  # noqa: E402
 
 from provisioner import __version__  # noqa: E402
-from provisioner.cli import autoscale, cluster, edge, infra, localim, runbook, template, workflow  # noqa: E402
+from provisioner.cli import autoscale, cluster, continuum, edge, infra, localim, runbook, template, workflow  # noqa: E402
 from provisioner.cli.common import AppState, message  # noqa: E402
 from provisioner.errors import EXIT_BAD_INPUT, EXIT_FAILED, ProvisionError  # noqa: E402
 
@@ -57,6 +57,7 @@ app.add_typer(template.app, name="template")
 app.add_typer(localim.app, name="local-im")
 app.add_typer(infra.app, name="infra")
 app.add_typer(workflow.app, name="workflow")
+app.add_typer(continuum.app, name="continuum")
 app.command("runbook")(runbook.runbook)
 
 
@@ -254,6 +255,12 @@ def _resume_hint(interrupt: _Interrupt) -> str:
         return f"the playbooks stopped; resume with `provision edge create {name} --inventory {inventory}`"
     if command == "infra destroy":
         return f"IM may still be deleting; resume with `provision infra destroy {params.get('infra_id')} --yes`"
+    if command in ("continuum up", "workflow apply"):
+        given = params.get("file") or params.get("fdl") or "FILE"
+        named = f" --name {params['name']}" if command == "workflow apply" and params.get("name") else ""
+        return f"each step is journaled; resume with `provision {command} {given}{named}` (it converges)"
+    if command == "continuum down":
+        return f"resume with `provision continuum down {name} --yes`"
     return ""
 
 

@@ -12,6 +12,10 @@ Four tables (the SQLite implementation of :class:`provisioner.state.interface.St
   services it owns on each cluster (what ``--prune`` and ``delete`` may remove); its journal is the ``journal``'s,
   under the name ``workflow:<name>``.
 
+A continuum (``provision continuum``, schema 5: its clusters, their add-ons and a workflow, from one file) has no
+table: its journal, under the name ``continuum:<name>``, records each ``up`` (which clusters and workflow it
+declared), each step and its outcome, and each ``down``.
+
 The store never holds secrets: inputs, ``extra`` and journal details with a key named like a secret (password,
 token, secret, private key) are refused with ``ValueError`` -- that is a programming error, not a user error.
 
@@ -47,7 +51,7 @@ from provisioner.model import ClusterKind
 from provisioner.privfs import ensure_private_dir
 
 DB_FILENAME = "state.db"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DEFAULT_BUSY_TIMEOUT = 30.0
 
 # Compared with keys lower-cased and stripped of "_", "-", " " and ".": "Private-Key" matches "privatekey".
@@ -85,6 +89,14 @@ class Phase(StrEnum):
     SERVICE_FAILED = "service_failed"  # OSCAR refused it, or could not be reached
     WORKFLOW_APPLIED = "workflow_applied"
     WORKFLOW_DELETED = "workflow_deleted"
+    # schema 5 (journal name "continuum:<name>"):
+    CONTINUUM_UP = "continuum_up"  # an up started: the file, its clusters (id, kind) and its workflow
+    CONTINUUM_STEP = "continuum_step"  # about to run one step of one cluster (create, install...) or the workflow
+    CONTINUUM_STEP_DONE = "continuum_step_done"
+    CONTINUUM_STEP_FAILED = "continuum_step_failed"  # with the error, its triage cause and the runbook to open
+    CONTINUUM_UP_ENDED = "continuum_up_ended"  # the up's outcome: ok, the clusters that failed, the workflow's
+    CONTINUUM_DOWN = "continuum_down"  # a down started (the workflow deleted, then the clusters)
+    CONTINUUM_DELETED = "continuum_deleted"  # everything of the continuum gone, checked
 
 
 @dataclass(frozen=True)
@@ -227,6 +239,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         ) STRICT
         """,
     ),
+    # The continuum's journal phases (no new table: its journal is the journal's, under "continuum:<name>").
+    5: (),
 }
 assert sorted(_MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
 

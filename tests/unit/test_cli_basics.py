@@ -201,6 +201,13 @@ def test_resume_hints_of_the_long_commands() -> None:
     assert hint("cluster install", name="c1", components="minio,oscar") == (
         "the playbooks stopped; resume with `provision cluster install c1 --components minio,oscar` (it converges)"
     )
+    assert hint("continuum up", file="c.yaml") == (
+        "each step is journaled; resume with `provision continuum up c.yaml` (it converges)"
+    )
+    assert hint("workflow apply", fdl="wf.yaml", name="masks") == (
+        "each step is journaled; resume with `provision workflow apply wf.yaml --name masks` (it converges)"
+    )
+    assert hint("continuum down", name="demo") == "resume with `provision continuum down demo --yes`"
     assert hint("edge create", name="e1", inventory="inv.yml") == (
         "the playbooks stopped; resume with `provision edge create e1 --inventory inv.yml`"
     )

@@ -11,7 +11,7 @@ import provisioner
 
 ROOT = Path(provisioner.__file__).parent
 CLI = {"cli", "__main__"}
-SERVICES = {"lifecycle", "addons", "autoscale", "workflow"}
+SERVICES = {"lifecycle", "addons", "autoscale", "workflow", "continuum"}
 DRIVERS = {"im", "oscar", "aws", "tosca", "ansible", "state", "localim"}
 BOTTOM = {"model", "errors", "settings", "privfs", "redact", "text", "yamlfile", "polling", "triage"}
 BOTTOM |= {"__version__", "__init__"}

@@ -550,7 +550,7 @@ def test_a_version_1_database_is_migrated(home: Path) -> None:
         store.append("c", Phase.REGISTERED, {})
         store.append_decision("c", "none", {})
     raw = sqlite3.connect(home / "state.db")
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     raw.close()
 
 
