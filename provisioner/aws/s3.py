@@ -104,6 +104,22 @@ class S3Store:
             raise self._fail(f"HEAD bucket {bucket}", exc) from exc
         return True
 
+    def ensure_bucket(self, bucket: str) -> bool:
+        """Make ``bucket`` unless it exists; True when it was made."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if self.bucket_exists(bucket):
+            return False
+        try:
+            region = self.access.region or "us-east-1"
+            where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+            self._client.create_bucket(Bucket=bucket, **where)
+        except (ClientError, BotoCoreError) as exc:
+            if self._code(exc) in ("BucketAlreadyOwnedByYou",):
+                return False
+            raise self._fail(f"creating bucket {bucket}", exc) from exc
+        return True
+
     def buckets(self) -> set[str] | None:
         """The names of every bucket these keys may list (one ListBuckets); None when listing is refused."""
         from botocore.exceptions import BotoCoreError, ClientError

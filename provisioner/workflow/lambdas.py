@@ -6,8 +6,9 @@ A Lambda stage's definition is a plain mapping compared field by field like a se
 :class:`LambdaBackend` is the engine's client for the pseudo-cluster ``aws``: it lists the functions the
 workflow names (``services``), and creates, updates and deletes them (``create_service``...) with boto3
 (:mod:`provisioner.aws.lambda_`): the function (``PackageType=Image``), waited for until Active; S3's permission
-to invoke it; and each input bucket's notification (``s3:ObjectCreated:*`` with the path's prefix), every other
-notification configuration of the bucket kept. Where each output goes reaches the function as SCAR passes it:
+to invoke it; and each input bucket (made when missing, as OSCAR makes a service's) given its notification
+(``s3:ObjectCreated:*`` with the path's prefix), every other notification configuration of the bucket kept.
+Where each output goes reaches the function as SCAR passes it:
 ``FUNCTION_CONFIG`` (base64 of the YAML ``{name, input, output, storage_providers}``) and ``OUTPUT_<N>``
 variables (``provider:path``).
 
@@ -288,6 +289,7 @@ class LambdaBackend:
             client.allow_s3(str(definition["name"]), bucket)
             store = self._store(definition, ident)
             try:
+                store.ensure_bucket(bucket)  # as OSCAR makes a service's input bucket (and SCAR a function's)
                 store.set_lambda_trigger(bucket, trigger_id=trigger, function_arn=arn, prefix=prefix, suffix=suffix)
             finally:
                 store.close()

@@ -214,7 +214,7 @@ class WorkflowRuns:
                         for job in client.service_logs(service).values():
                             state = str((job or {}).get("status") or "Unknown")
                             status.jobs[state] = status.jobs.get(state, 0) + 1
-                    if stage is not None:
+                    if stage is not None and cluster != AWS:  # a Lambda function has no MinIO to look in
                         if cluster not in stores:
                             store = self._store_for(opened, "minio", cluster)
                             stores[cluster] = stack.enter_context(_closing(store)) if store else None

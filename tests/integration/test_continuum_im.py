@@ -1,7 +1,8 @@
 """``provision continuum`` up / plan / status / down through the real CLI, against the real IM and real sshd.
 
 One continuum: an edge cluster on the loopback sshd hosts (preflight only: its roles' checks run over SSH, nothing
-is recorded), two IM clusters on ``local-sim``, and a two-stage workflow over their OSCARs, which are stand-ins
+is recorded), two IM clusters on ``local-sim``, and a workflow of two stages over their OSCARs and one AWS Lambda
+function (moto's server as AWS: its input bucket made and triggered), the OSCARs being stand-ins
 (``standin/oscar.py`` over moto S3: no OSCAR can run here) recorded as each cluster's ``oscar_url``, with the
 ``oscar_password`` the file gives. ``up`` is SIGKILLed right after IM gave the first infrastructure its id, and
 again right after OSCAR took the first service (``tests/faults/killat.py``); ``up`` again converges: two
@@ -27,6 +28,8 @@ import yaml
 
 from provisioner.state import Phase, Store
 from standin.oscar import StandInOscar
+from tests import awslab
+from tests.awslab import MotoAws
 from tests.clihelper import CLI
 from tests.conftest import REPO, RunningIM, SSHLab
 from tests.integration.test_addons_cli import edge_inventory
@@ -45,6 +48,17 @@ def oscars() -> Iterator[dict[str, StandInOscar]]:
     """Stand-in OSCARs: "a" for cluster ct-a, "b" for ct-b."""
     with two_clusters(PASSWORD_A, PASSWORD_B) as made:
         yield {"a": made["edge"], "b": made["cloud"]}
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[tuple[MotoAws, str, str]]:
+    """moto as AWS, with an image in its ECR and a role for the function: (lab, image URI, role ARN)."""
+    with awslab.moto_aws() as lab:
+        yield lab, awslab.push_image(lab, "ct-burst", "v1"), awslab.make_role(lab, "ct-burst")
+
+
+def function_names(lab: MotoAws) -> list[str]:
+    return [str(f["FunctionName"]) for f in lab.client("lambda").list_functions()["Functions"]]
 
 
 def infras(cli: CLI) -> set[str]:
@@ -73,7 +87,10 @@ def killed_at(cli: CLI, phase: Phase, nth: int, *args: str) -> subprocess.Comple
     return result
 
 
-def write_continuum(folder: Path, oscars: dict[str, StandInOscar], inventory: Path) -> Path:
+def write_continuum(
+    folder: Path, oscars: dict[str, StandInOscar], inventory: Path, aws: tuple[MotoAws, str, str]
+) -> Path:
+    _lab, image, role = aws
     (folder / "scripts").mkdir(parents=True, exist_ok=True)
     (folder / "scripts" / "reverse.sh").write_text(REVERSE)
     (folder / "scripts" / "upper.sh").write_text(UPPER)
@@ -110,6 +127,16 @@ workflow:
           script: scripts/upper.sh
           input: [{{storage_provider: minio, path: ct-masks/in}}]
           output: [{{storage_provider: minio, path: ct-results/out}}]
+      aws:
+      - lambda:
+          name: ct-burst
+          container: {{image: '{image}'}}
+          input: [{{storage_provider: s3.aws1, path: ct-burst/in}}]
+          output: [{{storage_provider: minio.ct-b, path: ct-results/burst}}]
+        iam: {{role: '{role}'}}
+    storage_providers:
+      s3:
+        aws1: {{access_key: {awslab.KEY_ID}, secret_key: {awslab.SECRET}, region: {awslab.REGION}}}
 """
     )
     return path
@@ -120,11 +147,17 @@ def posts(oscar: StandInOscar) -> list[str]:
 
 
 def test_up_killed_twice_converges_then_status_and_down_leave_nothing(
-    local_im: RunningIM, ssh_lab: SSHLab, oscars: dict[str, StandInOscar], tmp_path: Path
+    local_im: RunningIM,
+    ssh_lab: SSHLab,
+    oscars: dict[str, StandInOscar],
+    aws: tuple[MotoAws, str, str],
+    tmp_path: Path,
 ) -> None:
+    lab = aws[0]
     cli = CLI(tmp_path / "home", local_im.url, local_im.auth_file)
+    cli.env.update({"AWS_ENDPOINT_URL": lab.url, "AWS_DEFAULT_REGION": awslab.REGION})
     inventory = edge_inventory(ssh_lab, tmp_path / "edge-hosts.yml")
-    path = write_continuum(tmp_path, oscars, inventory)
+    path = write_continuum(tmp_path, oscars, inventory, aws)
     before = infras(cli)
 
     planned = cli.json("continuum", "plan", str(path))
@@ -135,7 +168,8 @@ def test_up_killed_twice_converges_then_status_and_down_leave_nothing(
         "ct-b": "create",
     }
     assert planned["workflow"]["planned"] is False
-    assert [(s["cluster"], s["service"], s["action"]) for s in planned["workflow"]["services"]] == [
+    assert sorted((s["cluster"], s["service"], s["action"]) for s in planned["workflow"]["services"]) == [
+        ("aws", "ct-burst", "create"),
         ("ct-a", "ct-reverse", "create"),
         ("ct-b", "ct-upper", "create"),
     ]
@@ -145,7 +179,8 @@ def test_up_killed_twice_converges_then_status_and_down_leave_nothing(
     killed_at(cli, Phase.INFRA_ID_KNOWN, 1, "continuum", "up", str(path))
     # 2. Killed the instant the first service is on its OSCAR (the clusters and the preflight are done by then).
     killed_at(cli, Phase.SERVICE_DONE, 1, "continuum", "up", str(path))
-    assert sum(len(posts(o)) for o in oscars.values()) == 1
+    # The function and the cloud's stage are in the same wave (clusters in parallel): one or both sent by then.
+    assert 1 <= sum(len(posts(o)) for o in oscars.values()) + len(function_names(lab)) <= 2
     # 3. Again: it converges.
     up = cli("continuum", "up", str(path), "-o", "json")
     assert up.returncode == 0, up.stderr
@@ -162,6 +197,10 @@ def test_up_killed_twice_converges_then_status_and_down_leave_nothing(
     assert posts(oscars["a"]) == ["POST"] and posts(oscars["b"]) == ["POST"]
     assert set(oscars["a"].services) == {"ct-reverse"} and set(oscars["b"].services) == {"ct-upper"}
     assert [m for o in oscars.values() for m, _ in o.writes() if m != "POST"] == []
+    # No duplicate function: one, triggered by its bucket (made by up).
+    assert function_names(lab) == ["ct-burst"]
+    triggers = lab.client("s3").get_bucket_notification_configuration(Bucket="ct-burst")
+    assert [t["Id"] for t in triggers["LambdaFunctionConfigurations"]] == ["provision-ct-burst-0"]
 
     # 4. Once more: everything is in place, nothing is sent (the preflight passed with the same inventory).
     writes = [len(o.writes()) for o in oscars.values()]
@@ -191,7 +230,10 @@ def test_up_killed_twice_converges_then_status_and_down_leave_nothing(
     source = tmp_path / "face.txt"
     source.write_text("abc\n")
     got = tmp_path / "got"
-    ran = cli("workflow", "run", "ct", "--input", str(source), "--download", str(got), "--timeout", "60")
+    ran = cli(
+        "workflow", "run", "ct", "--input", str(source), "--stage", "ct-reverse", "--download", str(got),
+        "--timeout", "60",
+    )  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     assert (got / "face.txt").read_text() == "CBA\n"
 
@@ -203,7 +245,7 @@ def test_up_killed_twice_converges_then_status_and_down_leave_nothing(
     assert by_id["ct-b"]["workers"] == 1
     assert by_id["ct-edge"]["state"] == "preflight passed" and by_id["ct-edge"]["recorded"] is False
     stages = {s["service"]: s for s in shown["workflow"]["stages"]}
-    assert shown["workflow"]["applied"] and set(stages) == {"ct-reverse", "ct-upper"}
+    assert shown["workflow"]["applied"] and set(stages) == {"ct-reverse", "ct-upper", "ct-burst"}
     assert all(s["exists"] and s["matches"] for s in stages.values())
     assert stages["ct-upper"]["jobs"] == {"Succeeded": 1}
     assert shown["last_up"]["ok"] is True
@@ -220,7 +262,7 @@ def test_up_killed_twice_converges_then_status_and_down_leave_nothing(
     assert gone.returncode == 0, gone.stderr
     down = json.loads(gone.stdout)
     assert down["workflow"]["status"] == "deleted"
-    assert sorted(down["workflow"]["deleted"]) == ["ct-a/ct-reverse", "ct-b/ct-upper"]
+    assert sorted(down["workflow"]["deleted"]) == ["aws/ct-burst", "ct-a/ct-reverse", "ct-b/ct-upper"]
     assert {c["id"]: c["status"] for c in down["clusters"]} == {
         "ct-edge": "absent",
         "ct-a": "destroyed",
@@ -229,6 +271,12 @@ def test_up_killed_twice_converges_then_status_and_down_leave_nothing(
     # Nothing left: not in IM, not on the stand-ins, not in the registry.
     assert infras(cli) == before
     assert oscars["a"].services == {} and oscars["b"].services == {}
+    assert function_names(lab) == []  # nor in AWS: the function and its trigger gone
+    assert (
+        not lab.client("s3")
+        .get_bucket_notification_configuration(Bucket="ct-burst")
+        .get("LambdaFunctionConfigurations")
+    )
     assert cli.json("cluster", "list") == []
     assert cli.json("workflow", "list") == []
     assert not (cli.home / "continuum" / "ct").exists()
