@@ -11,7 +11,7 @@ WHEEL_VENV := build/wheel-venv
 PIP_QUIET := --quiet --disable-pip-version-check
 export PROVISION_IM_VENV := $(CURDIR)/$(IM_VENV)
 
-.PHONY: all system-deps setup test lint unit demo bench clean
+.PHONY: all system-deps setup test lint unit demo demo-continuum bench clean
 
 all: test
 
@@ -60,6 +60,11 @@ unit: $(BIN)/.installed
 # The main job end to end on the embedded default: a local IM on a simulated cloud, in a loopback-only namespace.
 demo: setup
 	$(NETNS) bash .ci/demo.sh
+
+# The whole continuum from one file: an edge cluster (preflight over SSH to sshd on loopback), two IM clusters on
+# the simulated cloud with stand-in OSCARs, and a workflow over them with an AWS Lambda stage on moto's server.
+demo-continuum: setup
+	$(NETNS) bash .ci/demo-continuum.sh
 
 # im_client (the tool compared against) in a venv of its own, installed before entering the namespace (no PyPI there).
 bench/.venv-imclient/.installed:

@@ -285,7 +285,8 @@ def run_playbook(
             on_event(RunEvent(kind=kind, task=task, host=host, role=role))
         return True
 
-    control_dir = tempfile.mkdtemp(prefix="pv-cp-")
+    # TMPDIR may itself be long (a test's tmp_path): then /tmp, whose sockets fit (ssh adds about 50 bytes).
+    control_dir = tempfile.mkdtemp(prefix="pv-cp-", dir=None if len(tempfile.gettempdir()) <= 40 else "/tmp")  # noqa: S108 - mkdtemp: 0700, a fresh name
     env = {
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
