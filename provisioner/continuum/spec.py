@@ -53,6 +53,7 @@ from provisioner.state import inputs_hash
 from provisioner.workflow.engine import check_workflow_name
 from provisioner.workflow.files import Workflow, load_workflow
 from provisioner.yamlfile import YamlPath, dotted, parse_yaml_located, read_text_file
+from provisioner.yamlfile import type_name as _type_name
 
 __all__ = ["ContinuumInvalid", "ContinuumSpec", "Leg", "WorkflowSpec", "read_continuum"]
 
@@ -165,22 +166,6 @@ def read_continuum(
     if check.problems or spec is None:
         raise ContinuumInvalid(check.rendered())
     return ContinuumSpec(name=spec[0], path=Path(path).resolve(), legs=tuple(spec[1]), workflow=spec[2])
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "empty"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a text"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
 
 
 def _rule_of(exc: InputError, name: str | None) -> str:

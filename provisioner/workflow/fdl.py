@@ -24,6 +24,7 @@ from typing import Any
 
 from provisioner.errors import FdlInvalid, InputError
 from provisioner.yamlfile import YamlPath, dotted, parse_yaml_located
+from provisioner.yamlfile import type_name as _type_name
 
 __all__ = [
     "AWS",
@@ -191,22 +192,6 @@ class _Walk:
 
     def warn(self, path: YamlPath, rule: str) -> None:
         self.warnings.append(Problem(self.line(path), dotted(path) or "(top)", rule))
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "empty"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a text"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
 
 
 def text(*, pattern: re.Pattern[str] | None = None, rule: str = "", scalar: bool = False) -> Check:
