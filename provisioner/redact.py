@@ -12,6 +12,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterable
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 __all__ = [
     "MASK",
@@ -23,7 +24,9 @@ __all__ = [
     "is_secret_key",
     "mask",
     "mask_auth_header",
+    "redact_url",
     "register_secret",
+    "register_url_password",
 ]
 
 MASK = "***"
@@ -131,6 +134,48 @@ def mask_auth_header(header: str) -> str:
     masked = _PAIR_RE.sub(pair, header)
     masked = _AUTH_SCHEME_RE.sub(lambda m: f"{m[1]}{m[2]}{MASK}", masked)
     return mask(masked)
+
+
+# --- URLs with a password (a database URL: postgresql://user:password@host/db) ------------------------------------
+
+_URL_PASSWORD_PARAMS = frozenset({"password"})
+
+
+def _url_passwords(url: str) -> list[str]:
+    """The password in ``url``'s user info and in a ``password=`` query parameter, as written and decoded."""
+    parts = urlsplit(url)
+    found: list[str] = []
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        found.append(userinfo.split(":", 1)[1])
+    found += [value for key, value in parse_qsl(parts.query, keep_blank_values=True) if key in _URL_PASSWORD_PARAMS]
+    return [form for secret in found if secret for form in {secret, unquote(secret)}]
+
+
+def register_url_password(url: str) -> None:
+    """Register the password of ``url`` (user info or ``password=`` parameter) as a secret, if it has one."""
+    for secret in _url_passwords(url):
+        register_secret(secret)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (user info, ``password=`` parameter) replaced by ``***``, whatever its length."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:{MASK}@{hosts}"
+    query = "&".join(
+        f"{key}={MASK}" if key in _URL_PASSWORD_PARAMS else pair
+        for pair in parts.query.split("&")
+        for key in [unquote(pair.split("=", 1)[0])]
+    )
+    if "://" not in url:
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # Built by hand: urlunsplit drops the "//" of an empty host (sqlite:///path, postgresql:///db?host=/run).
+    scheme, _, _ = url.partition("://")
+    fragment = f"#{parts.fragment}" if parts.fragment else ""
+    return f"{scheme}://{netloc}{parts.path}{'?' if query else ''}{query}{fragment}"
 
 
 _exception_formatter = logging.Formatter()

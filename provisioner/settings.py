@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import ConfigError
+from provisioner.redact import redact_url, register_url_password
 from provisioner.yamlfile import read_yaml_mapping
 
 
@@ -46,6 +47,7 @@ ENV_LOG_LEVEL = "PROVISION_LOG_LEVEL"
 ENV_PROGRESS_INTERVAL = "PROVISION_PROGRESS_INTERVAL"
 ENV_POLL_INITIAL = "PROVISION_POLL_INITIAL"
 ENV_OSCAR_CLI_CONFIG = "PROVISION_OSCAR_CLI_CONFIG"
+ENV_STATE_URL = "PROVISION_STATE_URL"
 
 APP_NAME = "provision"
 
@@ -81,6 +83,9 @@ class Settings:
     poll_initial: float = 1.0
     # oscar-cli's cluster list, read by `provision workflow` for clusters this tool does not manage.
     oscar_cli_config: Path | None = None
+    # Where the registry, journal, decision log, workflow records and locks live: None is the embedded SQLite
+    # database <home>/state.db; else sqlite:///PATH or postgresql://USER@HOST/DB (a team's shared database).
+    state_url: str | None = None
     sites: Mapping[str, Any] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -119,6 +124,7 @@ _KEYS: dict[str, tuple[type, str | None]] = {
     "progress_interval": (float, ENV_PROGRESS_INTERVAL),
     "poll_initial": (float, ENV_POLL_INITIAL),
     "oscar_cli_config": (Path, ENV_OSCAR_CLI_CONFIG),
+    "state_url": (str, ENV_STATE_URL),
 }
 # Settings where 0 means something ("try once", "no progress lines"); every other number must be above 0.
 _ZERO_ALLOWED = {"lock_timeout", "progress_interval"}
@@ -162,9 +168,26 @@ def _convert(name: str, kind: type, value: Any, origin: str) -> Any:
         text = text.upper()
         if text not in _LOG_LEVELS:
             raise ConfigError(f"must be one of {', '.join(sorted(_LOG_LEVELS))}, got {value!r}", field=where)
+    if name == "state_url":
+        return _state_url(text, where)
     if name == "im_url" and not text.startswith(("http://", "https://")):
         raise ConfigError(f"must start with http:// or https://, got {value!r}", field=where)
     return text.rstrip("/") if name == "im_url" else text
+
+
+def _state_url(text: str, where: str) -> str:
+    """``sqlite:///PATH`` (an absolute path) or ``postgresql://...`` (libpq's URL; ``postgres://`` too). The password
+    a URL may carry is registered for masking at once, and never shown in an error."""
+    register_url_password(text)
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme.lower() == "sqlite" and rest.startswith("/") and rest.strip("/"):
+        return text
+    if sep and scheme.lower() in ("postgresql", "postgres"):
+        return text
+    raise ConfigError(
+        f"must be sqlite:///PATH (an absolute path) or postgresql://USER@HOST/DB, got {redact_url(text)!r}",
+        field=where,
+    )
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

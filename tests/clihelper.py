@@ -10,7 +10,10 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from provisioner.state import StateStore
 
 PYTHON_VALUES = re.compile(r"\bNone\b|\bTrue\b|\bFalse\b|\['|\[\]|\{'")
 
@@ -80,10 +83,50 @@ class CLI:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 code = main_exit_code(list(args))
         finally:
+            from provisioner.state import use_url
+
+            use_url(None)  # the command named its state backend for this process: the default again after it
             os.chdir(saved_cwd)
             os.environ.clear()
             os.environ.update(saved_env)
         return subprocess.CompletedProcess(["provision", *args], code, out.getvalue(), err.getvalue())
+
+    @property
+    def state_url(self) -> str | None:
+        """The state database this CLI's commands use (``PROVISION_STATE_URL``), ``None`` for ``<home>/state.db``."""
+        return self.env.get("PROVISION_STATE_URL") or None
+
+    def store(self) -> StateStore:
+        """This CLI's state, opened where its commands open it (``with cli.store() as store: ...``)."""
+        from provisioner.state import Store
+        from provisioner.state.pg import PgStore
+
+        url = self.state_url
+        return PgStore.open(url) if url else Store.open(self.home)
+
+    def state_text(self) -> str:
+        """Everything the state database holds, as text (to look for what must not be there)."""
+        url = self.state_url
+        if not url:
+            import sqlite3
+
+            path = self.home / "state.db"
+            if not path.exists():
+                return ""
+            conn = sqlite3.connect(path)
+            try:
+                return "\n".join(conn.iterdump())
+            finally:
+                conn.close()
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            tables = [row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+            return "\n".join(
+                str(row)
+                for table in tables
+                for row in conn.execute(f'SELECT * FROM "{table}"').fetchall()  # noqa: S608 - the catalogue's names
+            )
 
     def json(self, *args: str) -> object:
         result = self(*args, "-o", "json")

@@ -18,7 +18,7 @@ from provisioner import localim
 from provisioner.im import IMClient, RetryPolicy, Timeouts
 from provisioner.im.auth import AuthData
 from provisioner.settings import ENV_IM_VENV
-from tests import stubkube
+from tests import pglab, stubkube
 from tests.sshd import SSHHost, keygen, sshd_available
 
 REPO = Path(__file__).resolve().parent.parent
@@ -161,3 +161,34 @@ def ssh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHLab]:
     finally:
         for host in reversed(started):
             host.stop()
+
+
+# --- a real PostgreSQL (the shared state backend) ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_lab() -> Iterator[pglab.PgLab]:
+    """This worker's throw-away PostgreSQL on 127.0.0.1 (started on first use; see tests/pglab.py)."""
+    if not pglab.available():
+        pytest.fail("PostgreSQL's initdb, pg_ctl and postgres are needed: run .ci/system-deps", pytrace=False)
+    lab = pglab.PgLab()
+    try:
+        yield lab.start()
+    finally:
+        lab.stop()
+
+
+@pytest.fixture
+def pg_url(pg_lab: pglab.PgLab) -> str:
+    """The URL of a fresh, empty database of this test's own (left for the server's removal: dropping each costs
+    more than keeping it)."""
+    return pg_lab.url(pg_lab.create_database())
+
+
+@pytest.fixture
+def state_url_reset() -> Iterator[None]:
+    """For tests that name a state backend in-process (``use_url``): the embedded default again after them."""
+    from provisioner.state import use_url
+
+    yield
+    use_url(None)

@@ -42,7 +42,11 @@ class AppState:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from provisioner.state.interface import use_url
+
             self._settings = load_settings(self.flags)
+            # Once, as the settings are resolved: every store and lock this command opens uses that backend.
+            use_url(self._settings.state_url)
         return self._settings
 
 

@@ -40,12 +40,12 @@ NameArgument = typer.Argument(..., metavar="NAME", help="The continuum's name (t
 
 def _spec(ctx: typer.Context, path: Path) -> ContinuumSpec:
     from provisioner.continuum.spec import read_continuum
-    from provisioner.state import DB_FILENAME, open_store
+    from provisioner.state import has_state, open_store
     from provisioner.tosca import known_sites
     from provisioner.workflow.targets import known_cluster_ids
 
     settings = state(ctx).settings
-    if (settings.home / DB_FILENAME).is_file():
+    if has_state(settings.home):
         with open_store(settings.home) as store:
             known = known_cluster_ids(store, settings.oscar_cli_config_file)
     else:  # nothing recorded yet: nothing made by looking

@@ -73,6 +73,12 @@ def main(
     im_url: str | None = typer.Option(None, "--im-url", help="IM REST endpoint (env PROVISION_IM_URL)."),
     auth: Path | None = typer.Option(None, "--auth", help="IM auth file (im_client format) (env PROVISION_AUTH_FILE)."),
     home: Path | None = typer.Option(None, "--home", help="State directory (env PROVISION_HOME)."),
+    state_url: str | None = typer.Option(
+        None,
+        "--state",
+        help="Where the registry, journal and locks live: sqlite:///PATH (default: <home>/state.db) or "
+        "postgresql://USER@HOST/DB, shared by a team (env PROVISION_STATE_URL).",
+    ),
     config: Path | None = typer.Option(None, "--config", help="Config file (env PROVISION_CONFIG)."),
     insecure: bool = typer.Option(
         False, "--insecure", help="Do not verify IM's TLS certificate (unsafe) (env PROVISION_INSECURE)."
@@ -94,6 +100,7 @@ def main(
             "im_url": im_url,
             "auth_file": auth,
             "home": home,
+            "state_url": state_url,
             "config": config,
             "insecure": insecure or None,
             "lock_timeout": lock_timeout,

@@ -28,11 +28,10 @@ FdlArgument = typer.Argument(
 
 
 def _known_clusters(settings: Settings) -> frozenset[str]:
-    from provisioner.state.interface import open_store
-    from provisioner.state.store import DB_FILENAME
+    from provisioner.state.interface import has_state, open_store
     from provisioner.workflow.targets import known_cluster_ids
 
-    if not (settings.home / DB_FILENAME).is_file():  # nothing recorded yet: nothing created by looking
+    if not has_state(settings.home):  # nothing recorded yet: nothing created by looking
         return known_cluster_ids(None, settings.oscar_cli_config_file)
     with open_store(settings.home) as store:
         return known_cluster_ids(store, settings.oscar_cli_config_file)

@@ -41,7 +41,7 @@ from provisioner.errors import InputError, NotFound, ProvisionError
 from provisioner.model import ClusterKind
 from provisioner.privfs import ensure_private_dir, write_secret_file
 from provisioner.redact import mask
-from provisioner.state import DB_FILENAME, ClusterRecord, JournalEntry, Phase, cluster_lock, open_store
+from provisioner.state import ClusterRecord, JournalEntry, Phase, cluster_lock, has_state, open_store
 from provisioner.tosca import SecretStore
 from provisioner.triage import Cause, Triage, classify_error
 
@@ -226,7 +226,7 @@ class ContinuumEngine:
 
     def _read(self, name: str) -> tuple[dict[str, ClusterRecord], list[JournalEntry]]:
         """The registry and the continuum's journal; nothing (and no state database made) when there is none."""
-        if not (self.home / DB_FILENAME).is_file():
+        if not has_state(self.home):
             return {}, []
         with open_store(self.home) as store:
             return {r.name: r for r in store.list_clusters()}, store.journal(journal_name(name))

@@ -1,8 +1,8 @@
-"""Local state: the SQLite store of known clusters and their journal, the cross-process locks, and each cluster's
-files beside its record (:class:`ClusterFiles`)."""
+"""State: the store of known clusters and their journal (embedded SQLite, or a team's PostgreSQL: pg.py, imported
+only when used), the cross-process locks, and each cluster's files beside its record (:class:`ClusterFiles`)."""
 
 from provisioner.state.cluster_files import ClusterFiles
-from provisioner.state.interface import StateStore, open_store
+from provisioner.state.interface import StateStore, has_state, open_store, state_location, use_url
 from provisioner.state.locks import (
     LockHolder,
     cluster_lock,
@@ -40,8 +40,11 @@ __all__ = [
     "cluster_lock_path",
     "endpoint_lock",
     "endpoint_lock_path",
+    "has_state",
     "inputs_hash",
     "new_deployment_id",
     "open_store",
     "read_holder",
+    "state_location",
+    "use_url",
 ]

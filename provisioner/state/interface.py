@@ -1,8 +1,10 @@
 """What the rest of the tool may ask of the state: the :class:`StateStore` protocol, and :func:`open_store`.
 
-Services (the lifecycle, the add-ons, the autoscaler) and the CLI speak to this protocol only, so a second backend
-(a shared PostgreSQL database for a team) implements it beside the embedded SQLite one
-(:class:`provisioner.state.store.Store`) without their code changing. Four parts, one connection:
+Services (the lifecycle, the add-ons, the autoscaler) and the CLI speak to this protocol only, so the second backend,
+a PostgreSQL database a team shares (:class:`provisioner.state.pg.PgStore`), implements it beside the embedded
+SQLite one (:class:`provisioner.state.store.Store`) without their code changing: the CLI names the backend once
+(:func:`use_url`, from ``--state``/``PROVISION_STATE_URL``/``state_url``) and every :func:`open_store` (and every
+lock) of the process uses it. Four parts, one connection:
 
 * the registry: one record per cluster (:class:`ClusterRecord`), never a secret;
 * the journal: append-only, per cluster, typed by :class:`Phase`; it outlives the record;
@@ -21,12 +23,25 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from provisioner.model import ClusterKind
-from provisioner.state.store import ClusterRecord, DecisionEntry, JournalEntry, Phase, Store, WorkflowRecord
+from provisioner.state.store import (
+    DB_FILENAME,
+    ClusterRecord,
+    DecisionEntry,
+    JournalEntry,
+    Phase,
+    Store,
+    WorkflowRecord,
+)
+from provisioner.state.url import SQLITE, current_url
+from provisioner.state.url import use_url as use_url
 
 
 class StateStore(Protocol):
     @property
     def path(self) -> Path: ...
+
+    @property
+    def location(self) -> str: ...
 
     def close(self) -> None: ...
 
@@ -98,6 +113,33 @@ class StateStore(Protocol):
 
 
 def open_store(home: Path) -> StateStore:
-    """The state of ``home``: today always the embedded SQLite database ``<home>/state.db``. (mypy checks here
-    that the SQLite store implements the protocol.)"""
-    return Store.open(home)
+    """The state of ``home``: the embedded SQLite database ``<home>/state.db`` unless the CLI named another
+    (:func:`use_url`): a ``sqlite:///PATH`` file, or a PostgreSQL database (``home`` then keeps only the secrets,
+    generated files and the local IM). (mypy checks here that both stores implement the protocol.)"""
+    url = current_url()
+    if url is None:
+        return Store.open(home)
+    if url.kind == SQLITE:
+        return Store.open(home, path=url.sqlite_path)
+    from provisioner.state.pg import PgStore  # psycopg is imported only by those who use PostgreSQL
+
+    return PgStore.open(url)
+
+
+def has_state(home: Path) -> bool:
+    """Whether there is a state to read yet, so that merely looking creates none: the SQLite file exists (a
+    PostgreSQL database always counts: it is the team's, made by whoever set it up)."""
+    url = current_url()
+    if url is None:
+        return (home / DB_FILENAME).is_file()
+    if url.kind == SQLITE:
+        return url.sqlite_path is not None and url.sqlite_path.is_file()
+    return True
+
+
+def state_location(home: Path) -> str:
+    """Where the state of ``home`` is, for messages (the URL without its password)."""
+    url = current_url()
+    if url is None:
+        return str(home / DB_FILENAME)
+    return str(url.sqlite_path) if url.kind == SQLITE else url.redacted

@@ -1,5 +1,10 @@
 """Cross-process locks: one per cluster, one per IM endpoint.
 
+When the state is in PostgreSQL (a team's shared database, see :mod:`provisioner.state.url`), a lock is a session
+advisory lock in that database, so that every operator's commands exclude each other; the holder's user, host, pid
+and purpose are recorded beside it, and it dies with its holder's connection (:func:`provisioner.state.pg.
+advisory_lock`). Otherwise, as follows.
+
 A lock is an ``flock`` on a file under ``<home>/locks``. The kernel drops it when its holder exits, however it
 exits (even on SIGKILL), so there is never a stale lock to clean up. After acquiring, the holder writes its pid and
 a short description of what it is doing into the file, so that a command that finds the lock busy can say who
@@ -27,6 +32,7 @@ from urllib.parse import urlsplit
 
 from provisioner.errors import LockBusy, OperationFailed
 from provisioner.privfs import ensure_private_dir
+from provisioner.state.url import StateURL, current_postgresql
 
 LOCKS_DIRNAME = "locks"
 DEFAULT_POLL = 0.05
@@ -68,8 +74,15 @@ def cluster_lock(
     Waits up to ``timeout`` s (0: try once) and raises :class:`LockBusy` naming the holder if it stays busy.
     ``purpose`` (e.g. ``"cluster scale"``) is what other commands will be told this process is doing.
     """
-    with _hold(cluster_lock_path(home, name), timeout, poll, purpose, subject=f"cluster {name!r}") as path:
-        yield path
+    path = cluster_lock_path(home, name)
+    subject = f"cluster {name!r}"
+    shared = current_postgresql()
+    if shared is not None:
+        with _hold_shared(shared, f"cluster:{name}", timeout, poll, purpose, subject=subject):
+            yield path  # where the file would be: on PostgreSQL there is none
+        return
+    with _hold(path, timeout, poll, purpose, subject=subject) as held:
+        yield held
 
 
 @contextmanager
@@ -78,8 +91,14 @@ def endpoint_lock(
 ) -> Iterator[Path]:
     """Hold the lock of the IM endpoint ``im_url`` (e.g. to run one destroy at a time per endpoint)."""
     subject = f"IM endpoint {_normalise_url(im_url)!r}"
-    with _hold(endpoint_lock_path(home, im_url), timeout, poll, purpose, subject=subject) as path:
-        yield path
+    path = endpoint_lock_path(home, im_url)
+    shared = current_postgresql()
+    if shared is not None:
+        with _hold_shared(shared, f"endpoint:{_normalise_url(im_url)}", timeout, poll, purpose, subject=subject):
+            yield path
+        return
+    with _hold(path, timeout, poll, purpose, subject=subject) as held:
+        yield held
 
 
 def read_holder(path: Path) -> LockHolder | None:
@@ -95,6 +114,16 @@ def read_holder(path: Path) -> LockHolder | None:
 
 
 # --- internals -----------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _hold_shared(
+    url: StateURL, key: str, timeout: float, poll: float, purpose: str | None, *, subject: str
+) -> Iterator[None]:
+    from provisioner.state.pg import advisory_lock  # psycopg is imported only by those who use PostgreSQL
+
+    with advisory_lock(url, key, subject=subject, timeout=timeout, poll=poll, purpose=purpose):
+        yield
 
 
 @contextmanager

@@ -1,4 +1,6 @@
-"""The local state database: ``<home>/state.db`` (SQLite, WAL).
+"""The embedded state database: ``<home>/state.db`` (SQLite, WAL), or the file a ``sqlite:///PATH`` state URL names.
+The records, and the checks every backend makes before writing, are in records.py (re-exported here); pg.py is
+the same store on PostgreSQL, with the same schema versions.
 
 Four tables (the SQLite implementation of :class:`provisioner.state.interface.StateStore`):
 
@@ -30,18 +32,14 @@ a phase it does not know.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -49,121 +47,32 @@ from typing import Any, Self
 from provisioner.errors import LockBusy, NotFound, OperationFailed
 from provisioner.model import ClusterKind
 from provisioner.privfs import ensure_private_dir
+from provisioner.state.records import (
+    CLUSTER_COLUMNS,
+    WORKFLOW_COLUMNS,
+    RowReader,
+    checked_detail,
+    checked_services,
+    require_name,
+    update_fields,
+    upsert_fields,
+    utc_now,
+)
+
+# The records and the rules before writing are every backend's (records.py); re-exported here, where they were.
+from provisioner.state.records import SCHEMA_VERSION as SCHEMA_VERSION
+from provisioner.state.records import SECRET_NAME_FRAGMENTS as SECRET_NAME_FRAGMENTS
+from provisioner.state.records import ClusterRecord as ClusterRecord
+from provisioner.state.records import DecisionEntry as DecisionEntry
+from provisioner.state.records import JournalEntry as JournalEntry
+from provisioner.state.records import Phase as Phase
+from provisioner.state.records import WorkflowRecord as WorkflowRecord
+from provisioner.state.records import check_no_secrets as check_no_secrets
+from provisioner.state.records import inputs_hash as inputs_hash
+from provisioner.state.records import new_deployment_id as new_deployment_id
 
 DB_FILENAME = "state.db"
-SCHEMA_VERSION = 5
 DEFAULT_BUSY_TIMEOUT = 30.0
-
-# Compared with keys lower-cased and stripped of "_", "-", " " and ".": "Private-Key" matches "privatekey".
-SECRET_NAME_FRAGMENTS = ("password", "passwd", "token", "secret", "privatekey")
-
-
-class Phase(StrEnum):
-    """What the tool did or saw, as recorded in the journal."""
-
-    RENDERED = "rendered"  # the TOSCA template was rendered from the inputs
-    SUBMITTING = "submitting"  # about to POST it to IM (an infrastructure may exist from here on)
-    INFRA_ID_KNOWN = "infra_id_known"  # IM answered with the infrastructure id
-    WAITING = "waiting"  # waiting for IM to finish configuring
-    CONFIGURED = "configured"
-    FAILED = "failed"
-    UNCONFIGURED = "unconfigured"
-    TIMED_OUT = "timed_out"  # the wait ran out of time; IM may still be working on it
-    INTERRUPTED = "interrupted"  # the command was interrupted (Ctrl-C, SIGTERM) mid-operation
-    SCALING = "scaling"
-    SCALED = "scaled"
-    DESTROYING = "destroying"
-    DESTROYED = "destroyed"
-    ADOPTED = "adopted"  # an existing IM infrastructure was taken under management
-    FORGOTTEN = "forgotten"  # the local record was removed without destroying the infrastructure
-    # schema 2:
-    REGISTERED = "registered"  # an edge cluster (K3s on the user's hosts, no IM) was recorded
-    INSTALLING = "installing"  # the add-on playbooks started (components, run id)
-    INSTALLED = "installed"
-    INSTALL_FAILED = "install_failed"  # with the failing task and host
-    AUTH_PUSHED = "auth_pushed"  # a fresh IM credential was pushed to the infrastructure (no secret recorded)
-    # schema 4 (journal name "workflow:<name>"):
-    WORKFLOW_APPLYING = "workflow_applying"  # the plan about to be sent (what each service will get)
-    SERVICE_SENDING = "service_sending"  # about to POST/PUT/DELETE one service (it may exist from here on)
-    SERVICE_DONE = "service_done"  # OSCAR answered that call
-    SERVICE_FAILED = "service_failed"  # OSCAR refused it, or could not be reached
-    WORKFLOW_APPLIED = "workflow_applied"
-    WORKFLOW_DELETED = "workflow_deleted"
-    # schema 5 (journal name "continuum:<name>"):
-    CONTINUUM_UP = "continuum_up"  # an up started: the file, its clusters (id, kind) and its workflow
-    CONTINUUM_STEP = "continuum_step"  # about to run one step of one cluster (create, install...) or the workflow
-    CONTINUUM_STEP_DONE = "continuum_step_done"
-    CONTINUUM_STEP_FAILED = "continuum_step_failed"  # with the error, its triage cause and the runbook to open
-    CONTINUUM_UP_ENDED = "continuum_up_ended"  # the up's outcome: ok, the clusters that failed, the workflow's
-    CONTINUUM_DOWN = "continuum_down"  # a down started (the workflow deleted, then the clusters)
-    CONTINUUM_DELETED = "continuum_deleted"  # everything of the continuum gone, checked
-
-
-@dataclass(frozen=True)
-class ClusterRecord:
-    name: str
-    im_url: str
-    infra_id: str | None
-    template: str
-    site: str
-    inputs: dict[str, Any]
-    inputs_hash: str
-    deployment_id: str
-    state: str | None
-    workers: int | None
-    created_at: datetime
-    updated_at: datetime
-    extra: dict[str, Any]
-    kind: ClusterKind = ClusterKind.IM  # EDGE: K3s on the user's hosts, no IM (im_url and infra_id are empty)
-
-
-@dataclass(frozen=True)
-class WorkflowRecord:
-    """A workflow applied by this tool: the FDL file it came from and the services it owns."""
-
-    name: str
-    source: str
-    services: list[dict[str, Any]]  # {"cluster", "service", "digest"}: never a secret
-    created_at: datetime
-    updated_at: datetime
-
-    def owns(self) -> set[tuple[str, str]]:
-        return {(str(s["cluster"]), str(s["service"])) for s in self.services}
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    seq: int
-    cluster: str
-    phase: Phase
-    ts: datetime
-    detail: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class DecisionEntry:
-    seq: int
-    cluster: str
-    ts: datetime
-    action: str
-    detail: dict[str, Any]
-
-
-def inputs_hash(inputs: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of the canonical JSON of ``inputs``: sorted keys, no whitespace, UTF-8."""
-    return hashlib.sha256(_canonical_json(inputs).encode("utf-8")).hexdigest()
-
-
-def new_deployment_id() -> str:
-    """A fresh deployment id (random UUID, 32 hex digits)."""
-    return uuid.uuid4().hex
-
-
-def check_no_secrets(value: Any, *, secret_keys: Collection[str] = (), what: str = "value") -> None:
-    """Raise ``ValueError`` if ``value`` has, at any depth, a key in ``secret_keys`` or named like a secret."""
-    banned = {key.casefold() for key in secret_keys}
-    _check_no_secrets(value, banned, what, path="")
-
 
 # --- schema ----------------------------------------------------------------------------------------------------------
 
@@ -244,26 +153,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 assert sorted(_MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
 
-# Columns update_cluster may set, with the Python types they accept.
-_UPDATABLE: dict[str, tuple[type, ...]] = {
-    "im_url": (str,),
-    "infra_id": (str, type(None)),
-    "template": (str,),
-    "site": (str,),
-    "inputs": (Mapping,),
-    "inputs_hash": (str,),
-    "deployment_id": (str,),
-    "state": (str, type(None)),
-    "workers": (int, type(None)),
-    "kind": (str,),
-    "extra": (Mapping,),
-}
-_JSON_COLUMNS = frozenset({"inputs", "extra"})
-_SELECT_CLUSTERS = """
-    SELECT name, im_url, infra_id, template, site, inputs, inputs_hash, deployment_id, state, workers,
-           created_at, updated_at, extra, kind
-    FROM clusters
-"""
+_SELECT_CLUSTERS = f"SELECT {CLUSTER_COLUMNS} FROM clusters "  # noqa: S608 - a fixed column list
 
 
 class Store:
@@ -277,11 +167,17 @@ class Store:
 
     @classmethod
     def open(
-        cls, home: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, now: Callable[[], datetime] | None = None
+        cls,
+        home: Path,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        now: Callable[[], datetime] | None = None,
+        path: Path | None = None,
     ) -> Self:
-        """Open (creating on first use) ``<home>/state.db``; ``home`` is created with mode 0700 if missing."""
-        ensure_private_dir(home)
-        path = home / DB_FILENAME
+        """Open (creating on first use) ``<home>/state.db``, or the database file ``path`` (a ``sqlite:///PATH``
+        state URL); the missing directories are created with mode 0700."""
+        path = home / DB_FILENAME if path is None else path
+        ensure_private_dir(home if path == home / DB_FILENAME else path.parent)
         _create_private_file(path)
         try:
             # One thread at a time uses a store, not always the one that opened it (workflow apply keeps one store
@@ -309,6 +205,11 @@ class Store:
     @property
     def path(self) -> Path:
         return self._path
+
+    @property
+    def location(self) -> str:
+        """Where the state is, for messages: the database file."""
+        return str(self._path)
 
     def close(self) -> None:
         self._conn.close()
@@ -379,24 +280,21 @@ class Store:
         ``inputs`` must hold only non-secret inputs: a key in ``secret_keys`` or named like a secret is refused.
         ``inputs_hash`` defaults to the hash of ``inputs``; ``extra=None`` keeps the current ``extra``.
         """
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"cluster name must be a non-empty string, not {name!r}")
-        fields: dict[str, Any] = {
-            "im_url": im_url,
-            "infra_id": infra_id,
-            "template": template,
-            "site": site,
-            "inputs": inputs,
-            "inputs_hash": _digest(inputs) if inputs_hash is None else inputs_hash,
-            "deployment_id": deployment_id,
-            "state": state,
-            "workers": workers,
-            "kind": ClusterKind(kind).value,
-        }
-        if extra is not None:
-            fields["extra"] = extra
-        params = self._encode(fields, secret_keys)
-        params.setdefault("extra", None)
+        require_name(name)
+        params = upsert_fields(
+            im_url=im_url,
+            template=template,
+            site=site,
+            inputs=inputs,
+            deployment_id=deployment_id,
+            infra_id=infra_id,
+            state=state,
+            workers=workers,
+            extra=extra,
+            inputs_hash=inputs_hash,
+            secret_keys=secret_keys,
+            kind=kind,
+        )
         now = self._timestamp()
         params.update(name=name, now=now)
         with self.transaction():
@@ -442,18 +340,13 @@ class Store:
         (``ValueError`` otherwise). New ``inputs`` without ``inputs_hash`` get the hash of the new inputs.
         Raises :class:`NotFound` if there is no such cluster.
         """
-        unknown = sorted(set(fields) - set(_UPDATABLE))
-        if unknown:
-            raise ValueError(f"update_cluster: unknown or read-only field(s): {', '.join(unknown)}")
-        if "inputs" in fields and "inputs_hash" not in fields:
-            fields["inputs_hash"] = _digest(fields["inputs"])
-        params = self._encode(fields, secret_keys)
+        params = update_fields(fields, secret_keys)
         params["updated_at"] = self._timestamp()
         assignments = ", ".join(f"{column} = :{column}" for column in params)
         params["name"] = name
         with self.transaction():
             try:
-                # The column names come from _UPDATABLE, never from the caller.
+                # The column names come from UPDATABLE (records.py), never from the caller.
                 cursor = self._conn.execute(f"UPDATE clusters SET {assignments} WHERE name = :name", params)  # noqa: S608
             except sqlite3.IntegrityError as e:
                 raise _integrity_error(e, fields.get("deployment_id")) from e
@@ -473,10 +366,8 @@ class Store:
 
     def upsert_workflow(self, name: str, *, source: str, services: list[Mapping[str, Any]]) -> WorkflowRecord:
         """Create or replace the record of workflow ``name`` (``created_at`` is kept)."""
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"workflow name must be a non-empty string, not {name!r}")
-        listed = [dict(item) for item in services]
-        check_no_secrets(listed, what="workflow services")
+        require_name(name, "workflow")
+        listed = checked_services(services)
         now = self._timestamp()
         with self.transaction():
             self._conn.execute(
@@ -507,21 +398,16 @@ class Store:
 
     def append(self, name: str, phase: Phase | str, detail: Mapping[str, Any] | None = None) -> JournalEntry:
         """Append an entry to the journal of cluster ``name`` (which need not have a record)."""
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"cluster name must be a non-empty string, not {name!r}")
+        require_name(name)
         phase = Phase(phase)
-        detail = dict(detail or {})
-        check_no_secrets(detail, what="journal detail")
-        detail_json = _canonical_json(detail)
+        detail_json = checked_detail(detail, "journal detail")
         ts = self._timestamp()
         with self.transaction():
             row = self._conn.execute(
                 "INSERT INTO journal (cluster, phase, ts, detail) VALUES (?, ?, ?, ?) RETURNING seq",
                 (name, phase.value, ts, detail_json),
             ).fetchone()
-        return JournalEntry(
-            seq=int(row[0]), cluster=name, phase=phase, ts=datetime.fromisoformat(ts), detail=_decode(detail_json)
-        )
+        return _entry((row[0], name, phase.value, ts, detail_json))
 
     def journal(self, name: str | None = None, limit: int | None = None) -> list[JournalEntry]:
         """Journal entries, oldest first: of cluster ``name`` (all clusters if ``None``); the last ``limit`` only."""
@@ -541,18 +427,15 @@ class Store:
 
     def append_decision(self, name: str, action: str, detail: Mapping[str, Any]) -> DecisionEntry:
         """Append an autoscaler decision (signals read, rule matched, action taken or not) to the decision log."""
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"cluster name must be a non-empty string, not {name!r}")
-        detail = dict(detail)
-        check_no_secrets(detail, what="decision detail")
-        detail_json = _canonical_json(detail)
+        require_name(name)
+        detail_json = checked_detail(detail, "decision detail")
         ts = self._timestamp()
         with self.transaction():
             row = self._conn.execute(
                 "INSERT INTO decisions (cluster, ts, action, detail) VALUES (?, ?, ?, ?) RETURNING seq",
                 (name, ts, action, detail_json),
             ).fetchone()
-        return DecisionEntry(int(row[0]), name, datetime.fromisoformat(ts), action, _decode(detail_json))
+        return _decision((row[0], name, ts, action, detail_json))
 
     def decisions(self, name: str, limit: int | None = None) -> list[DecisionEntry]:
         """The autoscaler's decisions about cluster ``name``, oldest first (the last ``limit`` only)."""
@@ -562,10 +445,7 @@ class Store:
             query += " LIMIT ?"
             params.append(max(limit, 0))
         rows = self._conn.execute(query, params).fetchall()
-        return [
-            DecisionEntry(int(r[0]), str(r[1]), datetime.fromisoformat(r[2]), str(r[3]), _decode(r[4]))
-            for r in reversed(rows)
-        ]
+        return [_decision(r) for r in reversed(rows)]
 
     def last_decision(self, name: str, *, applied: bool = False, having: str | None = None) -> DecisionEntry | None:
         """The latest decision about ``name``: only among those whose scaling was applied (``applied``), and/or
@@ -586,7 +466,7 @@ class Store:
         row = self._conn.execute(query, params).fetchone()
         if row is None:
             return None
-        return DecisionEntry(int(row[0]), str(row[1]), datetime.fromisoformat(row[2]), str(row[3]), _decode(row[4]))
+        return _decision(row)
 
     def last_of_phase(self, name: str, phase: Phase | str) -> JournalEntry | None:
         """The latest journal entry of cluster ``name`` in ``phase`` (e.g. the last ``SCALED``), or ``None``."""
@@ -645,126 +525,18 @@ class Store:
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
     def _timestamp(self) -> str:
-        now = self._now()
-        if now.tzinfo is None:
-            raise ValueError("the store's clock must return aware datetimes")
-        return now.astimezone(UTC).isoformat(timespec="microseconds")
-
-    @staticmethod
-    def _encode(fields: Mapping[str, Any], secret_keys: Collection[str]) -> dict[str, Any]:
-        """Type-check cluster fields and turn the JSON ones into text."""
-        params: dict[str, Any] = {}
-        for column, given in fields.items():
-            value: Any = given
-            accepted = _UPDATABLE[column]
-            if not isinstance(given, accepted) or isinstance(given, bool):
-                names = " or ".join("None" if t is type(None) else t.__name__ for t in accepted)
-                raise ValueError(f"cluster field {column!r} must be {names}, not {type(value).__name__}")
-            if column in _JSON_COLUMNS:
-                check_no_secrets(value, secret_keys=secret_keys if column == "inputs" else (), what=column)
-                value = _canonical_json(dict(value))
-            elif column == "workers" and value is not None and value < 0:
-                raise ValueError(f"workers must be >= 0, not {value}")
-            params[column] = value
-        return params
+        return utc_now(self._now).isoformat(timespec="microseconds")
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------------
 
 
-def _digest(inputs: Mapping[str, Any]) -> str:
-    return inputs_hash(inputs)
-
-
-def _canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def _decode(text: str) -> dict[str, Any]:
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise sqlite3.DatabaseError(f"expected a JSON object in the state database, found {type(value).__name__}")
-    return value
-
-
-def _cluster(row: tuple[Any, ...]) -> ClusterRecord:
-    (
-        name,
-        im_url,
-        infra_id,
-        template,
-        site,
-        inputs,
-        digest,
-        deployment_id,
-        state,
-        workers,
-        created,
-        updated,
-        extra,
-        kind,
-    ) = row
-    return ClusterRecord(
-        name=name,
-        im_url=im_url,
-        infra_id=infra_id,
-        template=template,
-        site=site,
-        inputs=_decode(inputs),
-        inputs_hash=digest,
-        deployment_id=deployment_id,
-        state=state,
-        workers=workers,
-        created_at=datetime.fromisoformat(created),
-        updated_at=datetime.fromisoformat(updated),
-        extra=_decode(extra),
-        kind=ClusterKind(kind),
-    )
-
-
-_SELECT_WORKFLOWS = "SELECT name, source, services, created_at, updated_at FROM workflows "
-
-
-def _workflow(row: tuple[Any, ...]) -> WorkflowRecord:
-    name, source, services, created, updated = row
-    listed = json.loads(services)
-    if not isinstance(listed, list):
-        raise sqlite3.DatabaseError("expected a JSON list of services in the state database")
-    return WorkflowRecord(
-        name=name,
-        source=source,
-        services=[dict(item) for item in listed],
-        created_at=datetime.fromisoformat(created),
-        updated_at=datetime.fromisoformat(updated),
-    )
-
-
-def _entry(row: tuple[Any, ...]) -> JournalEntry:
-    seq, cluster, phase, ts, detail = row
-    return JournalEntry(
-        seq=int(seq), cluster=cluster, phase=Phase(phase), ts=datetime.fromisoformat(ts), detail=_decode(detail)
-    )
-
-
-def _check_no_secrets(value: Any, banned: set[str], what: str, path: str) -> None:
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if isinstance(key, str) and _looks_secret(key, banned):
-                raise ValueError(f"{what} must not hold secrets, but has key {where!r}")
-            _check_no_secrets(item, banned, what, where)
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _check_no_secrets(item, banned, what, f"{path}[{index}]")
-
-
-def _looks_secret(key: str, banned: set[str]) -> bool:
-    if key.casefold() in banned:
-        return True
-    squashed = key.casefold()
-    for separator in ("_", "-", " ", "."):
-        squashed = squashed.replace(separator, "")
-    return any(fragment in squashed for fragment in SECRET_NAME_FRAGMENTS)
+_ROWS = RowReader(when=datetime.fromisoformat, error=sqlite3.DatabaseError)  # timestamps are ISO 8601 text here
+_cluster = _ROWS.cluster
+_workflow = _ROWS.workflow
+_entry = _ROWS.entry
+_decision = _ROWS.decision
+_SELECT_WORKFLOWS = f"SELECT {WORKFLOW_COLUMNS} FROM workflows "  # noqa: S608 - a fixed column list
 
 
 def _create_private_file(path: Path) -> None:

@@ -1,4 +1,8 @@
-"""The cluster lifecycle through the real CLI against the real IM (local-sim), checked against IM itself."""
+"""The cluster lifecycle through the real CLI against the real IM (local-sim), checked against IM itself.
+
+The tests marked ``BOTH_BACKENDS`` run twice: on the embedded SQLite state, and on a PostgreSQL database (a real
+server, tests/pglab.py: ``PROVISION_STATE_URL``): create/scale/list/outputs/reconfigure/logs/destroy, a rerun that
+resumes, a create killed after its POST then resumed, a lost create answer adopted, no secret in the state."""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from provisioner.im import IMClient
-from provisioner.state import Phase, Store
+from provisioner.settings import ENV_STATE_URL
+from provisioner.state import Phase
 from tests.clihelper import CLI
 from tests.conftest import RunningIM
 from tests.faultproxy import FaultProxy
@@ -20,8 +25,21 @@ pytestmark = pytest.mark.im
 
 
 @pytest.fixture
-def cli(local_im: RunningIM, tmp_path: Path) -> CLI:
-    return CLI(tmp_path / "home", local_im.url, local_im.auth_file)
+def state_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment naming the state backend: none (SQLite, the default), or a fresh PostgreSQL database."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        return {ENV_STATE_URL: request.getfixturevalue("pg_url")}
+    return {}
+
+
+BOTH_BACKENDS = pytest.mark.parametrize("state_env", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def cli(local_im: RunningIM, tmp_path: Path, state_env: dict[str, str]) -> CLI:
+    made = CLI(tmp_path / "home", local_im.url, local_im.auth_file)
+    made.env.update(state_env)
+    return made
 
 
 @pytest.fixture
@@ -40,6 +58,7 @@ def workers_in_im(client: IMClient, infra_id: str) -> list[str]:
     return sorted((vm for vm, name in im_vms(client, infra_id).items() if name == "wn"), key=int)
 
 
+@BOTH_BACKENDS
 def test_full_lifecycle(cli: CLI, im_client: IMClient) -> None:
     created = cli.json("cluster", "create", "life", "--template", "oscar", "--site", "local-sim", "--set", "wn_num=2")
     assert isinstance(created, dict)
@@ -70,7 +89,7 @@ def test_full_lifecycle(cli: CLI, im_client: IMClient) -> None:
     assert isinstance(again, dict)
     assert again["workers"] == 1
     assert im_client.vm_ids(infra) == before
-    with Store.open(cli.home) as store:
+    with cli.store() as store:
         phases = [entry.phase for entry in store.journal("life")]
     assert phases.count(Phase.SCALED) == 2
 
@@ -93,10 +112,11 @@ def test_full_lifecycle(cli: CLI, im_client: IMClient) -> None:
     assert destroyed.returncode == 0, destroyed.stderr
     assert infra not in im_client.list_infrastructures()
     assert cli.json("cluster", "list") == []
-    with Store.open(cli.home) as store:
+    with cli.store() as store:
         assert [e.phase for e in store.journal("life")][-2:] == [Phase.DESTROYING, Phase.DESTROYED]
 
 
+@BOTH_BACKENDS
 def test_rerun_resumes_and_different_inputs_refused(cli: CLI, im_client: IMClient) -> None:
     args = ("cluster", "create", "again", "--template", "kubernetes", "--site", "local-sim", "--set", "wn_num=1")
     first = cli.json(*args)
@@ -133,10 +153,12 @@ def test_bad_input_sends_nothing(cli: CLI, im_client: IMClient) -> None:
     assert cli.json("cluster", "list") == []
 
 
+@BOTH_BACKENDS
 def test_killed_right_after_post_then_create_again_adopts(
-    local_im: RunningIM, proxy: FaultProxy, tmp_path: Path, im_client: IMClient
+    local_im: RunningIM, proxy: FaultProxy, tmp_path: Path, im_client: IMClient, state_env: dict[str, str]
 ) -> None:
     cli = CLI(tmp_path / "home", proxy.url, local_im.auth_file)
+    cli.env.update(state_env)
     before = set(im_client.list_infrastructures())
     args = ("cluster", "create", "crash", "--template", "kubernetes", "--site", "local-sim", "--set", "wn_num=1")
     proxy.add("delay:2")  # IM gets the POST after the CLI is gone
@@ -148,7 +170,7 @@ def test_killed_right_after_post_then_create_again_adopts(
     proc.wait()
     proxy.wait_answered("POST")  # the proxy has now delivered the POST: IM created it
     assert len(set(im_client.list_infrastructures()) - before) == 1
-    with Store.open(cli.home) as store:
+    with cli.store() as store:
         assert store.last_phase("crash").phase == Phase.SUBMITTING  # type: ignore[union-attr]
 
     status = cli.json("cluster", "status", "crash")  # status finds it by its deployment id
@@ -159,16 +181,18 @@ def test_killed_right_after_post_then_create_again_adopts(
     assert again["infra_id"] == status["infra_id"]
     created = set(im_client.list_infrastructures()) - before
     assert created == {again["infra_id"]}
-    with Store.open(cli.home) as store:
+    with cli.store() as store:
         assert Phase.ADOPTED in [e.phase for e in store.journal("crash")]
     assert cli("cluster", "destroy", "crash", "--yes").returncode == 0
     assert not set(im_client.list_infrastructures()) - before
 
 
+@BOTH_BACKENDS
 def test_lost_create_answer_is_adopted_not_repeated(
-    local_im: RunningIM, proxy: FaultProxy, tmp_path: Path, im_client: IMClient
+    local_im: RunningIM, proxy: FaultProxy, tmp_path: Path, im_client: IMClient, state_env: dict[str, str]
 ) -> None:
     cli = CLI(tmp_path / "home", proxy.url, local_im.auth_file)
+    cli.env.update(state_env)
     before = set(im_client.list_infrastructures())
     proxy.add("reset")  # IM creates it, the answer is lost on the way back
     created = cli.json(
@@ -177,7 +201,7 @@ def test_lost_create_answer_is_adopted_not_repeated(
     assert isinstance(created, dict)
     assert set(im_client.list_infrastructures()) - before == {created["infra_id"]}
     assert sum(1 for seen in proxy.seen if seen.method == "POST") == 1
-    with Store.open(cli.home) as store:
+    with cli.store() as store:
         assert Phase.ADOPTED in [e.phase for e in store.journal("lost")]
     assert cli("cluster", "destroy", "lost", "--yes").returncode == 0
 
@@ -260,6 +284,7 @@ def test_sync_rebuilds_the_registry(cli: CLI, local_im: RunningIM, tmp_path: Pat
     assert "syncme" in again["forgotten"]
 
 
+@BOTH_BACKENDS
 def test_secrets_stay_out_of_state_and_output(cli: CLI, im_client: IMClient) -> None:
     planted = "Planted-Secret-9f3k!"
     created = cli(
@@ -289,6 +314,8 @@ def test_secrets_stay_out_of_state_and_output(cli: CLI, im_client: IMClient) -> 
     for path in cli.home.rglob("*"):
         if path.is_file() and path != secrets_file:
             assert planted.encode() not in path.read_bytes(), path
+    state = cli.state_text()
+    assert "secret" in state and planted not in state  # the cluster is recorded there, its secrets are not
     assert cli("cluster", "destroy", "secret", "--yes").returncode == 0
     assert not secrets_file.exists()
 
@@ -359,7 +386,7 @@ def test_lost_registry_then_create_adopts_instead_of_duplicating(
     assert isinstance(again, dict)
     assert again["infra_id"] == created["infra_id"]
     assert set(im_client.list_infrastructures()) - before == {created["infra_id"]}
-    with Store.open(cli.home) as store:
+    with cli.store() as store:
         assert Phase.ADOPTED in [e.phase for e in store.journal("orphan")]
         assert Phase.SUBMITTING not in [e.phase for e in store.journal("orphan")]
 

@@ -20,6 +20,7 @@ from provisioner.settings import (
     ENV_LOCK_TIMEOUT,
     ENV_POLL_INITIAL,
     ENV_READ_TIMEOUT,
+    ENV_STATE_URL,
     load_settings,
 )
 
@@ -100,6 +101,29 @@ def test_bad_env_value_names_the_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings({}, {ENV_CONFIG: str(empty), ENV_READ_TIMEOUT: "abc"})
     assert str(err.value).startswith(f"read_timeout ({ENV_READ_TIMEOUT}): must be a number of seconds")
+
+
+def test_state_url_precedence_and_refusals(tmp_path: Path) -> None:
+    from provisioner.redact import mask
+
+    config = tmp_path / "config.yaml"
+    config.write_text("state_url: postgresql://ops@db.example.org/provision\n")
+    env = {ENV_CONFIG: str(config)}
+    assert load_settings({}, env).state_url == "postgresql://ops@db.example.org/provision"
+    from_env = load_settings({}, env | {ENV_STATE_URL: "sqlite:///srv/provision/state.db"})
+    assert (from_env.state_url, from_env.sources["state_url"]) == ("sqlite:///srv/provision/state.db", ENV_STATE_URL)
+    flag = load_settings({"state_url": "postgres://a:b@h:5433/db?sslmode=require"}, env)
+    assert (flag.state_url, flag.sources["state_url"]) == ("postgres://a:b@h:5433/db?sslmode=require", "flag")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert load_settings({}, {ENV_CONFIG: str(empty)}).state_url is None  # the embedded default
+    for bad in ("mysql://ops:Pa55word-x@db/provision", "sqlite://relative.db", "sqlite:///", "/srv/state.db"):
+        with pytest.raises(ConfigError) as err:
+            load_settings({}, {ENV_CONFIG: str(empty), ENV_STATE_URL: bad})
+        assert err.value.exit_code == EXIT_BAD_INPUT
+        assert str(err.value).startswith(f"state_url ({ENV_STATE_URL}): must be sqlite:///PATH")
+        assert "Pa55word" not in str(err.value)
+    assert mask("Pa55word-x") == "***"  # registered the moment it was read
 
 
 def test_lock_timeout_zero_means_try_once(tmp_path: Path) -> None:

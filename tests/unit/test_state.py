@@ -1,4 +1,8 @@
-"""The local state store (SQLite) and the cross-process locks."""
+"""The state stores (the embedded SQLite one, and PostgreSQL on a real throw-away server: tests/pglab.py) and the
+cross-process locks (flock files; advisory locks when the state is in PostgreSQL).
+
+The tests of a store's behaviour take the ``store`` fixture and run on both backends; those of a backend's own
+mechanics (files, modes, WAL, PRAGMA versions; the version table, advisory locks) name theirs."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from provisioner.errors import LockBusy, NotFound, OperationFailed
@@ -35,6 +40,8 @@ from provisioner.state import (
     new_deployment_id,
     read_holder,
 )
+from provisioner.state.interface import StateStore
+from provisioner.state.pg import PgStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,13 +68,54 @@ def now() -> FakeNow:
     return FakeNow()
 
 
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def store(home: Path, now: FakeNow) -> Iterator[Store]:
-    with Store.open(home, now=now) as s:
+def store(request: pytest.FixtureRequest, backend: str, home: Path, now: FakeNow) -> Iterator[StateStore]:
+    """A store on each backend: SQLite in ``home``, or PostgreSQL in a fresh database of this test's own."""
+    opened: StateStore
+    if backend == "sqlite":
+        opened = Store.open(home, now=now)
+    else:
+        opened = PgStore.open(request.getfixturevalue("pg_url"), now=now)
+    with opened as s:
         yield s
 
 
-def add(store: Store, name: str = "alpha", **overrides: Any) -> ClusterRecord:
+class Raw:
+    """The store's database reached behind its back (another client), to check what the database itself refuses."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def refused(self, statement: str) -> str:
+        """Run ``statement`` and return the database's error (the test fails if it was accepted)."""
+        if isinstance(self.store, Store):
+            raw = sqlite3.connect(self.store.path)
+            try:
+                raw.execute(statement)
+            except sqlite3.DatabaseError as e:
+                return str(e)
+            finally:
+                raw.rollback()
+                raw.close()
+        else:
+            assert isinstance(self.store, PgStore)
+            with psycopg.connect(self.store._url.url, autocommit=True) as conn:
+                try:
+                    conn.execute(statement)
+                except psycopg.Error as e:
+                    return str(e)
+        pytest.fail(f"the database accepted {statement!r}")
+
+
+def add(store: StateStore, name: str = "alpha", **overrides: Any) -> ClusterRecord:
     fields: dict[str, Any] = {
         "im_url": "https://im.example.org:8800",
         "template": "kubernetes",
@@ -145,7 +193,7 @@ def test_garbage_database_is_reported(home: Path) -> None:
 # --- clusters --------------------------------------------------------------------------------------------------------
 
 
-def test_upsert_get_list(store: Store, now: FakeNow) -> None:
+def test_upsert_get_list(store: StateStore, now: FakeNow) -> None:
     record = add(store, "beta", infra_id=None, state="pending", workers=2, extra={"note": "x"})
     assert record.name == "beta"
     assert record.inputs == {"wn_num": 2, "fe_cpus": 4}
@@ -158,7 +206,7 @@ def test_upsert_get_list(store: Store, now: FakeNow) -> None:
     assert store.get_cluster("nope") is None
 
 
-def test_upsert_replaces_fields_but_keeps_created_at_and_extra(store: Store, now: FakeNow) -> None:
+def test_upsert_replaces_fields_but_keeps_created_at_and_extra(store: StateStore, now: FakeNow) -> None:
     first = add(store, extra={"keep": True})
     now.now += timedelta(minutes=5)
     second = add(store, infra_id="inf-1", inputs={"wn_num": 3}, deployment_id=first.deployment_id)
@@ -169,12 +217,12 @@ def test_upsert_replaces_fields_but_keeps_created_at_and_extra(store: Store, now
     assert second.extra == {"keep": True}
 
 
-def test_upsert_takes_an_explicit_inputs_hash(store: Store) -> None:
+def test_upsert_takes_an_explicit_inputs_hash(store: StateStore) -> None:
     record = add(store, inputs_hash="abc")
     assert record.inputs_hash == "abc"
 
 
-def test_update_cluster(store: Store, now: FakeNow) -> None:
+def test_update_cluster(store: StateStore, now: FakeNow) -> None:
     first = add(store)
     now.now += timedelta(seconds=30)
     record = store.update_cluster("alpha", infra_id="inf-9", state="configured", workers=5)
@@ -185,14 +233,14 @@ def test_update_cluster(store: Store, now: FakeNow) -> None:
     assert record.inputs_hash == inputs_hash({"wn_num": 5})
 
 
-def test_update_cluster_refuses_unknown_and_read_only_fields(store: Store) -> None:
+def test_update_cluster_refuses_unknown_and_read_only_fields(store: StateStore) -> None:
     add(store)
     for field in ("colour", "name", "created_at", "updated_at"):
         with pytest.raises(ValueError, match=field):
             store.update_cluster("alpha", **{field: "x"})
 
 
-def test_update_cluster_type_checks(store: Store) -> None:
+def test_update_cluster_type_checks(store: StateStore) -> None:
     add(store)
     with pytest.raises(ValueError, match="workers"):
         store.update_cluster("alpha", workers="three")
@@ -202,12 +250,12 @@ def test_update_cluster_type_checks(store: Store) -> None:
         store.update_cluster("alpha", im_url=None)
 
 
-def test_update_missing_cluster_is_not_found(store: Store) -> None:
+def test_update_missing_cluster_is_not_found(store: StateStore) -> None:
     with pytest.raises(NotFound):
         store.update_cluster("ghost", state="configured")
 
 
-def test_deployment_id_is_unique_and_findable(store: Store) -> None:
+def test_deployment_id_is_unique_and_findable(store: StateStore) -> None:
     dep = new_deployment_id()
     add(store, "alpha", deployment_id=dep)
     with pytest.raises(ValueError, match="deployment id"):
@@ -218,7 +266,7 @@ def test_deployment_id_is_unique_and_findable(store: Store) -> None:
     assert store.find_by_deployment_id("0" * 32) is None
 
 
-def test_delete_cluster_keeps_its_journal(store: Store) -> None:
+def test_delete_cluster_keeps_its_journal(store: StateStore) -> None:
     add(store)
     store.append("alpha", Phase.DESTROYING, {})
     assert store.delete_cluster("alpha") is True
@@ -231,7 +279,7 @@ def test_delete_cluster_keeps_its_journal(store: Store) -> None:
 # --- no secrets ------------------------------------------------------------------------------------------------------
 
 
-def test_inputs_with_listed_secret_keys_are_refused(store: Store) -> None:
+def test_inputs_with_listed_secret_keys_are_refused(store: StateStore) -> None:
     with pytest.raises(ValueError, match="minio_accesskey"):
         add(store, inputs={"minio_accesskey": "AKIA", "wn_num": 1}, secret_keys={"minio_accesskey"})
     add(store)
@@ -243,7 +291,7 @@ def test_inputs_with_listed_secret_keys_are_refused(store: Store) -> None:
 @pytest.mark.parametrize(
     "key", ["password", "oscar_password", "kube_admin_token", "minio_secretkey", "Private-Key", "ssh_private_key"]
 )
-def test_inputs_and_extra_with_secret_looking_keys_are_refused(store: Store, key: str) -> None:
+def test_inputs_and_extra_with_secret_looking_keys_are_refused(store: StateStore, key: str) -> None:
     with pytest.raises(ValueError):
         add(store, inputs={key: "x"})
     with pytest.raises(ValueError):
@@ -260,7 +308,7 @@ def test_inputs_and_extra_with_secret_looking_keys_are_refused(store: Store, key
         {"private_key": "-----BEGIN"},
     ],
 )
-def test_journal_detail_with_secret_looking_keys_is_refused(store: Store, detail: dict[str, Any]) -> None:
+def test_journal_detail_with_secret_looking_keys_is_refused(store: StateStore, detail: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="secret"):
         store.append("alpha", Phase.SUBMITTING, detail)
     assert store.journal() == []
@@ -275,7 +323,7 @@ def test_check_no_secrets_accepts_ordinary_data() -> None:
 # --- journal ---------------------------------------------------------------------------------------------------------
 
 
-def test_append_and_read_journal(store: Store, now: FakeNow) -> None:
+def test_append_and_read_journal(store: StateStore, now: FakeNow) -> None:
     e1 = store.append("alpha", Phase.RENDERED, {"template": "kubernetes"})
     now.now += timedelta(seconds=1)
     e2 = store.append("beta", "submitting", {})
@@ -292,26 +340,22 @@ def test_append_and_read_journal(store: Store, now: FakeNow) -> None:
     assert store.last_phase("nobody") is None
 
 
-def test_unknown_phase_is_refused(store: Store) -> None:
+def test_unknown_phase_is_refused(store: StateStore) -> None:
     with pytest.raises(ValueError):
         store.append("alpha", "exploded", {})
 
 
-def test_journal_is_append_only_in_the_database(store: Store, home: Path) -> None:
+def test_journal_is_append_only_in_the_database(store: StateStore) -> None:
     store.append("alpha", Phase.RENDERED, {})
-    raw = sqlite3.connect(home / DB_FILENAME)
-    try:
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            raw.execute("UPDATE journal SET phase = 'configured'")
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            raw.execute("DELETE FROM journal")
-        raw.rollback()
-    finally:
-        raw.close()
+    raw = Raw(store)
+    assert "the journal is append-only" in raw.refused("UPDATE journal SET phase = 'configured'")
+    assert "the journal is append-only" in raw.refused("DELETE FROM journal")
+    if isinstance(store, PgStore):
+        assert "the journal is append-only" in raw.refused("TRUNCATE journal")
     assert [e.phase for e in store.journal()] == [Phase.RENDERED]
 
 
-def test_transaction_groups_writes_and_rolls_back(store: Store) -> None:
+def test_transaction_groups_writes_and_rolls_back(store: StateStore) -> None:
     with store.transaction():
         add(store)
         store.append("alpha", Phase.SUBMITTING, {})
@@ -330,19 +374,35 @@ def test_transaction_groups_writes_and_rolls_back(store: Store) -> None:
     assert [e.phase for e in store.journal("alpha")] == [Phase.SUBMITTING]
 
 
-def _append_many(home: str, worker: int, count: int) -> list[int]:
-    with Store.open(Path(home)) as store:
+def test_a_refused_write_inside_a_transaction_leaves_it_usable(store: StateStore) -> None:
+    taken = add(store, "alpha").deployment_id
+    with store.transaction():
+        store.append("beta", Phase.RENDERED, {})
+        with pytest.raises(ValueError, match="deployment id"):
+            add(store, "beta", deployment_id=taken)
+        add(store, "beta")  # the transaction goes on (on PostgreSQL: the refused write was a savepoint's)
+    assert [c.name for c in store.list_clusters()] == ["alpha", "beta"]
+    assert [e.phase for e in store.journal("beta")] == [Phase.RENDERED]
+
+
+def _open(where: str) -> StateStore:
+    return PgStore.open(where) if where.startswith("postgresql://") else Store.open(Path(where))
+
+
+def _append_many(where: str, worker: int, count: int) -> list[int]:
+    with _open(where) as store:
         return [store.append(f"c{worker % 2}", Phase.WAITING, {"worker": worker, "i": i}).seq for i in range(count)]
 
 
-def test_concurrent_writers_from_several_processes(home: Path) -> None:
-    # No Store.open in the parent first: the processes also race to create the database.
+def test_concurrent_writers_from_several_processes(request: pytest.FixtureRequest, backend: str, home: Path) -> None:
+    # Nothing opened in the parent first: the processes also race to create the database (and its schema).
+    where = str(home) if backend == "sqlite" else request.getfixturevalue("pg_url")
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(4) as pool:
-        results = pool.starmap(_append_many, [(str(home), w, 50) for w in range(4)])
+        results = pool.starmap(_append_many, [(where, w, 50) for w in range(4)])
     seqs = [seq for result in results for seq in result]
     assert len(seqs) == len(set(seqs)) == 200
-    with Store.open(home) as store:
+    with _open(where) as store:
         entries = store.journal()
     assert len(entries) == 200
     assert sorted(e.seq for e in entries) == sorted(seqs)
@@ -370,8 +430,10 @@ def test_new_deployment_id() -> None:
 HOLDER_SCRIPT = """
 import sys
 from pathlib import Path
+from provisioner.state import use_url
 from provisioner.state.locks import cluster_lock, endpoint_lock
 home, kind, key = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+use_url(sys.argv[4] if len(sys.argv) > 4 else None)
 lock = cluster_lock if kind == "cluster" else endpoint_lock
 with lock(home, key, timeout=10, purpose="cluster scale"):
     print("locked", flush=True)
@@ -382,10 +444,10 @@ with lock(home, key, timeout=10, purpose="cluster scale"):
 class Holder:
     """A separate process holding a lock until told to let go (or killed)."""
 
-    def __init__(self, home: Path, kind: str, key: str) -> None:
+    def __init__(self, home: Path, kind: str, key: str, state_url: str | None = None) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", HOLDER_SCRIPT, str(home), kind, key],
+            [sys.executable, "-c", HOLDER_SCRIPT, str(home), kind, key, *([state_url] if state_url else [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -516,19 +578,35 @@ def test_empty_cluster_name_is_refused(home: Path) -> None:
         cluster_lock_path(home, "")
 
 
-def test_decision_log_is_append_only_and_secret_free(home: Path) -> None:
-    with Store.open(home) as store:
-        first = store.append_decision("c1", "none", {"rule": "steady", "current": 1})
-        store.append_decision("c2", "scale_up", {"rule": "schedule", "current": 1, "target": 3})
-        store.append_decision("c1", "scale_up", {"rule": "min_workers", "current": 0, "target": 1})
-        assert [d.action for d in store.decisions("c1")] == ["none", "scale_up"]
-        assert [d.seq for d in store.decisions("c1", limit=1)] == [first.seq + 2]
-        with pytest.raises(ValueError, match="secret"):
-            store.append_decision("c1", "none", {"signals": {"token": "x"}})
-    raw = sqlite3.connect(home / "state.db")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        raw.execute("UPDATE decisions SET action = 'x'")
-    raw.close()
+def test_decision_log_is_append_only_and_secret_free(store: StateStore) -> None:
+    first = store.append_decision("c1", "none", {"rule": "steady", "current": 1})
+    store.append_decision("c2", "scale_up", {"rule": "schedule", "current": 1, "target": 3})
+    store.append_decision("c1", "scale_up", {"rule": "min_workers", "current": 0, "target": 1})
+    assert [d.action for d in store.decisions("c1")] == ["none", "scale_up"]
+    assert [d.seq for d in store.decisions("c1", limit=1)] == [first.seq + 2]
+    with pytest.raises(ValueError, match="secret"):
+        store.append_decision("c1", "none", {"signals": {"token": "x"}})
+    raw = Raw(store)
+    assert "the decision log is append-only" in raw.refused("UPDATE decisions SET action = 'x'")
+    if isinstance(store, PgStore):  # the SQLite log refuses updates only (its schema 2); PostgreSQL's, deletes too
+        assert "the decision log is append-only" in raw.refused("DELETE FROM decisions")
+    assert len(store.decisions("c1")) == 2
+
+
+def test_last_decision_filters_on_applied_and_detail_keys(store: StateStore, now: FakeNow) -> None:
+    store.append_decision("c1", "scale_up", {"applied": True, "target": 3})
+    now.now += timedelta(seconds=1)
+    store.append_decision("c1", "none", {"applied": False, "idle_since": None})
+    now.now += timedelta(seconds=1)
+    store.append_decision("c2", "none", {"idle_since": "2025-01-02T03:04:05+00:00"})
+    applied = store.last_decision("c1", applied=True)
+    assert applied is not None and applied.detail == {"applied": True, "target": 3}
+    idle = store.last_decision("c1", having="idle_since")
+    assert idle is not None and idle.action == "none" and idle.ts == now.now - timedelta(seconds=1)
+    assert store.last_decision("c1", applied=True, having="idle_since") is None
+    assert store.last_decision("c3") is None
+    with pytest.raises(ValueError, match="detail key"):
+        store.last_decision("c1", having="x'); DROP TABLE decisions; --")
 
 
 def test_a_version_1_database_is_migrated(home: Path) -> None:
@@ -586,7 +664,7 @@ def test_a_version_2_database_turns_the_edge_sentinel_into_a_kind(home: Path) ->
 
 
 def test_open_store_gives_the_state_protocol_over_sqlite(tmp_path: Path) -> None:
-    from provisioner.state import StateStore, open_store
+    from provisioner.state import open_store
 
     with open_store(tmp_path / "home") as store:
         typed: StateStore = store
@@ -597,23 +675,201 @@ def test_open_store_gives_the_state_protocol_over_sqlite(tmp_path: Path) -> None
         assert typed.path == tmp_path / "home" / "state.db"
 
 
-def test_workflow_records_hold_owned_services_and_no_secrets(tmp_path: Path) -> None:
+def test_workflow_records_hold_owned_services_and_no_secrets(store: StateStore) -> None:
     from provisioner.state.store import Phase as P
 
-    with Store.open(tmp_path) as store:
-        assert store.list_workflows() == []
-        first = store.upsert_workflow(
-            "masks", source="/x/masks.yaml", services=[{"cluster": "edge", "service": "blur", "digest": "d1"}]
+    assert store.list_workflows() == []
+    first = store.upsert_workflow(
+        "masks", source="/x/masks.yaml", services=[{"cluster": "edge", "service": "blur", "digest": "d1"}]
+    )
+    again = store.upsert_workflow(
+        "masks", source="/y/masks.yaml", services=[{"cluster": "cloud", "service": "detect", "digest": "d2"}]
+    )
+    assert again.created_at == first.created_at and again.source == "/y/masks.yaml"
+    assert again.owns() == {("cloud", "detect")}
+    assert [w.name for w in store.list_workflows()] == ["masks"]
+    with pytest.raises(ValueError):
+        store.upsert_workflow("masks", source="s", services=[{"cluster": "c", "secret_key": "x"}])
+    store.append("workflow:masks", P.SERVICE_SENDING, {"cluster": "edge", "service": "blur", "action": "create"})
+    assert store.last_phase("workflow:masks").phase is P.SERVICE_SENDING
+    assert store.delete_workflow("masks") and not store.delete_workflow("masks")
+    assert store.get_workflow("masks") is None
+
+
+# --- PostgreSQL: the schema, the URL, the advisory locks -------------------------------------------------------------
+
+
+def _pg_tables(url: str) -> set[str]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()
+    return {str(row[0]) for row in rows}
+
+
+def test_pg_schema_is_made_on_an_empty_database_and_versioned(pg_url: str) -> None:
+    assert _pg_tables(pg_url) == set()
+    with PgStore.open(pg_url) as store:
+        assert store.location == pg_url  # no password in it to hide
+    assert _pg_tables(pg_url) == {"clusters", "journal", "decisions", "workflows", "lock_holders", "schema_version"}
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        conn.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION + 1,))
+    with pytest.raises(OperationFailed, match="newer"):
+        PgStore.open(pg_url)
+
+
+def test_a_version_1_pg_database_is_migrated(pg_url: str) -> None:
+    from provisioner.state import pg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn, conn.transaction():
+        conn.execute(pg._VERSION_TABLE)
+        for statement in pg._MIGRATIONS[1]:
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO clusters (name, im_url, template, site, inputs_hash, deployment_id, created_at, updated_at) "
+            "VALUES ('edge1', 'edge:', 'k3s-edge', 'edge', 'h', 'd1', now(), now())"
         )
-        again = store.upsert_workflow(
-            "masks", source="/y/masks.yaml", services=[{"cluster": "cloud", "service": "detect", "digest": "d2"}]
-        )
-        assert again.created_at == first.created_at and again.source == "/y/masks.yaml"
-        assert again.owns() == {("cloud", "detect")}
-        assert [w.name for w in store.list_workflows()] == ["masks"]
-        with pytest.raises(ValueError):
-            store.upsert_workflow("masks", source="s", services=[{"cluster": "c", "secret_key": "x"}])
-        store.append("workflow:masks", P.SERVICE_SENDING, {"cluster": "edge", "service": "blur", "action": "create"})
-        assert store.last_phase("workflow:masks").phase is P.SERVICE_SENDING
-        assert store.delete_workflow("masks") and not store.delete_workflow("masks")
-        assert store.get_workflow("masks") is None
+        conn.execute("INSERT INTO journal (cluster, phase, ts) VALUES ('old', 'configured', now())")
+        conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+    with PgStore.open(pg_url) as store:
+        assert [e.phase for e in store.journal("old")] == [Phase.CONFIGURED]
+        edge = store.get_cluster("edge1")
+        assert edge is not None and edge.im_url == "" and edge.kind.value == "edge"
+        store.append_decision("c", "none", {})
+        store.upsert_workflow("w", source="w.yaml", services=[])
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
+
+
+def test_pg_store_refuses_an_unreachable_server_in_our_words() -> None:
+    port = _free_port()
+    url = f"postgresql://ops:hunter2-secret@127.0.0.1:{port}/state?connect_timeout=2"
+    with pytest.raises(OperationFailed) as info:
+        PgStore.open(url)
+    message = str(info.value)
+    assert message.startswith(f"cannot connect to the state database postgresql://ops:***@127.0.0.1:{port}/state")
+    assert "hunter2" not in message and "hunter2" not in (info.value.hint or "")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_open_store_follows_the_configured_url(pg_lab: Any, pg_url: str, tmp_path: Path, state_url_reset: None) -> None:
+    from provisioner.redact import mask
+    from provisioner.state import has_state, open_store, state_location, use_url
+
+    home = tmp_path / "home"
+    with_password = pg_url.replace("postgresql://postgres@", "postgresql://postgres:Sekr3t-pw@")
+    use_url(with_password)  # trust authentication ignores the password; the URL keeps it, nothing shows it
+    assert has_state(home)
+    with open_store(home) as store:
+        assert isinstance(store, PgStore)
+        store.append("c1", Phase.RENDERED, {})
+        assert "Sekr3t" not in store.location and ":***@" in store.location
+    assert "Sekr3t" not in state_location(home)
+    assert mask(f"url {with_password}") == f"url {with_password.replace('Sekr3t-pw', '***')}"
+    assert not home.exists()  # nothing of the state went there
+
+    db_file = tmp_path / "elsewhere" / "state.db"
+    use_url(f"sqlite://{db_file}")
+    assert not has_state(home)
+    with open_store(home) as store:
+        assert isinstance(store, Store) and store.path == db_file
+    assert has_state(home) and state_location(home) == str(db_file)
+
+    use_url(None)
+    with open_store(home) as store:
+        assert store.path == home / DB_FILENAME and store.journal() == []
+
+
+def _pg_message(home: Path, url: str, name: str = "alpha") -> str:
+    from provisioner.state import use_url
+
+    use_url(url)
+    with pytest.raises(LockBusy) as info, cluster_lock(home, name, timeout=0.2):
+        pytest.fail("acquired a held lock")
+    return str(info.value)
+
+
+def test_pg_busy_lock_names_the_holder_and_dies_with_it(
+    home: Path, pg_url: str, holders: list[Holder], state_url_reset: None
+) -> None:
+    import getpass
+    import socket
+
+    from provisioner.state import pg
+    from provisioner.state.url import parse_state_url
+
+    holder = Holder(home / "other-operator", "cluster", "alpha", pg_url)  # another PROVISION_HOME, same database
+    holders.append(holder)
+    message = _pg_message(home, pg_url)
+    user, host = getpass.getuser(), socket.gethostname()
+    assert message.startswith(
+        f"cluster 'alpha' is busy: another provision command (pid {holder.pid} of {user}@{host}, 'cluster scale', "
+        "since "
+    )
+    assert message.endswith(" UTC) holds its lock")
+    url = parse_state_url(pg_url)
+    assert [(h.subject, h.pid, h.purpose) for h in pg.lock_holders(url)] == [
+        ("cluster 'alpha'", holder.pid, "cluster scale")
+    ]
+    with cluster_lock(home, "beta", timeout=0):  # other clusters are not affected
+        pass
+
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while pg.lock_holders(url) and time.monotonic() < deadline:  # the server notices the session is gone
+        time.sleep(0.05)
+    assert pg.lock_holders(url) == []  # its row is left behind, and never shown
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT pid FROM lock_holders").fetchall() == [(holder.pid,)]
+    with cluster_lock(home, "alpha", timeout=5, purpose="cluster destroy"):
+        assert [(h.pid, h.purpose) for h in pg.lock_holders(url)] == [(os.getpid(), "cluster destroy")]
+        with (
+            pytest.raises(LockBusy, match=r"\(this process, 'cluster destroy', since"),
+            cluster_lock(home, "alpha", timeout=0),
+        ):
+            pass
+    assert pg.lock_holders(url) == []
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM lock_holders").fetchone() == (0,)
+
+
+def test_pg_second_acquirer_waits_for_release(
+    home: Path, pg_url: str, holders: list[Holder], state_url_reset: None
+) -> None:
+    from provisioner.state import use_url
+
+    holder = Holder(home / "other-operator", "cluster", "alpha", pg_url)
+    holders.append(holder)
+    use_url(pg_url)
+    timer = threading.Timer(0.5, holder.release)
+    timer.start()
+    try:
+        started = time.monotonic()
+        with cluster_lock(home, "alpha", timeout=10, purpose="cluster show"):
+            waited = time.monotonic() - started
+    finally:
+        timer.join()
+    assert waited >= 0.4
+    assert not (home / "locks").exists()  # no lock file: the lock was in the database
+
+
+def test_pg_endpoint_lock_is_keyed_on_the_normalised_url(
+    home: Path, pg_url: str, holders: list[Holder], state_url_reset: None
+) -> None:
+    from provisioner.state import use_url
+
+    holder = Holder(home, "endpoint", "https://IM.example.org:8800/", pg_url)
+    holders.append(holder)
+    use_url(pg_url)
+    expected = rf"IM endpoint 'https://im.example.org:8800' is busy: .*pid {holder.pid} of "
+    with pytest.raises(LockBusy, match=expected), endpoint_lock(home, "https://u:pw@im.example.org:8800", timeout=0.1):
+        pass
+    with endpoint_lock(home, "https://other.example.org:8800", timeout=0), cluster_lock(home, "alpha", timeout=0):
+        pass  # neither is the same lock as the held one
