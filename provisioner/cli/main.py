@@ -38,7 +38,18 @@ from types import FrameType  # noqa: E402
 import typer  # noqa: E402
 
 from provisioner import __version__  # noqa: E402
-from provisioner.cli import autoscale, cluster, continuum, edge, infra, localim, runbook, template, workflow  # noqa: E402
+from provisioner.cli import (  # noqa: E402
+    autoscale,
+    cluster,
+    continuum,
+    edge,
+    infra,
+    localim,
+    runbook,
+    state,
+    template,
+    workflow,
+)
 from provisioner.cli.common import AppState, message  # noqa: E402
 from provisioner.errors import EXIT_BAD_INPUT, EXIT_FAILED, ProvisionError  # noqa: E402
 
@@ -58,6 +69,7 @@ app.add_typer(localim.app, name="local-im")
 app.add_typer(infra.app, name="infra")
 app.add_typer(workflow.app, name="workflow")
 app.add_typer(continuum.app, name="continuum")
+app.add_typer(state.app, name="state")
 app.command("runbook")(runbook.runbook)
 
 

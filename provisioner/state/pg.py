@@ -574,6 +574,11 @@ class PgStore:
         rows = self._exec(query, params).fetchall()
         return [_ROWS.decision(row) for row in reversed(rows)]
 
+    def all_decisions(self) -> list[DecisionEntry]:
+        """The whole decision log, oldest first (what ``provision state migrate`` copies)."""
+        rows = self._exec(f"SELECT {_DECISIONS} FROM decisions ORDER BY seq").fetchall()  # noqa: S608
+        return [_ROWS.decision(row) for row in rows]
+
     def last_decision(self, name: str, *, applied: bool = False, having: str | None = None) -> DecisionEntry | None:
         """The latest decision about ``name`` (only applied ones, and/or those whose detail has the key ``having``)."""
         conditions = ["cluster = %s"]

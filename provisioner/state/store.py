@@ -447,6 +447,11 @@ class Store:
         rows = self._conn.execute(query, params).fetchall()
         return [_decision(r) for r in reversed(rows)]
 
+    def all_decisions(self) -> list[DecisionEntry]:
+        """The whole decision log, oldest first (what ``provision state migrate`` copies)."""
+        rows = self._conn.execute("SELECT seq, cluster, ts, action, detail FROM decisions ORDER BY seq").fetchall()
+        return [_decision(r) for r in rows]
+
     def last_decision(self, name: str, *, applied: bool = False, having: str | None = None) -> DecisionEntry | None:
         """The latest decision about ``name``: only among those whose scaling was applied (``applied``), and/or
         those whose detail has the top-level key ``having`` (e.g. ``"idle_since"``). ``None`` if there is none."""

@@ -26,6 +26,10 @@ def test_cronjob_manifest_is_valid_and_forbids_overlap() -> None:
     container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["autoscale", "run", "--once"]
     assert {e["name"] for e in container["env"]} >= {"PROVISION_HOME", "PROVISION_IM_URL", "PROVISION_AUTH_FILE"}
+    # The state URL (a PostgreSQL password may be in it) comes from a Secret, never from the manifest; optional.
+    (state_url,) = [e for e in container["env"] if e["name"] == "PROVISION_STATE_URL"]
+    assert "value" not in state_url
+    assert state_url["valueFrom"]["secretKeyRef"] == {"name": "provision-state", "key": "url", "optional": True}
 
 
 def test_cronjob_validation_catches_a_broken_manifest() -> None:
@@ -46,6 +50,12 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
     service = (DEPLOY / "systemd" / "provision-autoscale.service").read_text()
     assert "ExecStart=/usr/local/bin/provision autoscale run --once" in service
     assert "Type=oneshot" in service
+    # The state URL comes from the environment file (0600), never from the unit; the example names it.
+    assert (
+        "EnvironmentFile=/etc/provision/autoscale.env" in service and "postgresql://" not in service.split("[Unit]")[1]
+    )
+    example = (DEPLOY / "systemd" / "autoscale.env.example").read_text()
+    assert "PROVISION_STATE_URL=postgresql://" in example
     # verify checks that ExecStart exists and that the environment file can be read: point both at this machine.
     local = service.replace("/usr/local/bin/provision", str(Path(sys.executable).parent / "provision"))
     local = local.replace("EnvironmentFile=/etc/", "EnvironmentFile=-/etc/")
