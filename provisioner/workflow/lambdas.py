@@ -72,6 +72,9 @@ def lambda_definition(stage: Stage, providers: Mapping[str, Mapping[str, Any]]) 
     body["region"] = _region(given, provider)
     if providers:
         body["storage_providers"] = {kind: {i: dict(v) for i, v in ids.items()} for kind, ids in providers.items()}
+    # The bucket notifications that invoke it are part of what it should be: one missing (a kill between the
+    # function's creation and its trigger) is planned as a change, and set again.
+    body["triggers"] = sorted(_trigger_label(t, b, p, x) for t, (_i, b, p, x) in _wanted(body).items())
     return body
 
 
@@ -82,6 +85,24 @@ def _io(spec: Any) -> dict[str, Any]:
     if spec.prefix:
         out["prefix"] = list(spec.prefix)
     return out
+
+
+def _wanted(definition: Mapping[str, Any]) -> dict[str, tuple[str, str, str, str]]:
+    """trigger id -> (provider id, bucket, prefix, suffix) for each s3 input of a function's definition."""
+    out: dict[str, tuple[str, str, str, str]] = {}
+    for n, entry in enumerate(definition.get("input") or []):
+        kind, _, ident = str(entry.get("storage_provider") or "").partition(".")
+        if kind != "s3":
+            continue
+        bucket, _, rest = str(entry["path"]).strip("/").partition("/")
+        prefix = f"{rest.strip('/')}/" if rest.strip("/") else ""
+        suffixes = list(entry.get("suffix") or [])
+        out[f"{TRIGGER_PREFIX}{definition['name']}-{n}"] = (ident, bucket, prefix, suffixes[0] if suffixes else "")
+    return out
+
+
+def _trigger_label(trigger: str, bucket: str, prefix: str, suffix: str) -> str:
+    return f"{trigger}: s3://{bucket}/{prefix}*{suffix}"
 
 
 def aws_access(definition: Mapping[str, Any], *, verify: bool | str) -> AwsAccess:
@@ -213,14 +234,33 @@ class LambdaBackend:
     def services(self) -> list[dict[str, Any]]:
         found = []
         for name in self.names:
-            current = self._client(self.definitions.get(name)).get_function(name)
+            current = self.get_service(name)
             if current is not None:
-                found.append(definition_of(current))
+                found.append(current)
         return found
 
     def get_service(self, name: str) -> dict[str, Any] | None:
-        current = self._client(self.definitions.get(name)).get_function(name)
-        return None if current is None else definition_of(current)
+        """The function as AWS has it, with the triggers of its desired inputs that are in place."""
+        desired = self.definitions.get(name)
+        config = self._client(desired).get_function(name)
+        if config is None:
+            return None
+        current = definition_of(config)
+        if desired is not None:
+            current["triggers"] = self._present(desired, str(config.get("FunctionArn") or ""))
+        return current
+
+    def _present(self, desired: Mapping[str, Any], arn: str) -> list[str]:
+        present = []
+        for trigger, (ident, bucket, prefix, suffix) in _wanted(desired).items():
+            store = self._store(desired, ident)
+            try:
+                found = [c for c in store.lambda_triggers(bucket) if c.get("Id") == trigger]
+            finally:
+                store.close()
+            if any(str(c.get("LambdaFunctionArn")) == arn for c in found):
+                present.append(_trigger_label(trigger, bucket, prefix, suffix))
+        return sorted(present)
 
     def create_service(self, definition: Mapping[str, Any]) -> None:
         client = self._client(definition)
@@ -268,23 +308,9 @@ class LambdaBackend:
         )
         return S3Store(access, timeout=self.timeout)
 
-    @staticmethod
-    def _wanted(definition: Mapping[str, Any]) -> dict[str, tuple[str, str, str, str]]:
-        """trigger id -> (provider id, bucket, prefix, suffix) for each s3 input."""
-        out: dict[str, tuple[str, str, str, str]] = {}
-        for n, entry in enumerate(definition.get("input") or []):
-            kind, _, ident = str(entry.get("storage_provider") or "").partition(".")
-            if kind != "s3":
-                continue
-            bucket, _, rest = str(entry["path"]).strip("/").partition("/")
-            prefix = f"{rest.strip('/')}/" if rest.strip("/") else ""
-            suffixes = list(entry.get("suffix") or [])
-            out[f"{TRIGGER_PREFIX}{definition['name']}-{n}"] = (ident, bucket, prefix, suffixes[0] if suffixes else "")
-        return out
-
     def _triggers(self, definition: Mapping[str, Any], arn: str, previous: Mapping[str, Any] | None) -> None:
         client = self._client(definition)
-        wanted = self._wanted(definition)
+        wanted = _wanted(definition)
         for trigger, (ident, bucket, prefix, suffix) in wanted.items():
             client.allow_s3(str(definition["name"]), bucket)
             store = self._store(definition, ident)
@@ -297,7 +323,7 @@ class LambdaBackend:
             self._untrigger(previous, keep={(b, t) for t, (_i, b, _p, _s) in wanted.items()})
 
     def _untrigger(self, definition: Mapping[str, Any], *, keep: set[tuple[str, str]]) -> None:
-        for trigger, (ident, bucket, _prefix, _suffix) in self._wanted(definition).items():
+        for trigger, (ident, bucket, _prefix, _suffix) in _wanted(definition).items():
             if (bucket, trigger) in keep:
                 continue
             store = self._store(definition, ident)

@@ -151,6 +151,20 @@ def test_oscar_to_lambda_to_oscar(lab: MotoAws, clusters: dict[str, StandInOscar
     assert wait_for(lambda: awslab.log_group_exists(lab, "/aws/lambda/scar-fn"))  # moto ran the function's path
     assert [e["s3"]["object"]["key"] for e in awslab.queue_events(lab, queue_url)] == ["in%2Fface.txt"]
 
+    # The trigger removed behind the tool's back (or never set: a kill between the function and its trigger):
+    # the plan shows it, and apply sets it again.
+    from provisioner.aws.s3 import S3Store
+
+    S3Store(lab.s3_access).remove_lambda_trigger("scar-in", "provision-scar-fn-0")
+    drifted = json.loads(cli("workflow", "plan", str(fdl), "-o", "json").stdout)
+    (item,) = [s for s in drifted["services"] if s["service"] == "scar-fn"]
+    assert item["action"] == "update" and [c["field"] for c in item["changes"]] == ["triggers"]
+    mended = cli("workflow", "apply", str(fdl), "-o", "json")
+    assert json.loads(mended.stdout)["sent"] == ["update aws/scar-fn"], mended.stderr
+    notifications = s3.get_bucket_notification_configuration(Bucket="scar-in")
+    assert [t["Id"] for t in notifications["LambdaFunctionConfigurations"]] == ["provision-scar-fn-0"]
+    assert [q["Id"] for q in notifications["QueueConfigurations"]] == ["others"]
+
     # One change: one update of the function, the OSCAR service untouched.
     write_fdl(tmp_path / "wf", clusters, image, role, memory=1024)
     planned = cli("workflow", "plan", str(fdl), "-o", "json")
