@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import create, load, startup, workflow
+from bench import create, load, startup, state, workflow
 from bench.common import BENCH, REPO, Context, destroy_all
 from bench.proxy import CountingProxy
 from bench.report import ERROR, FAIL, Row, machine, markdown
@@ -29,8 +29,9 @@ FIGURES: dict[int, tuple[str, Callable[[Context], list[Row]]]] = {
     5: ("autoscale: one tick over N clusters", load.autoscale),
     6: ("polling cost (fake clock)", startup.polling),
     7: ("workflow apply: 12 services over 3 clusters vs the same POSTs sent directly", workflow.figure),
+    8: ("state backends: SQLite vs PostgreSQL", state.figure),
 }
-ORDER = (6, 3, 2, 7, 1, 4, 5)  # quick, in-process ones first
+ORDER = (6, 3, 2, 7, 1, 4, 5, 8)  # quick, in-process ones first
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -84,10 +85,10 @@ def only_loopback() -> bool:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    needs_im = any(f in (1, 4, 5) for f in args.figures)
+    needs_im = any(f in (1, 4, 5, 8) for f in args.figures)
     if needs_im and not only_loopback():
         print(
-            "bench: figures 1, 4 and 5 run a local IM on its simulated cloud, which must run in a loopback-only "
+            "bench: figures 1, 4, 5 and 8 run a local IM on its simulated cloud, which must run in a loopback-only "
             "network namespace: use `make bench` or `.ci/netns .venv/bin/python -m bench` (or --only 2,3,6)",
             file=sys.stderr,
         )
