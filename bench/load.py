@@ -161,13 +161,10 @@ def _actions(outcomes: list[dict[str, object]]) -> dict[str, int]:
     return actions
 
 
-def autoscale(ctx: Context) -> list[Row]:
-    n = ctx.args.autoscale
-    home = ctx.home("fig5-autoscale")
-    names = [f"as-{i:03d}" for i in range(n)]
-    policy = ctx.tmp / "policy.yaml"
+def managed_clusters(ctx: Context, home: Path, names: list[str], policy: Path) -> tuple[list[str], float]:
+    """Real IM clusters (oscar, 1 worker) created in ``home`` 8 at a time, each managed by POLICY (written to
+    ``policy``): their states and the seconds it took."""
     policy.write_text(POLICY)
-    ctx.say(f"figure 5: set-up, {n} real IM clusters (oscar, 1 worker) created and configured up front")
 
     def create(name: str) -> str:
         lc = _lifecycle(ctx, home)
@@ -181,7 +178,15 @@ def autoscale(ctx: Context) -> list[Row]:
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=8) as pool:
         states = list(pool.map(create, names))
-    setup = time.perf_counter() - start
+    return states, time.perf_counter() - start
+
+
+def autoscale(ctx: Context) -> list[Row]:
+    n = ctx.args.autoscale
+    home = ctx.home("fig5-autoscale")
+    names = [f"as-{i:03d}" for i in range(n)]
+    ctx.say(f"figure 5: set-up, {n} real IM clusters (oscar, 1 worker) created and configured up front")
+    states, setup = managed_clusters(ctx, home, names, ctx.tmp / "policy.yaml")
     configured = sum(1 for s in states if s == "configured")
 
     ctx.say(f"figure 5: provision autoscale run --once over {n} clusters (through the counting proxy)")

@@ -14,9 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.common import PROVISION, Context, destroy_all, median, must, run
-from bench.load import POLICY, _actions, _lifecycle, _tick
+from bench.load import _actions, _lifecycle, _tick, managed_clusters
 from bench.report import ERROR, FAIL, NA, Row, verdict
-from provisioner.autoscale import job as autoscale_job
 from provisioner.state import new_deployment_id, open_store, use_url
 
 GOAL = 1.5  # PostgreSQL / SQLite, at most
@@ -100,24 +99,9 @@ def _autoscale(ctx: Context, pg_url: str) -> list[Row]:
     n = ctx.args.autoscale
     home = ctx.home("fig8-autoscale")
     names = [f"st-{i:03d}" for i in range(n)]
-    policy = ctx.tmp / "fig8-policy.yaml"
-    policy.write_text(POLICY)
     ctx.say(f"figure 8: set-up, {n} real IM clusters (oscar, 1 worker) created up front in SQLite")
-
-    def create(name: str) -> str:
-        lc = _lifecycle(ctx, home)
-        try:
-            view = lc.create(name, template="oscar", site="local-sim", inputs={"wn_num": "1"}, wait=True, timeout=600)
-        finally:
-            lc.close()
-        autoscale_job.enable(home, name, policy)
-        return view.state
-
-    start = time.perf_counter()
     try:
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            states = list(pool.map(create, names))
-        setup = time.perf_counter() - start
+        states, setup = managed_clusters(ctx, home, names, ctx.tmp / "fig8-policy.yaml")
         configured = sum(1 for s in states if s == "configured")
         # Straight to IM (the proxy costs a little per request and is not what is compared here).
         with open_store(home) as store:

@@ -635,8 +635,15 @@ def _handler(oscar: StandInOscar) -> type[BaseHTTPRequestHandler]:
 
 
 @contextlib.contextmanager
-def moto_server(address: str = "127.0.0.1", *, python: str | None = None) -> Iterator[str]:
-    """moto's S3 server in a process of its own on a free loopback port (each one a separate store)."""
+def moto_server(
+    address: str = "127.0.0.1",
+    *,
+    python: str | None = None,
+    env: Mapping[str, str] | None = None,
+    log: Path | None = None,
+) -> Iterator[str]:
+    """moto's server (every AWS API on one port) in a process of its own on a free loopback port, each one a
+    separate store; ``env``: its environment (else this process's); ``log``: where its output goes (else none)."""
     import socket
     import sys
 
@@ -645,10 +652,12 @@ def moto_server(address: str = "127.0.0.1", *, python: str | None = None) -> Ite
     with socket.socket() as probe:
         probe.bind((address, 0))
         port = probe.getsockname()[1]
+    output = log.open("wb") if log is not None else subprocess.DEVNULL
     proc = subprocess.Popen(
         [python or sys.executable, "-m", "moto.server", "-H", address, "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        env=dict(env) if env is not None else None,
     )
     url = f"http://{address}:{port}"
     try:
@@ -668,6 +677,9 @@ def moto_server(address: str = "127.0.0.1", *, python: str | None = None) -> Ite
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+        if not isinstance(output, int):
+            output.close()
 
 
 def main() -> None:

@@ -23,10 +23,7 @@ import io
 import json
 import os
 import socket
-import subprocess
-import sys
 import tempfile
-import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +37,7 @@ import requests
 
 from provisioner.aws.lambda_ import AwsAccess
 from provisioner.aws.s3 import S3Access
+from standin.oscar import moto_server
 
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
@@ -135,36 +133,10 @@ def moto_aws() -> Iterator[MotoAws]:
             "MOTO_RECORDER_FILEPATH": str(recording),
         }
         env.pop("MOTO_ENABLE_RECORDING", None)
-        port = free_port()
-        log = Path(tmp, "moto.log").open("wb")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    requests.get(url + "/moto-api/", timeout=1)
-                    break
-                except requests.RequestException:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"moto's server did not start on {url}") from None
-                    time.sleep(0.1)
+        with moto_server(env=env, log=Path(tmp, "moto.log")) as url:
             lab = MotoAws(url, recording)
             lab.api("config", json_body={"lambda": {"use_docker": False}})
             yield lab
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.close()
 
 
 # --- things to set up in moto ---------------------------------------------------------------------------------------
