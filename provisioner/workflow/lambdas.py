@@ -51,7 +51,8 @@ def _region(stage_or_definition: Mapping[str, Any], provider: Mapping[str, Any] 
 
 
 def lambda_definition(stage: Stage, providers: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """What a Lambda stage should be (pure): ``providers`` are the storage providers its inputs and outputs name,
+    """What a Lambda stage should be (no network or disk; the region falls back to ``AWS_DEFAULT_REGION`` /
+    ``AWS_REGION`` from the environment): ``providers`` are the storage providers its inputs and outputs name,
     credentials filled in (kind -> id -> settings)."""
     given = stage.definition
     body: dict[str, Any] = {
