@@ -23,6 +23,7 @@ import yaml
 
 from provisioner import tosca, triage
 from provisioner.errors import (
+    ConfigError,
     IMAuthError,
     IMBadRequest,
     IMError,
@@ -382,9 +383,30 @@ class Lifecycle:
                 f"provision cluster destroy {name}, then create it with the new value",
             )
 
+    @staticmethod
+    def _refuse_missing_secrets(rec: ClusterRecord, store: tosca.SecretStore) -> None:
+        """A re-render of an existing cluster must send IM the secrets it was made with, never new ones.
+
+        They are missing when another operator made the cluster (the shared state has its record, not its secrets)
+        or this home's secrets file was lost: generating them again would change the cluster's passwords."""
+        schema = tosca.load_schema(rec.template)
+        missing = sorted(n for n, spec in schema.inputs.items() if spec.generate and n not in store.load())
+        if not missing:
+            return
+        where = f"secrets_ref {store.ref}" if store.ref is not None else str(store.path)
+        raise ConfigError(
+            f"cluster {rec.name!r}: its secrets ({', '.join(missing)}) are not in {where}; new ones would change "
+            "what the cluster was made with",
+            field="secrets_ref",
+            hint="if another operator made it, set secrets_ref (env PROVISION_SECRETS_REF) to where the team keeps "
+            "each cluster's secrets: /PATH/{cluster}.yaml or command(...) (see README, Shared state)",
+        )
+
     def _render_for(self, rec: ClusterRecord, *, wn_count: int | None = None, removal: list[str] | None = None) -> str:
         site = tosca.resolve_site(rec.site, self.settings.sites)
-        inputs = tosca.prepare_inputs(rec.template, rec.inputs, secrets_store=tosca.SecretStore(self.home, rec.name))
+        store = tosca.SecretStore(self.home, rec.name)
+        self._refuse_missing_secrets(rec, store)
+        inputs = tosca.prepare_inputs(rec.template, rec.inputs, secrets_store=store)
         doc = tosca.render(
             rec.template,
             site,

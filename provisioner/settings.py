@@ -9,6 +9,7 @@ import difflib
 import importlib.resources
 import math
 import os
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ ENV_PROGRESS_INTERVAL = "PROVISION_PROGRESS_INTERVAL"
 ENV_POLL_INITIAL = "PROVISION_POLL_INITIAL"
 ENV_OSCAR_CLI_CONFIG = "PROVISION_OSCAR_CLI_CONFIG"
 ENV_STATE_URL = "PROVISION_STATE_URL"
+ENV_SECRETS_REF = "PROVISION_SECRETS_REF"
 
 APP_NAME = "provision"
 
@@ -86,6 +88,8 @@ class Settings:
     # Where the registry, journal, decision log, workflow records and locks live: None is the embedded SQLite
     # database <home>/state.db; else sqlite:///PATH or postgresql://USER@HOST/DB (a team's shared database).
     state_url: str | None = None
+    # Where each cluster's secrets live when a team shares them (see SecretsRef): None is <home>/secrets/NAME.yaml.
+    secrets_ref: SecretsRef | None = None
     sites: Mapping[str, Any] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -125,6 +129,7 @@ _KEYS: dict[str, tuple[type, str | None]] = {
     "poll_initial": (float, ENV_POLL_INITIAL),
     "oscar_cli_config": (Path, ENV_OSCAR_CLI_CONFIG),
     "state_url": (str, ENV_STATE_URL),
+    "secrets_ref": (str, ENV_SECRETS_REF),
 }
 # Settings where 0 means something ("try once", "no progress lines"); every other number must be above 0.
 _ZERO_ALLOWED = {"lock_timeout", "progress_interval"}
@@ -170,9 +175,60 @@ def _convert(name: str, kind: type, value: Any, origin: str) -> Any:
             raise ConfigError(f"must be one of {', '.join(sorted(_LOG_LEVELS))}, got {value!r}", field=where)
     if name == "state_url":
         return _state_url(text, where)
+    if name == "secrets_ref":
+        return SecretsRef.parse(text, where)
     if name == "im_url" and not text.startswith(("http://", "https://")):
         raise ConfigError(f"must start with http:// or https://, got {value!r}", field=where)
     return text.rstrip("/") if name == "im_url" else text
+
+
+@dataclass(frozen=True)
+class SecretsRef:
+    """Where every cluster's secrets are read (and, for a file, written): a team's shared source.
+
+    ``/PATH/{cluster}.yaml`` (``~`` allowed) is a file per cluster, read and written like the default
+    ``<home>/secrets/NAME.yaml`` (0600): a file synced to each operator, or a Kubernetes Secret mounted in the
+    autoscale pod. ``command(CMD ... {cluster} ...)`` runs CMD (no shell) and reads the YAML mapping of input name
+    to value it prints, e.g. ``command(vault kv get -format=yaml -field=data secret/provision/{cluster})``: it is
+    read-only, so secrets a create generates stay in the creator's local file until stored where CMD reads them.
+    Either way the reference, never a secret, is what the configuration holds.
+    """
+
+    kind: str  # "file" or "command"
+    template: str  # with one or more {cluster}
+
+    @classmethod
+    def parse(cls, text: str, where: str = "secrets_ref") -> SecretsRef:
+        text = text.strip()
+        kind, template = ("command", text[len("command(") : -1].strip()) if _is_command_ref(text) else ("file", text)
+        try:
+            fields = {
+                (name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template) if name is not None
+            }
+        except ValueError:
+            fields = set()
+        if fields != {("cluster", "", None)}:
+            raise ConfigError(
+                "must contain {cluster} (and no other {...}) so each cluster has its own secrets, "
+                f"got {template!r}",
+                field=where,
+            )
+        if kind == "file" and not os.path.isabs(os.path.expanduser(template)):
+            raise ConfigError(f"must be an absolute path or command(...), got {template!r}", field=where)
+        if kind == "command" and not template.replace("{cluster}", "").strip():
+            raise ConfigError("command() is empty", field=where)
+        return cls(kind, template)
+
+    def for_cluster(self, cluster: str) -> str:
+        """The path or command for ``cluster`` (a checked name: letters, digits and dashes only)."""
+        return self.template.replace("{cluster}", cluster)
+
+    def __str__(self) -> str:
+        return f"command({self.template})" if self.kind == "command" else self.template
+
+
+def _is_command_ref(text: str) -> bool:
+    return text.startswith("command(") and text.endswith(")")
 
 
 def _state_url(text: str, where: str) -> str:

@@ -43,10 +43,13 @@ class AppState:
     def settings(self) -> Settings:
         if self._settings is None:
             from provisioner.state.interface import use_url
+            from provisioner.tosca.secrets import use_ref
 
             self._settings = load_settings(self.flags)
-            # Once, as the settings are resolved: every store and lock this command opens uses that backend.
+            # Once, as the settings are resolved: every store and lock this command opens uses that backend, and
+            # every cluster's secrets come from the team's reference when there is one.
             use_url(self._settings.state_url)
+            use_ref(self._settings.secrets_ref)
         return self._settings
 
 

@@ -33,13 +33,13 @@ import os
 import re
 import shlex
 import stat
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from provisioner.errors import CredentialsError
 from provisioner.redact import MASK, NEWLINE_IN_VALUE, is_secret_key, mask, register_secret
+from provisioner.secretcmd import COMMAND_TIMEOUT, OIDC_ADVICE, run_command, run_secret_command
 
 __all__ = [
     "CLOUD_TYPES",
@@ -85,8 +85,6 @@ CLOUD_TYPES = frozenset(
     }
 )
 KNOWN_TYPES = CLOUD_TYPES | NON_CLOUD_TYPES
-
-COMMAND_TIMEOUT = 30.0  # seconds a command(...) may run
 
 _BEARER = "Bearer "
 _LINE_SEP = "\\n"  # IM splits the header into lines on these two characters
@@ -165,61 +163,6 @@ def _check_command_quoting(token: str, key: str, value: str, where: str) -> None
     )
 
 
-def _first_word(command: str) -> str:
-    return command.split(maxsplit=1)[0] if command.strip() else "?"
-
-
-def _run_command(command: str, where: str) -> str:
-    """The output of ``command`` with newlines removed. Errors never include the output: it is a secret."""
-    try:
-        argv = shlex.split(command)
-    except ValueError as exc:
-        raise CredentialsError(f"{where}: cannot parse command({_first_word(command)} ...): {exc}") from None
-    if not argv:
-        raise CredentialsError(f"{where}: command() is empty")
-    name = argv[0]
-    try:
-        result = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=COMMAND_TIMEOUT, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise CredentialsError(
-            f"{where}: command {name} did not finish within {COMMAND_TIMEOUT:g} s",
-            hint="run the command by hand to see what it waits for",
-        ) from None
-    except OSError as exc:
-        raise CredentialsError(f"{where}: cannot run command {name}: {exc.strerror or exc}") from None
-    output = result.stdout.decode("utf-8", errors="replace").replace("\r", "").replace("\n", "")
-    if result.returncode != 0:
-        raise CredentialsError(
-            f"{where}: command {name} failed (exit status {result.returncode}){_stderr_excerpt(result.stderr, output)}",
-            hint=f"run {name} by hand; an oidc-agent account may need to be loaded first",
-        )
-    if not output.strip():
-        raise CredentialsError(f"{where}: command {name} printed nothing")
-    return output
-
-
-def run_secret_command(command: str, where: str) -> str:
-    """The output of ``command`` (the inside of a ``command(...)`` value), newlines removed, registered for masking.
-
-    Errors (:class:`~provisioner.errors.CredentialsError`) name ``where`` and never include the output."""
-    value = _run_command(command, where)
-    register_secret(value)
-    return value
-
-
-def _stderr_excerpt(stderr: bytes, output: str) -> str:
-    """The last line of stderr, short and masked, unless it repeats anything the command printed on stdout."""
-    lines = [line.strip() for line in stderr.decode("utf-8", errors="replace").splitlines() if line.strip()]
-    if not lines:
-        return ""
-    line = lines[-1]
-    if output.strip() and (output.strip() in line or any(w in line for w in output.split() if len(w) >= 8)):
-        return ""
-    return f": {mask(line)[:200]}"
-
-
 def _read_file_value(path_text: str, where: str) -> str:
     path = Path(path_text.strip()).expanduser()
     try:
@@ -241,7 +184,7 @@ def _is_file(raw: str) -> bool:
 def _resolve(raw: str, where: str) -> str:
     """The true value of ``raw``: the output of ``command(...)``, the contents of ``file(...)``, or ``raw``."""
     if _is_command(raw):
-        value = _run_command(raw[len("command(") : -1], where)
+        value = run_command(raw[len("command(") : -1], where, advice=OIDC_ADVICE)
     elif _is_file(raw):
         value = _read_file_value(raw[len("file(") : -1], where)
     else:

@@ -3,6 +3,12 @@
 Generated secrets (admin token, OSCAR and MinIO passwords) are created once and reused by every later render of
 the same cluster, so a scaling re-render sends IM the same values. Secrets the user gave are kept too, for the
 same reason. The file is a flat YAML mapping of input name to string.
+
+A team that shares its state database shares secrets through a reference instead (``secrets_ref``, see
+:class:`provisioner.settings.SecretsRef`), set once per command with :func:`use_ref`: a file per cluster at a path
+of the team's choosing (read and written like the default one), or a ``command(...)`` that prints the cluster's
+mapping (read-only: its values win; secrets generated meanwhile are kept in the local file). The database never
+holds a secret, only rows that name the cluster.
 """
 
 from __future__ import annotations
@@ -17,6 +23,24 @@ import yaml
 from provisioner.errors import ConfigError
 from provisioner.model import check_name
 from provisioner.privfs import write_secret_file
+from provisioner.redact import register_secret
+from provisioner.secretcmd import run_command
+from provisioner.settings import SecretsRef
+
+_ref: SecretsRef | None = None
+_command_cache: dict[str, dict[str, str]] = {}
+
+
+def use_ref(ref: SecretsRef | None) -> None:
+    """Where secrets live for the rest of this process (the CLI calls this once, from the settings)."""
+    global _ref
+    _ref = ref
+    _command_cache.clear()
+
+
+def current_ref() -> SecretsRef | None:
+    return _ref
+
 
 _HEADER = "# Secret inputs of this cluster, written by provision (keep it 0600; never commit it).\n"
 
@@ -29,23 +53,56 @@ def generate_secret() -> str:
 class SecretStore:
     """The secrets file of one cluster. Reads are lazy; writes are atomic and 0600 from the first byte."""
 
-    def __init__(self, home: Path, cluster: str) -> None:
+    def __init__(self, home: Path, cluster: str, ref: SecretsRef | None = None) -> None:
         self.home = Path(home)
         self.cluster = check_name(cluster)
+        self.ref = ref if ref is not None else _ref
+
+    @property
+    def shared_file(self) -> bool:
+        """Whether the file is the team's (a file reference), not this home's own."""
+        return self.ref is not None and self.ref.kind == "file"
 
     @property
     def directory(self) -> Path:
-        return self.home / "secrets"
+        return self.path.parent if self.shared_file else self.home / "secrets"
 
     @property
     def path(self) -> Path:
-        return self.directory / f"{self.cluster}.yaml"
+        if self.ref is not None and self.ref.kind == "file":
+            return Path(self.ref.for_cluster(self.cluster)).expanduser()
+        return self.home / "secrets" / f"{self.cluster}.yaml"
 
     def __repr__(self) -> str:
         return f"SecretStore({str(self.path)!r})"
 
     def load(self) -> dict[str, str]:
-        """The kept secrets ({} when there is no file yet)."""
+        """The kept secrets ({} when there is none yet); with a command reference, its values over the local ones."""
+        local = self._load_file()
+        if self.ref is None or self.ref.kind != "command":
+            return local
+        return {**local, **self._from_command()}
+
+    def _from_command(self) -> dict[str, str]:
+        assert self.ref is not None
+        command = self.ref.for_cluster(self.cluster)
+        if command in _command_cache:
+            return dict(_command_cache[command])
+        where = f"secrets_ref (cluster {self.cluster})"
+        text = run_command(command, where, keep_newlines=True)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            data = None
+        if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+            raise ConfigError("the command must print a YAML mapping of input name to value", field=where)
+        values = {k: str(v) for k, v in data.items() if v is not None}
+        for value in values.values():
+            register_secret(value)
+        _command_cache[command] = values
+        return dict(values)
+
+    def _load_file(self) -> dict[str, str]:
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -67,8 +124,15 @@ class SecretStore:
         return self.load().get(name)
 
     def update(self, values: Mapping[str, str | None]) -> None:
-        """Set (or, for ``None``, remove) these secrets, keeping the others. Writes only when something changes."""
-        current = self.load()
+        """Set (or, for ``None``, remove) these secrets, keeping the others. Writes only when something changes.
+
+        With a command reference only the local file is written, and only with what the command does not give."""
+        current = self._load_file()
+        if self.ref is not None and self.ref.kind == "command":
+            given = self._from_command()
+            values = {k: v for k, v in values.items() if given.get(k) != v or v is None}
+            if not values:
+                return
         merged = dict(current)
         for name, value in values.items():
             if value is None:
@@ -91,12 +155,17 @@ class SecretStore:
             self.path.unlink()
         except FileNotFoundError:
             return False
+        except OSError as exc:
+            if self.shared_file:  # a team's read-only copy (a mounted Secret): its owners remove it
+                return False
+            raise ConfigError(f"cannot remove {self.path}: {exc.strerror}", field="secrets") from None
         return True
 
     def _ensure_directory(self) -> None:
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.chmod(self.directory, 0o700)
+            if not self.shared_file:  # a team's directory keeps the modes its owners gave it
+                os.chmod(self.directory, 0o700)
         except OSError as exc:
             raise ConfigError(f"cannot create {self.directory}: {exc.strerror}", field="secrets") from None
 

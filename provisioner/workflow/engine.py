@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from provisioner.errors import InputError, NotFound, OperationFailed, ProvisionError
-from provisioner.im.auth import run_secret_command
 from provisioner.oscar.client import OscarClient
 from provisioner.oscar.config import OscarAccess
 from provisioner.redact import register_secret
+from provisioner.secretcmd import run_secret_command
 from provisioner.state.interface import StateStore, open_store
 from provisioner.state.locks import cluster_lock
 from provisioner.state.store import Phase, WorkflowRecord

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from provisioner import secretcmd
 from provisioner.errors import EXIT_BAD_INPUT, CredentialsError
 from provisioner.im import auth as credentials
 from provisioner.im.auth import IM_TYPE, KNOWN_TYPES, AuthData
@@ -284,7 +285,7 @@ def test_missing_command(tmp_path: Path) -> None:
 
 
 def test_command_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(credentials, "COMMAND_TIMEOUT", 0.3)
+    monkeypatch.setattr(secretcmd, "COMMAND_TIMEOUT", 0.3)
     prog = script(tmp_path, "slow.py", "import time\nprint('never-seen-token', flush=True)\ntime.sleep(10)\n")
     with pytest.raises(CredentialsError) as err:
         AuthData.from_lines([f"type = InfrastructureManager; token = command({prog})"])
