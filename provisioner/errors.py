@@ -6,8 +6,8 @@ Only ``provisioner.cli`` turns these into messages and exit codes; library code 
 
 from __future__ import annotations
 
-# Exit codes (DEVELOPERS.md): 0 ok, 1 operation failed, 2 bad input, 3 IM unreachable or auth refused,
-# 4 timed out, 5 busy (lock).
+# Exit codes (DEVELOPERS.md): 0 ok, 1 operation failed, 2 bad input, 3 IM (or the state database) unreachable or
+# auth refused, 4 timed out, 5 busy (lock).
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -143,6 +143,14 @@ class StorageAuthRefused(StorageError):
 class SourceError(OperationFailed):
     """An autoscale signal source (Kubernetes, OSCAR) could not be read; one line naming the source and the cause.
     The autoscale job turns it into a ``hold`` for that cluster and logs it in the decision log."""
+
+
+class StateUnreachable(OperationFailed):
+    """The state database (a team's PostgreSQL, :mod:`provisioner.state`) cannot be reached or refused us: connection
+    refused, DNS, TLS, authentication, its connection broke and could not be made again, or a lock held on it was
+    lost with its connection. The message names the database by its URL without the password."""
+
+    exit_code = EXIT_UNREACHABLE
 
 
 class NotFound(ProvisionError):

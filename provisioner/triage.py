@@ -14,11 +14,14 @@ timeout                 a wait ran out of time (ours or IM's maximum contextuali
 auth                    IM refused the credentials, or an OIDC / EGI Check-in token expired
 im-unreachable          no answer from the IM endpoint (refused, reset, DNS, TLS)
 oscar-unreachable       OSCAR on a cluster did not answer its health check from this machine (cluster verify)
+state-unreachable       the shared state database (PostgreSQL) refused or did not answer, or a lock held in it was
+                        lost with its connection (a restart)
 ======================  ==========================================================================================
 
 Specific evidence wins over generic: a quota message inside a failed launch is "quota", not "timeout". What failed
 decides before any text: IM refusing a request (400) is bad input, never an outage, whatever its traceback says; a
-node not answering SSH and OSCAR not answering are told by their own exceptions.
+node not answering SSH and OSCAR not answering are told by their own exceptions, and so is the state database
+(its "connection refused" is not IM's).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from provisioner.errors import (
     PlaybookFailed,
     ProvisionError,
     SSHUnreachable,
+    StateUnreachable,
 )
 
 __all__ = [
@@ -71,6 +75,7 @@ class Cause(StrEnum):
     AUTH = "auth"
     IM_UNREACHABLE = "im-unreachable"
     OSCAR_UNREACHABLE = "oscar-unreachable"
+    STATE_UNREACHABLE = "state-unreachable"
 
 
 # Where an on-call person goes next, per cause (runbook names: ``provision runbook NAME``, RUNBOOK_DIR/NAME.md).
@@ -83,6 +88,7 @@ RUNBOOKS: dict[Cause, str] = {
     Cause.AUTH: "token-expired",
     Cause.IM_UNREACHABLE: "im-down",
     Cause.OSCAR_UNREACHABLE: "oscar-down",
+    Cause.STATE_UNREACHABLE: "state-down",
 }
 
 SUMMARIES: dict[Cause, str] = {
@@ -94,6 +100,7 @@ SUMMARIES: dict[Cause, str] = {
     Cause.AUTH: "the credentials were refused or the token expired",
     Cause.IM_UNREACHABLE: "the IM endpoint did not answer",
     Cause.OSCAR_UNREACHABLE: "OSCAR on the cluster did not answer",
+    Cause.STATE_UNREACHABLE: "the state database did not answer or refused the connection",
 }
 
 
@@ -145,6 +152,16 @@ def _rx(*patterns: str) -> re.Pattern[str]:
 # travel with (an unreachable host is also "failed"; a quota refusal ends in a failed launch; IM's timeouts follow
 # SSH trouble).
 _PATTERNS: list[tuple[Cause, re.Pattern[str]]] = [
+    (
+        # Our own words about the state database (pg.py), whatever libpq's reason after them says (an
+        # authentication refused by PostgreSQL is not IM's credentials; its "connection refused" is not IM down).
+        Cause.STATE_UNREACHABLE,
+        _rx(
+            r"cannot connect to the state database",
+            r"the connection to the state database \S+ broke",
+            r"the connection holding its lock in the state database",
+        ),
+    ),
     (
         Cause.AUTH,
         _rx(
@@ -365,6 +382,8 @@ def classify_error(exc: BaseException, evidence: str | None = None) -> Triage | 
     # What kind of answer it was decides first for the endpoint itself: no answer at all, or credentials refused.
     if isinstance(exc, IMUnreachable):
         return Triage(Cause.IM_UNREACHABLE, _trim(message))
+    if isinstance(exc, StateUnreachable):
+        return Triage(Cause.STATE_UNREACHABLE, _trim(message))
     if isinstance(exc, IMAuthError | IMForbidden):
         return Triage(Cause.AUTH, _trim(message))
     if isinstance(exc, HostKeyChanged | IMBadRequest):

@@ -72,6 +72,7 @@ class PgLab:
         self.log = self.base / "server.log"
         self._as_root = os.geteuid() == 0
         self._started = False
+        self._options = ""
 
     # -- the server --
 
@@ -89,10 +90,9 @@ class PgLab:
                 f"-k {self.base} -h {self.host} -p {self.port} -c fsync=off -c full_page_writes=off "
                 "-c synchronous_commit=off -c max_connections=200"
             )
+            self._options = options
             try:
-                self._run(
-                    "pg_ctl", "start", "-w", "-t", "30", "-s", "-D", str(self.data), "-l", str(self.log), "-o", options
-                )
+                self._start_server()
             except subprocess.CalledProcessError:
                 if attempt == attempts - 1:
                     raise RuntimeError(f"PostgreSQL did not start: {self.log_tail()}") from None
@@ -100,6 +100,23 @@ class PgLab:
             self._started = True
             return self
         raise AssertionError("unreachable")
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server and keep its files (``fast``: sessions are ended, as by a service restart;
+        ``immediate``: as by a crash), so that :meth:`resume` starts it again on the same port."""
+        self._run("pg_ctl", "stop", "-w", "-s", "-D", str(self.data), "-m", mode)
+
+    def resume(self) -> None:
+        """Start the server :meth:`halt` stopped, with the same port, socket and settings."""
+        self._start_server()
+
+    def running(self) -> bool:
+        binary = find_bin("pg_ctl")
+        assert binary is not None
+        command = [str(binary), "status", "-D", str(self.data)]
+        if self._as_root:
+            command = ["runuser", "-u", SERVER_USER, "--", *command]
+        return subprocess.run(command, cwd=self.base, capture_output=True, timeout=60, check=False).returncode == 0
 
     def stop(self) -> None:
         if self._started:
@@ -137,6 +154,12 @@ class PgLab:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     # -- internals --
+
+    def _start_server(self) -> None:
+        # The log file keeps the server's output off our pipes (a server writing to them would hold them open).
+        self._run(
+            "pg_ctl", "start", "-w", "-t", "30", "-s", "-D", str(self.data), "-l", str(self.log), "-o", self._options
+        )
 
     def _run(self, program: str, *args: str) -> None:
         binary = find_bin(program)

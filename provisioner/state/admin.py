@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provisioner.errors import EXIT_UNREACHABLE, InputError, OperationFailed
+from provisioner.errors import InputError, OperationFailed
 from provisioner.state.locks import LOCKS_DIRNAME, read_holder
 from provisioner.state.records import (
     CLUSTER_COLUMNS,
@@ -39,12 +39,6 @@ if TYPE_CHECKING:
     from provisioner.state.pg import PgStore
 
 TABLES = ("clusters", "journal", "decisions", "workflows")
-
-
-class StateUnreachable(OperationFailed):
-    """The state database named cannot be opened or reached."""
-
-    exit_code = EXIT_UNREACHABLE
 
 
 # --- locks ------------------------------------------------------------------------------------------------------------
@@ -156,17 +150,15 @@ def describe(url: StateURL | None, home: Path) -> str:
 
 @contextmanager
 def _open(url: StateURL | None, home: Path, clock: Callable[[], datetime] | None = None) -> Iterator[Store | PgStore]:
-    """The store at ``url`` (``None``: ``<home>/state.db``); :class:`StateUnreachable` when it cannot be opened."""
+    """The store at ``url`` (``None``: ``<home>/state.db``): :class:`StateUnreachable` when a PostgreSQL database
+    cannot be reached; an unusable database (a SQLite file that is not one, a newer schema) is OperationFailed."""
     opened: Store | PgStore
-    try:
-        if url is None or url.kind == SQLITE:
-            opened = Store.open(home, path=None if url is None else url.sqlite_path, now=clock)
-        else:
-            from provisioner.state.pg import PgStore
+    if url is None or url.kind == SQLITE:
+        opened = Store.open(home, path=None if url is None else url.sqlite_path, now=clock)
+    else:
+        from provisioner.state.pg import PgStore
 
-            opened = PgStore.open(url, now=clock)
-    except OperationFailed as e:
-        raise StateUnreachable(str(e), hint=e.hint) from e
+        opened = PgStore.open(url, now=clock)
     with opened as store:
         yield store
 
@@ -456,8 +448,9 @@ def doctor(home: Path) -> Report:
     version = _schema_version(url, home)
     report = Report(backend, describe(url, home), version, version == SCHEMA_VERSION)
     report.locks = held_locks(home)
-    if not _exists(url, home):
-        report.schema_current = True  # nothing to migrate: the first command makes it
+    if version == 0 or not _exists(url, home):
+        # Nothing to migrate (no file yet, or a PostgreSQL database no command has used): the first command makes it.
+        report.schema_current = True
         return report
     if version > SCHEMA_VERSION:
         return report
@@ -472,10 +465,7 @@ def _schema_version(url: StateURL | None, home: Path) -> int:
     if url is not None and url.is_postgresql:
         from provisioner.state.pg import connect, schema_version
 
-        try:
-            conn = connect(url, purpose="provision state doctor")
-        except OperationFailed as e:
-            raise StateUnreachable(str(e), hint=e.hint) from e
+        conn = connect(url, purpose="provision state doctor")  # StateUnreachable when it cannot
         try:
             return schema_version(conn)
         finally:
@@ -490,7 +480,7 @@ def _schema_version(url: StateURL | None, home: Path) -> int:
         finally:
             db.close()
     except sqlite3.Error as e:
-        raise StateUnreachable(f"cannot read the state database {path}: {e}") from e
+        raise OperationFailed(f"cannot read the state database {path}: {e}") from e
 
 
 _CREATE_OPEN = {Phase.SUBMITTING, Phase.INFRA_ID_KNOWN, Phase.WAITING, Phase.TIMED_OUT}

@@ -19,6 +19,22 @@ version's DDL is written twice, once per backend (``_MIGRATIONS`` here, store.py
   ``lock_holders`` written on that connection and deleted on release; a row whose session is gone (its backend
   pid, started at that time, no longer in ``pg_stat_activity``) is never shown.
 
+When the database goes away (stopped, restarted, the network cut):
+
+* a command that cannot connect stops with :class:`~provisioner.errors.StateUnreachable` (exit 3, triage cause
+  ``state-unreachable``, runbook ``state-down``), naming the database by its URL without the password;
+* a store whose connection broke connects again, once (retrying for up to :data:`RECONNECT_WINDOW` s while the
+  server starts), and only outside an open transaction: a statement that was not sent or is safe to send again
+  (a read, or the ``BEGIN`` of a write). A connection that breaks inside a transaction, or on its ``COMMIT``,
+  is not retried: the command stops, saying whether the write was lost or its fate is unknown;
+* a lock does not survive its connection: the server ended the session, so another command may hold the lock now.
+  The holder cannot know when that happened, so it does not take the lock again, nor go on without it: before every
+  write (at the ``BEGIN`` of each transaction, and before reconnecting a store) the store checks the connections of
+  the locks this process holds in its database (without a round trip: whether the server closed them), and a
+  lost one stops the command with :class:`~provisioner.errors.StateUnreachable` naming the lock. What the command
+  sent to IM since its last write ran unlocked for that while; running the same command again resumes from the
+  journal (``provision state doctor`` lists what was left unfinished).
+
 Secrets stay out of this database as out of the SQLite one: they are refused before any SQL is sent.
 """
 
@@ -29,7 +45,9 @@ import getpass
 import hashlib
 import os
 import re
+import select
 import socket
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -43,7 +61,7 @@ import psycopg
 import psycopg.errors
 from psycopg.conninfo import conninfo_to_dict
 
-from provisioner.errors import LockBusy, NotFound, OperationFailed
+from provisioner.errors import InputError, LockBusy, NotFound, OperationFailed, StateUnreachable
 from provisioner.model import ClusterKind
 from provisioner.redact import mask
 from provisioner.state.records import (
@@ -71,6 +89,15 @@ from provisioner.state.url import StateURL, parse_state_url
 
 DEFAULT_LOCK_WAIT = 30.0  # s a write waits for another command's row locks (SQLite's busy timeout, here)
 DEFAULT_CONNECT_TIMEOUT = 10  # s, unless the URL says otherwise
+RECONNECT_WINDOW = 10.0  # s a store whose connection broke keeps trying to connect again (a server restarting)
+_UNREACHABLE_HINT = (
+    "check the state URL (--state, PROVISION_STATE_URL, state_url), that the server is up, and the credentials "
+    "(a password in ~/.pgpass or PGPASSWORD keeps it out of the URL)"
+)
+_AGAIN_HINT = (
+    "once the state database answers, run the same command again: it resumes from the journal "
+    "(provision state doctor lists what was left unfinished)"
+)
 
 _APPEND_ONLY = """
     CREATE OR REPLACE FUNCTION provision_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -166,6 +193,9 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         """,
     ),
     5: (),
+    # SQLite's decision log learns to refuse DELETE; here its trigger has refused UPDATE, DELETE and TRUNCATE
+    # since version 2.
+    6: (),
 }
 assert sorted(_MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
 
@@ -210,8 +240,22 @@ def connect(
     """An autocommit connection to the state database, its session in UTC; what the URL sets wins over our
     defaults (connect timeout, application name), and its ``options`` are kept beside ours. ``keepalive``: the
     server probes the client's TCP connection after 30 s of silence, so that a lock whose holder's host vanished
-    (no FIN ever sent) is released in about a minute rather than hours."""
-    given = conninfo_to_dict(url.url)
+    (no FIN ever sent) is released in about a minute rather than hours. :class:`StateUnreachable` if it cannot."""
+    try:
+        return _connect(url, purpose=purpose, lock_wait=lock_wait, keepalive=keepalive)
+    except psycopg.Error as e:
+        # Refused, DNS, TLS, a timeout, the server starting or shutting down, authentication refused, no such role
+        # or database: all say the same to the user: this database cannot be used from here now.
+        raise StateUnreachable(
+            f"cannot connect to the state database {url.redacted}: {_reason(e)}", hint=_UNREACHABLE_HINT
+        ) from e
+
+
+def _connect(url: StateURL, *, purpose: str, lock_wait: float, keepalive: bool) -> psycopg.Connection:
+    try:
+        given = conninfo_to_dict(url.url)
+    except psycopg.ProgrammingError as e:
+        raise InputError(f"not a usable PostgreSQL URL {url.redacted}: {_reason(e)}", field="state_url") from e
     options = f"-c TimeZone=UTC -c lock_timeout={max(int(lock_wait * 1000), 1)}"
     if keepalive:
         options += " -c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
@@ -220,14 +264,7 @@ def connect(
         extra["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
     if "application_name" not in given:
         extra["application_name"] = purpose[:63]
-    try:
-        return psycopg.connect(url.url, autocommit=True, **extra)
-    except psycopg.Error as e:
-        raise OperationFailed(
-            f"cannot connect to the state database {url.redacted}: {_reason(e)}",
-            hint="check the state URL (--state, PROVISION_STATE_URL, state_url), that the server is up, and the "
-            "credentials (a password in ~/.pgpass or PGPASSWORD keeps it out of the URL)",
-        ) from e
+    return psycopg.connect(url.url, autocommit=True, **extra)
 
 
 def ensure_schema(conn: psycopg.Connection, where: str) -> None:
@@ -256,6 +293,10 @@ def ensure_schema(conn: psycopg.Connection, where: str) -> None:
             "it; or have its owner run that command once",
         ) from e
     except psycopg.Error as e:
+        if conn.broken:
+            raise StateUnreachable(
+                f"the connection to the state database {where} broke: {_reason(e)}", hint=_UNREACHABLE_HINT
+            ) from e
         raise OperationFailed(f"the state database {where} is unusable: {_reason(e)}") from e
     if version > SCHEMA_VERSION:
         raise OperationFailed(
@@ -283,6 +324,14 @@ def _version(conn: psycopg.Connection) -> int:
     return int(row[0]) if row is not None else 0
 
 
+class _Broken(Exception):
+    """A store's connection found broken (its session, and what the session held, gone)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def _reason(error: psycopg.Error) -> str:
     """The server's or libpq's one-line reason, masked."""
     text = (error.diag.message_primary if error.diag is not None else None) or str(error)
@@ -295,11 +344,19 @@ def _reason(error: psycopg.Error) -> str:
 class PgStore:
     """The state in a PostgreSQL database. Use as ``with PgStore.open(url) as store: ...``; one thread at a time."""
 
-    def __init__(self, conn: psycopg.Connection, url: StateURL, *, now: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        url: StateURL,
+        *,
+        now: Callable[[], datetime] | None = None,
+        lock_wait: float = DEFAULT_LOCK_WAIT,
+    ) -> None:
         self._conn = conn
         self._url = url
         self._now = now or (lambda: datetime.now(UTC))
         self._depth = 0
+        self._lock_wait = lock_wait
 
     @classmethod
     def open(
@@ -319,7 +376,7 @@ class PgStore:
         except BaseException:
             conn.close()
             raise
-        return cls(conn, parsed, now=now)
+        return cls(conn, parsed, now=now, lock_wait=lock_wait)
 
     @property
     def path(self) -> Path:
@@ -359,6 +416,7 @@ class PgStore:
                 self._depth -= 1
             self._exec(f"RELEASE SAVEPOINT {savepoint}")
             return
+        self._require_locks()  # a write from here on: not without the locks this command holds
         self._exec("BEGIN")
         self._depth = 1
         try:
@@ -369,7 +427,7 @@ class PgStore:
                 self._conn.execute("ROLLBACK")
             raise
         self._depth = 0
-        self._exec("COMMIT")
+        self._exec("COMMIT", retry=False)
 
     # --- clusters ----------------------------------------------------------------------------------------------------
 
@@ -599,8 +657,32 @@ class PgStore:
 
     # --- internals ---------------------------------------------------------------------------------------------------
 
-    def _exec(self, query: str, params: Any = None) -> psycopg.Cursor[tuple[Any, ...]]:
-        """Run one statement; a lost connection or a wait for another command's rows that ran out, in our words."""
+    def _exec(self, query: str, params: Any = None, *, retry: bool = True) -> psycopg.Cursor[tuple[Any, ...]]:
+        """Run one statement; a lost connection or a wait for another command's rows that ran out, in our words.
+
+        A connection found broken is made again once, and the statement sent again, only outside a transaction
+        (a read, or a ``BEGIN``: nothing was written) and unless ``retry`` is false (a ``COMMIT``)."""
+        try:
+            return self._run(query, params)
+        except _Broken as broken:
+            if self._depth or not retry:
+                # The server rolled back what the session had not committed; a COMMIT's answer is lost.
+                what = "while committing a write, which may or may not be made" if not retry else "mid-write"
+                self._depth = 0
+                raise StateUnreachable(
+                    f"the connection to the state database {self.location} broke {what}: {broken.reason}",
+                    hint=_AGAIN_HINT,
+                ) from broken.__cause__
+            self._reconnect(broken.reason)
+        try:
+            return self._run(query, params)
+        except _Broken as broken:
+            raise StateUnreachable(
+                f"the connection to the state database {self.location} broke again: {broken.reason}",
+                hint=_AGAIN_HINT,
+            ) from broken.__cause__
+
+    def _run(self, query: str, params: Any) -> psycopg.Cursor[tuple[Any, ...]]:
         try:
             return self._conn.execute(query, params)
         except psycopg.errors.LockNotAvailable as e:
@@ -609,7 +691,39 @@ class PgStore:
                 hint="try again when the other command has finished",
             ) from e
         except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+            if self._conn.closed:  # broken (or closed under us): the session, and what it held, is gone
+                raise _Broken(_reason(e)) from e
             raise OperationFailed(f"the state database {self.location} failed: {_reason(e)}") from e
+
+    def _reconnect(self, reason: str) -> None:
+        """A new connection for one whose session is gone, unless a lock of this process went with the server."""
+        self._require_locks(reason)
+        with contextlib.suppress(psycopg.Error):
+            self._conn.close()
+        deadline = time.monotonic() + RECONNECT_WINDOW
+        while True:
+            try:
+                self._conn = _connect(self._url, purpose="provision", lock_wait=self._lock_wait, keepalive=False)
+                return
+            except psycopg.Error as e:
+                if time.monotonic() >= deadline:
+                    raise StateUnreachable(
+                        f"the connection to the state database {self.location} broke ({reason}) and could not be "
+                        f"made again: {_reason(e)}",
+                        hint=_UNREACHABLE_HINT,
+                    ) from e
+                time.sleep(0.5)
+
+    def _require_locks(self, reason: str | None = None) -> None:
+        """Stop if a lock this process holds in this database was lost with its connection (see the module)."""
+        lost = lost_locks(self._url)
+        if lost:
+            why = f" ({reason})" if reason else ""
+            raise StateUnreachable(
+                f"{lost[0]} is no longer locked: the connection holding its lock in the state database "
+                f"{self.location} broke{why}; stopped rather than go on without the lock",
+                hint=_AGAIN_HINT,
+            )
 
     def _write(self, query: str, params: Mapping[str, Any], deployment_id: Any) -> tuple[Any, ...] | None:
         """A cluster write, its integrity errors (a deployment id taken, a refused value) as ``ValueError``."""
@@ -660,8 +774,13 @@ def advisory_lock(
         _acquire(conn, url, ident, subject, timeout, poll)
         try:
             _record_holder(conn, ident, subject, purpose)
+            # From here to the release the connection is idle: other threads' stores may look at it (lost_locks).
+            with _HELD_GUARD:
+                _HELD[id(conn)] = _Held(conn, url.url, subject)
             yield
         finally:
+            with _HELD_GUARD:  # no look at this connection from now on: it is ours again
+                _HELD.pop(id(conn), None)
             # A connection that broke meanwhile has lost the lock with its session: nothing left to undo.
             with contextlib.suppress(psycopg.Error):
                 conn.execute("DELETE FROM lock_holders WHERE lock_id = %s AND backend_pid = pg_backend_pid()", (ident,))
@@ -670,14 +789,52 @@ def advisory_lock(
         conn.close()
 
 
+@dataclass(frozen=True)
+class _Held:
+    conn: psycopg.Connection
+    url: str
+    subject: str
+
+
+# The advisory locks this process holds now, by their connection's id (several threads may hold some).
+_HELD: dict[int, _Held] = {}
+_HELD_GUARD = threading.Lock()
+
+
+def lost_locks(url: StateURL) -> list[str]:
+    """The subjects of the locks this process holds in ``url``'s database whose connection the server closed (a
+    restart, the session ended by an administrator): those locks are gone. No round trip: a held lock's connection
+    is idle, so anything to read on it is the server's goodbye."""
+    with _HELD_GUARD:
+        return sorted(h.subject for h in _HELD.values() if h.url == url.url and not _alive(h.conn))
+
+
+def _alive(conn: psycopg.Connection) -> bool:
+    """Whether an idle connection is still open: it is not once the server has closed its end (its last words,
+    a FATAL notice, come first: read them, then the end)."""
+    if conn.closed:
+        return False
+    try:
+        for _ in range(8):
+            readable, _, _ = select.select([conn.fileno()], [], [], 0)
+            if not readable:
+                break
+            conn.pgconn.consume_input()
+    except (OSError, ValueError, psycopg.Error):
+        return False
+    return conn.pgconn.status == psycopg.pq.ConnStatus.OK
+
+
 def lock_holders(url: StateURL) -> list[PgLockHolder]:
     """Every advisory lock of this tool held now, by subject (what ``provision state locks`` will show)."""
     conn = connect(url, purpose="provision state locks")
     try:
-        ensure_schema(conn, url.redacted)
+        if _version(conn) == 0:
+            return []  # no command has used this database yet (and looking makes no schema): no lock either
         rows = conn.execute(_LIVE_HOLDERS + " ORDER BY h.subject").fetchall()
     except psycopg.Error as e:
-        raise OperationFailed(f"cannot read the lock holders in {url.redacted}: {_reason(e)}") from e
+        kind = StateUnreachable if conn.broken else OperationFailed
+        raise kind(f"cannot read the lock holders in {url.redacted}: {_reason(e)}") from e
     finally:
         conn.close()
     return [_holder(row) for row in rows]
@@ -705,14 +862,29 @@ def _acquire(conn: psycopg.Connection, url: StateURL, ident: int, subject: str, 
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                found = conn.execute(_LIVE_HOLDERS + " WHERE h.lock_id = %s", (ident,)).fetchone()
+                found = _live_holder(conn, ident)
                 raise LockBusy(
                     f"{subject} is busy: {describe_holder(_holder(found) if found else None)} holds its lock",
                     hint="wait for the other command to finish, or give a longer lock timeout",
                 )
             time.sleep(min(max(poll, 0.001), remaining))
     except psycopg.Error as e:
-        raise OperationFailed(f"cannot lock {subject} in the state database {url.redacted}: {_reason(e)}") from e
+        kind = StateUnreachable if conn.broken else OperationFailed
+        raise kind(f"cannot lock {subject} in the state database {url.redacted}: {_reason(e)}") from e
+
+
+_HOLDER_GRACE = 1.0  # s: a holder writes its row right after taking the lock; a busy lock with none yet waits this
+
+
+def _live_holder(conn: psycopg.Connection, ident: int) -> tuple[Any, ...] | None:
+    """The row of the live holder of lock ``ident``. A holder that has just taken the lock is given a moment to
+    write its row (taking the lock and writing the row are two statements); none after that: not known."""
+    deadline = time.monotonic() + _HOLDER_GRACE
+    while True:
+        found = conn.execute(_LIVE_HOLDERS + " WHERE h.lock_id = %s", (ident,)).fetchone()
+        if found is not None or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.02)
 
 
 def _record_holder(conn: psycopg.Connection, ident: int, subject: str, purpose: str | None) -> None:

@@ -20,7 +20,7 @@ from provisioner.model import ClusterKind
 
 # The schema version of every backend: the same tables, the same migrations (each backend has its own DDL for
 # them, keyed by these numbers). Bump it for a new table or column, and for a new Phase (see store.py).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Compared with keys lower-cased and stripped of "_", "-", " " and ".": "Private-Key" matches "privatekey".
 SECRET_NAME_FRAGMENTS = ("password", "passwd", "token", "secret", "privatekey")

@@ -9,7 +9,8 @@ Four tables (the SQLite implementation of :class:`provisioner.state.interface.St
   IM state and worker count.
 * ``journal``: an append-only log of what the tool did to each cluster (:class:`Phase`). SQLite triggers refuse
   any UPDATE or DELETE of its rows; it outlives the cluster's row, so the history of a destroyed cluster stays.
-* ``decisions``: the autoscaler's decision log, append-only in the same way.
+* ``decisions``: the autoscaler's decision log, append-only in the same way (UPDATE refused since schema 2,
+  DELETE since schema 6).
 * ``workflows``: one row per workflow applied by ``provision workflow`` (schema 4): the FDL it came from and the
   services it owns on each cluster (what ``--prune`` and ``delete`` may remove); its journal is the ``journal``'s,
   under the name ``workflow:<name>``.
@@ -150,6 +151,13 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # The continuum's journal phases (no new table: its journal is the journal's, under "continuum:<name>").
     5: (),
+    # The decision log refuses DELETE too, as the journal does (schema 2 refused only UPDATE).
+    6: (
+        """
+        CREATE TRIGGER decisions_no_delete BEFORE DELETE ON decisions
+        BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END
+        """,
+    ),
 }
 assert sorted(_MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
 

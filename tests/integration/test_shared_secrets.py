@@ -92,5 +92,9 @@ def test_a_bad_secrets_reference_is_refused_before_anything_is_sent(
     cli = operator(tmp_path, "dan", local_im, pg_url, "/team/secrets.yaml")
     result = cli("cluster", "create", "bad-ref", "--template", "oscar", "--site", "local-sim")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[0].startswith("error: secrets_ref (PROVISION_SECRETS_REF): must contain {cluster}")
+    assert (
+        result.stderr.strip()
+        .splitlines()[0]
+        .startswith("error: secrets_ref (PROVISION_SECRETS_REF): must contain {cluster}")
+    )
     assert set(im_client.list_infrastructures()) == before

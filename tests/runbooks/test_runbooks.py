@@ -19,8 +19,10 @@ import pytest
 
 from provisioner import localim
 from provisioner.privfs import write_secret_file
+from provisioner.settings import ENV_STATE_URL
 from tests.conftest import REPO, RunningIM, SSHLab
 from tests.jwt import expired_jwt
+from tests.pglab import PgLab
 from tests.runbooks.mdblocks import Block, runnable_blocks
 
 pytestmark = [pytest.mark.im, pytest.mark.slow]
@@ -37,6 +39,7 @@ class Desk:
     env: dict[str, str]
     local_im: RunningIM
     ssh_lab: SSHLab | None
+    pg_lab: PgLab | None = None  # the team's state database, for the runbooks about it (state-*)
 
     @property
     def home(self) -> Path:
@@ -88,6 +91,17 @@ def _edge_hosts(desk: Desk) -> None:
     edge_inventory(desk.ssh_lab, desk.cwd / "edge-hosts.yml")
 
 
+def _state_down(desk: Desk) -> None:
+    """The team's PostgreSQL stopped as by its service's restart (sessions ended), its files kept."""
+    assert desk.pg_lab is not None
+    desk.pg_lab.halt()
+
+
+def _state_back(desk: Desk) -> None:
+    assert desk.pg_lab is not None
+    desk.pg_lab.resume()
+
+
 STAGES: dict[str, Callable[[Desk], None]] = {
     "im-down": _im_down,
     "im-back": _im_back,
@@ -96,6 +110,8 @@ STAGES: dict[str, Callable[[Desk], None]] = {
     "rotated-credentials": _rotated_credentials,
     "registry-lost": _registry_lost,
     "edge-hosts": _edge_hosts,
+    "state-down": _state_down,
+    "state-back": _state_back,
 }
 
 
@@ -136,9 +152,15 @@ def desk(local_im: RunningIM, tmp_path: Path, request: pytest.FixtureRequest) ->
         "EDGE": "edge-demo",
     }
     lab = request.getfixturevalue("ssh_lab") if "edge" in request.node.name else None
+    pg_lab: PgLab | None = None
+    if "[state-" in request.node.name:  # the state is the team's PostgreSQL (a database of this test's own)
+        pg_lab = request.getfixturevalue("pg_lab")
+        env[ENV_STATE_URL] = pg_lab.url(pg_lab.create_database())
     with local_im.client() as client:
         before = set(client.list_infrastructures())
-    yield Desk(cwd=cwd, env=env, local_im=local_im, ssh_lab=lab)
+    yield Desk(cwd=cwd, env=env, local_im=local_im, ssh_lab=lab, pg_lab=pg_lab)
+    if pg_lab is not None and not pg_lab.running():  # the worker's PostgreSQL serves the next tests too
+        pg_lab.resume()
     # Leave the shared IM running, and without what the runbook made, for the next test.
     if localim.read_state(local_im.run_dir) is None:
         localim.start(local_im.run_dir, local_im.venv, port=int(local_im.url.rsplit(":", 1)[1]))

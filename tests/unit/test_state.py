@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from provisioner.errors import LockBusy, NotFound, OperationFailed
+from provisioner.errors import EXIT_UNREACHABLE, LockBusy, NotFound, OperationFailed, StateUnreachable
 from provisioner.state import (
     DB_FILENAME,
     SCHEMA_VERSION,
@@ -588,9 +588,11 @@ def test_decision_log_is_append_only_and_secret_free(store: StateStore) -> None:
         store.append_decision("c1", "none", {"signals": {"token": "x"}})
     raw = Raw(store)
     assert "the decision log is append-only" in raw.refused("UPDATE decisions SET action = 'x'")
-    if isinstance(store, PgStore):  # the SQLite log refuses updates only (its schema 2); PostgreSQL's, deletes too
-        assert "the decision log is append-only" in raw.refused("DELETE FROM decisions")
-    assert len(store.decisions("c1")) == 2
+    assert "the decision log is append-only" in raw.refused("DELETE FROM decisions")  # SQLite's since schema 6
+    assert "the decision log is append-only" in raw.refused("DELETE FROM decisions WHERE cluster = 'c2'")
+    if isinstance(store, PgStore):
+        assert "the decision log is append-only" in raw.refused("TRUNCATE decisions")
+    assert len(store.decisions("c1")) == 2 and len(store.decisions("c2")) == 1
 
 
 def test_last_decision_filters_on_applied_and_detail_keys(store: StateStore, now: FakeNow) -> None:
@@ -628,7 +630,37 @@ def test_a_version_1_database_is_migrated(home: Path) -> None:
         store.append("c", Phase.REGISTERED, {})
         store.append_decision("c", "none", {})
     raw = sqlite3.connect(home / "state.db")
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+    raw.close()
+
+
+def test_a_version_5_database_learns_to_refuse_deleting_decisions(home: Path) -> None:
+    from provisioner.state.store import _MIGRATIONS
+
+    home.mkdir(parents=True, exist_ok=True)
+    raw = sqlite3.connect(home / "state.db")
+    for version in range(1, 6):
+        for statement in _MIGRATIONS[version]:
+            raw.execute(statement)
+    raw.execute("PRAGMA user_version = 5")
+    raw.execute(
+        "INSERT INTO decisions (cluster, ts, action, detail) VALUES "
+        "('old', '2026-01-01T00:00:00+00:00', 'scale_up', '{\"applied\": true}'), "
+        "('old', '2026-01-01T00:05:00+00:00', 'none', '{}')"
+    )
+    raw.execute("DELETE FROM decisions WHERE action = 'none'")  # what version 5 let through
+    raw.commit()
+    raw.close()
+    with Store.open(home) as store:
+        assert [(d.action, d.detail) for d in store.decisions("old")] == [("scale_up", {"applied": True})]
+        store.append_decision("old", "hold", {"rule": "cooldown"})
+        assert "the decision log is append-only" in Raw(store).refused("DELETE FROM decisions")
+        assert [d.action for d in store.decisions("old")] == ["scale_up", "hold"]
+    raw = sqlite3.connect(home / "state.db")
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+    assert raw.execute("SELECT name FROM sqlite_master WHERE name = 'decisions_no_delete'").fetchall() == [
+        ("decisions_no_delete",)
+    ]
     raw.close()
 
 
@@ -743,11 +775,13 @@ def test_a_version_1_pg_database_is_migrated(pg_url: str) -> None:
 def test_pg_store_refuses_an_unreachable_server_in_our_words() -> None:
     port = _free_port()
     url = f"postgresql://ops:hunter2-secret@127.0.0.1:{port}/state?connect_timeout=2"
-    with pytest.raises(OperationFailed) as info:
+    with pytest.raises(StateUnreachable) as info:
         PgStore.open(url)
     message = str(info.value)
     assert message.startswith(f"cannot connect to the state database postgresql://ops:***@127.0.0.1:{port}/state")
+    assert message.endswith("Connection refused")
     assert "hunter2" not in message and "hunter2" not in (info.value.hint or "")
+    assert info.value.exit_code == EXIT_UNREACHABLE
 
 
 def _free_port() -> int:
@@ -873,3 +907,99 @@ def test_pg_endpoint_lock_is_keyed_on_the_normalised_url(
         pass
     with endpoint_lock(home, "https://other.example.org:8800", timeout=0), cluster_lock(home, "alpha", timeout=0):
         pass  # neither is the same lock as the held one
+
+
+# --- PostgreSQL: a session that ends under a store or a lock ---------------------------------------------------------
+
+
+def _end_session(url: str, backend_pid: int) -> None:
+    """End one server session as a restart or an administrator would (and wait until it has ended)."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s, 10000)", (backend_pid,)).fetchone() == (True,)
+
+
+def _lock_session(url: str, subject: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT backend_pid FROM lock_holders WHERE subject = %s", (subject,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_pg_store_connects_again_when_its_session_ends_between_statements(pg_url: str) -> None:
+    with PgStore.open(pg_url) as store:
+        add(store, "alpha")
+        before = store._conn.info.backend_pid
+        _end_session(pg_url, before)
+        got = store.get_cluster("alpha")  # a read: sent again on a new connection
+        assert got is not None and got.name == "alpha"
+        assert store._conn.info.backend_pid != before
+        _end_session(pg_url, store._conn.info.backend_pid)
+        store.append("alpha", Phase.RENDERED, {})  # a write: its BEGIN found the connection gone; nothing was sent
+        assert [e.phase for e in store.journal("alpha")] == [Phase.RENDERED]
+
+
+def test_pg_a_write_whose_session_ends_midway_stops_and_leaves_nothing(pg_url: str) -> None:
+    with PgStore.open(pg_url) as store:
+        broke = r"the connection to the state database \S+ broke mid-write: "
+        with pytest.raises(StateUnreachable, match=broke), store.transaction():
+            store.append("alpha", Phase.RENDERED, {})
+            _end_session(pg_url, store._conn.info.backend_pid)
+            store.append("alpha", Phase.SUBMITTING, {})
+        assert store.journal("alpha") == []  # the server rolled the first append back with the session
+        store.append("alpha", Phase.RENDERED, {})  # the store is usable again
+        assert [e.phase for e in store.journal("alpha")] == [Phase.RENDERED]
+
+
+def test_pg_a_lock_lost_with_its_session_stops_the_holders_next_write(
+    home: Path, pg_url: str, state_url_reset: None
+) -> None:
+    from provisioner.state import use_url
+    from provisioner.state.pg import lock_id, lost_locks
+    from provisioner.state.url import parse_state_url
+
+    use_url(pg_url)
+    with cluster_lock(home, "alpha", timeout=5, purpose="cluster create"), PgStore.open(pg_url) as store:
+        store.append("alpha", Phase.RENDERED, {})
+        assert lost_locks(parse_state_url(pg_url)) == []
+        _end_session(pg_url, _lock_session(pg_url, "cluster 'alpha'"))
+        assert lost_locks(parse_state_url(pg_url)) == ["cluster 'alpha'"]
+        with pytest.raises(StateUnreachable) as info:
+            store.append("alpha", Phase.SUBMITTING, {})
+        assert str(info.value).startswith(
+            "cluster 'alpha' is no longer locked: the connection holding its lock in the state database "
+        )
+        assert str(info.value).endswith("; stopped rather than go on without the lock")
+        assert "run the same command again" in (info.value.hint or "")
+        assert [e.phase for e in store.journal("alpha")] == [Phase.RENDERED]  # reads go on; nothing was written
+        # Another command may take the lock now: it is really free.
+        with psycopg.connect(pg_url, autocommit=True) as other:
+            taken = other.execute("SELECT pg_try_advisory_lock(%s)", (lock_id("cluster:alpha"),)).fetchone()
+            assert taken == (True,)
+    # Released (quietly: there was nothing left to release); the next holder writes as usual.
+    assert lost_locks(parse_state_url(pg_url)) == []
+    with cluster_lock(home, "alpha", timeout=0), PgStore.open(pg_url) as store:
+        store.append("alpha", Phase.INFRA_ID_KNOWN, {"infra_id": "i-1"})
+        assert [e.phase for e in store.journal("alpha")][-1] is Phase.INFRA_ID_KNOWN
+
+
+def test_pg_store_whose_server_stays_down_says_so_without_the_password(
+    pg_lab: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provisioner.state import pg
+
+    monkeypatch.setattr(pg, "RECONNECT_WINDOW", 0.5)
+    url = pg_lab.url(pg_lab.create_database(), password="Db-pw-4471")
+    with PgStore.open(url) as store:
+        add(store, "alpha")
+        pg_lab.halt()
+        try:
+            with pytest.raises(StateUnreachable) as info:
+                store.list_clusters()
+        finally:
+            pg_lab.resume()
+        message = str(info.value)
+        assert message.startswith(
+            f"the connection to the state database postgresql://postgres:***@{pg_lab.host}:{pg_lab.port}/"
+        )
+        assert " and could not be made again: " in message and "Db-pw-4471" not in message
+        assert [r.name for r in store.list_clusters()] == ["alpha"]  # the server back: the store goes on

@@ -186,3 +186,38 @@ def test_doctor_and_migrate_create_no_state(home: Path, tmp_path: Path, capsys: 
     assert code == 0 and "no state yet" in out and not (home / "state.db").exists()
     code, _, err = cli(capsys, "state", "migrate", "--to", f"sqlite:///{tmp_path}/copy.db")
     assert code == 1 and "no state to migrate" in err and not (tmp_path / "copy.db").exists()
+
+
+def test_doctor_on_an_unused_postgresql_database_says_no_state_yet_and_makes_none(
+    home: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import psycopg
+
+    code, out, _ = cli(capsys, "--state", pg_url, "state", "doctor")
+    assert code == 0 and "schema version: 0, no state yet" in out and out.splitlines()[-1] == "healthy"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('schema_version')").fetchone() == (None,)
+
+
+def test_doctor_finds_a_version_5_file_older_then_current_once_migrated(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    from provisioner.state.records import SCHEMA_VERSION
+    from provisioner.state.store import _MIGRATIONS
+
+    home.mkdir(parents=True)
+    raw = sqlite3.connect(home / "state.db")
+    for version in range(1, 6):
+        for statement in _MIGRATIONS[version]:
+            raw.execute(statement)
+    raw.execute("PRAGMA user_version = 5")
+    raw.commit()
+    raw.close()
+    code, out, _ = cli(capsys, "state", "doctor", "-o", "json")
+    report = json.loads(out)
+    assert code == 1 and (report["schema_version"], report["expected_schema_version"]) == (5, SCHEMA_VERSION)
+    assert not report["schema_current"]
+    code, out, _ = cli(capsys, "state", "doctor")  # the first look migrated it
+    assert code == 0 and f"schema version: {SCHEMA_VERSION}, current" in out

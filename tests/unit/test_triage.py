@@ -9,6 +9,7 @@ import pytest
 
 from provisioner.addons import Check, VerifyReport, fail_if_not_ok
 from provisioner.errors import (
+    EXIT_UNREACHABLE,
     CredentialsError,
     HostKeyChanged,
     IMAuthError,
@@ -21,6 +22,7 @@ from provisioner.errors import (
     OperationFailed,
     OperationTimeout,
     PlaybookFailed,
+    StateUnreachable,
 )
 from provisioner.triage import RUNBOOKS, Cause, Triage, analyse_contmsg, classify_error, classify_text, failed_task
 
@@ -201,3 +203,47 @@ def test_a_node_that_answers_ssh_but_refuses_the_login_is_not_unreachable() -> N
     with pytest.raises(OperationFailed) as raised:
         fail_if_not_ok(report)
     assert type(raised.value) is OperationFailed
+
+
+# --- the shared state database ---------------------------------------------------------------------------------------
+
+PG_REFUSED = (
+    "cannot connect to the state database postgresql://ops:***@db.example:5432/provision: connection failed: "
+    'connection to server at "10.0.0.5", port 5432 failed: Connection refused'
+)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        PG_REFUSED,
+        "cannot connect to the state database postgresql://ops:***@db.example/provision: failed to resolve host "
+        "'db.example': [Errno -2] Name or service not known",
+        "cannot connect to the state database postgresql://ops:***@db.example/provision: connection failed: "
+        'connection to server at "10.0.0.5", port 5432 failed: FATAL:  password authentication failed for user "ops"',
+        "cannot connect to the state database postgresql://ops@db.example/provision: connection failed: connection "
+        'to server at "10.0.0.5", port 5432 failed: timeout expired',
+        "the connection to the state database postgresql://ops@db.example/provision broke mid-write: server closed "
+        "the connection unexpectedly",
+        "cluster 'c1' is no longer locked: the connection holding its lock in the state database "
+        "postgresql://ops@db.example/provision broke (terminating connection due to administrator command); stopped "
+        "rather than go on without the lock",
+    ],
+)
+def test_an_unreachable_state_database_is_its_own_cause_not_im_nor_auth(message: str) -> None:
+    # Told by the exception (what pg.py raises), and by the words alone (a continuum step's recorded error).
+    by_error = classify_error(StateUnreachable(message))
+    by_text = classify_text(message)
+    assert by_error is not None and by_text is not None
+    assert by_error.cause is by_text.cause is Cause.STATE_UNREACHABLE
+    assert by_error.runbook == "state-down"
+    assert by_error.see == "see provision runbook state-down (provisioner/data/runbooks/state-down.md)"
+    assert StateUnreachable(message).exit_code == EXIT_UNREACHABLE
+
+
+def test_im_refusing_connections_is_still_im_unreachable() -> None:
+    found = classify_text("cannot connect to IM at http://127.0.0.1:8899: Connection refused")
+    assert found is not None and found.cause is Cause.IM_UNREACHABLE
+    # An error of another kind that merely quotes the state database's reason is not called an IM outage either.
+    found = classify_error(OperationFailed(PG_REFUSED))
+    assert found is not None and found.cause is Cause.STATE_UNREACHABLE
