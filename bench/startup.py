@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import compileall
+import contextlib
+import itertools
+import math
 import random
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
+import provisioner
 from bench.common import PROVISION, Context, median, must, run
 from bench.report import Row, verdict
 from provisioner import tosca
+from provisioner.errors import OperationTimeout
 from provisioner.polling import DEFAULT_SCHEDULE, wait_until
 from provisioner.state import Store, new_deployment_id
 
@@ -37,41 +46,56 @@ def fill_registry(ctx: Context, count: int) -> None:
 
 
 def startup(ctx: Context) -> list[Row]:
+    """``provision --help`` and ``provision cluster list`` (registry of ``--registry`` clusters, SQLite), each timed
+    as a whole process beside bare ``python -c pass`` (the same interpreter), in alternation, so each ratio compares
+    runs made under the same load."""
     runs = max(ctx.args.runs, 10)
-    env = ctx.env(ctx.home("fig2-empty"), im=False)
-    must(run([str(PROVISION), "--help"], env), "provision --help")  # warm the page cache once
-    helps = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        must(run([str(PROVISION), "--help"], env), "provision --help")
-        helps.append(time.perf_counter() - start)
+    # What an installed package has (pip compiles it): the bytecode of every module, so no run compiles a source.
+    compileall.compile_dir(str(Path(provisioner.__file__).parent), quiet=1)
+    help_env = ctx.env(ctx.home("fig2-empty"), im=False)
     n = ctx.args.registry
     fill_registry(ctx, n)
-    env = ctx.env(ctx.home("fig2-registry"), im=False)
-    out = must(run([str(PROVISION), "cluster", "list", "-o", "json"], env), "provision cluster list")
+    list_env = ctx.env(ctx.home("fig2-registry"), im=False)
+    out = must(run([str(PROVISION), "cluster", "list", "-o", "json"], list_env), "provision cluster list")
     listed = out.count('"infra_id"')
-    lists = []
+    commands: list[tuple[list[str], dict[str, str], str]] = [
+        ([sys.executable, "-c", "pass"], help_env, "python -c pass"),
+        ([str(PROVISION), "--help"], help_env, "provision --help"),
+        ([str(PROVISION), "cluster", "list"], list_env, "provision cluster list"),
+    ]
+    for cmd, env, what in commands:  # warm the page cache once
+        must(run(cmd, env), what)
+    times: list[list[float]] = [[] for _ in commands]
     for _ in range(runs):
-        start = time.perf_counter()
-        must(run([str(PROVISION), "cluster", "list"], env), "provision cluster list")
-        lists.append(time.perf_counter() - start)
+        for (cmd, env, what), taken in zip(commands, times, strict=True):
+            start = time.perf_counter()
+            must(run(cmd, env), what)
+            taken.append(time.perf_counter() - start)
+    floor, helps, lists = times
     spread = lambda xs: f"min {min(xs):.3f}, max {max(xs):.3f}"  # noqa: E731
+    ratio = lambda xs: f"{median(xs) / median(floor):.1f}x python -c pass"  # noqa: E731
     return [
+        Row(
+            "2",
+            f"python -c pass (the same interpreter: the floor), median of {runs}",
+            f"{median(floor):.3f} s",
+            notes=spread(floor),
+        ),
         Row(
             "2",
             f"provision --help, median of {runs}",
             f"{median(helps):.3f} s",
-            "≤ 0.25 s",
-            verdict(median(helps) <= 0.25),
-            spread(helps),
+            "≤ 0.12 s",
+            verdict(median(helps) <= 0.12),
+            f"{ratio(helps)}; {spread(helps)}",
         ),
         Row(
             "2",
-            f"provision cluster list ({n} clusters in the registry, text), median of {runs}",
+            f"provision cluster list ({n} clusters in the registry, SQLite, text), median of {runs}",
             f"{median(lists):.3f} s",
-            "≤ 0.4 s",
-            verdict(median(lists) <= 0.4),
-            f"{spread(lists)}; -o json listed {listed}; no IM call",
+            "≤ 0.2 s",
+            verdict(median(lists) <= 0.2),
+            f"{ratio(lists)}; {spread(lists)}; -o json listed {listed}; no IM call",
         ),
     ]
 
@@ -106,54 +130,148 @@ def template(ctx: Context) -> list[Row]:
 
 # --- figure 6 ----------------------------------------------------------------------------------------------------
 
-DURATIONS = (10, 30, 60, 300, 600, 1800, 3600)
+DURATIONS = (0.2, 1, 10, 30, 60, 300, 600, 1800, 3600)
+HORIZON = 2 * 3600.0
+RANDOM_DRAWS = 200
 
 
-def simulate(duration: float, rand: object) -> tuple[int, float]:
-    """Requests and detection lag for a deployment that becomes configured ``duration`` s in (fake clock)."""
+def request_goal(duration: float) -> float:
+    return 30 + duration / 15
+
+
+def lag_goal(duration: float) -> float:
+    return max(1.0, 0.1 * duration)
+
+
+def draw_sources() -> list[tuple[str, Callable[[], Callable[[], float]]]]:
+    """(name, maker of a fresh random source): none (rand=0), the earliest (rand→1) and seeded random draws."""
+    almost_one = math.nextafter(1.0, 0.0)
+    sources: list[tuple[str, Callable[[], Callable[[], float]]]] = [
+        ("rand=0", lambda: lambda: 0.0),
+        ("rand→1", lambda: lambda: almost_one),
+    ]
+    sources += [(f"seed {i}", lambda i=i: random.Random(i).random) for i in range(RANDOM_DRAWS)]  # type: ignore[misc]
+    return sources
+
+
+def simulate(duration: float, rand: Callable[[], float]) -> tuple[int, float, float]:
+    """Requests, detection lag and first check for a deployment configured ``duration`` s in (fake clock)."""
     now = [0.0]
-    checks = [0]
+    checks: list[float] = []
 
     def check() -> str | None:
-        checks[0] += 1
+        checks.append(now[0])
         return "configured" if now[0] >= duration else None
 
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    wait_until(check, timeout=duration * 2 + 100, clock=lambda: now[0], sleep=sleep, rand=rand)  # type: ignore[arg-type]
-    return checks[0], now[0] - duration
+    wait_until(check, timeout=duration * 2 + 100, clock=lambda: now[0], sleep=sleep, rand=rand)
+    return len(checks), now[0] - duration, checks[0]
+
+
+def check_times(horizon: float, rand: Callable[[], float]) -> list[float]:
+    """When ``wait_until`` checks a deployment that never finishes, up to ``horizon`` (fake clock)."""
+    now = [0.0]
+    checks: list[float] = []
+
+    def check() -> None:
+        checks.append(now[0])
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    with contextlib.suppress(OperationTimeout):
+        wait_until(check, timeout=horizon, clock=lambda: now[0], sleep=sleep, rand=rand)
+    return checks
+
+
+def merged(ranges: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
 
 
 def polling(ctx: Context) -> list[Row]:
+    sources = draw_sources()
+    n = len(sources)
     rows = []
+    firsts = [simulate(10.0, make())[2] for _, make in sources]
+    rows.append(
+        Row(
+            "6",
+            f"first check into the wait (earliest–latest of {n} jitter draws)",
+            f"{min(firsts):.2f}–{max(firsts):.2f} s",
+            "within 0.1–0.3 s",
+            verdict(min(firsts) >= 0.1 - 1e-9 and max(firsts) <= 0.3 + 1e-9),
+        )
+    )
     for duration in DURATIONS:
-        # Worst case over jitter: none (rand=0), full (rand→1), and 200 seeded random draws.
-        results = [simulate(duration, lambda: 0.0), simulate(duration, lambda: 0.999999)]
-        rng = random.Random(duration)
-        results += [simulate(duration, rng.random) for _ in range(200)]
-        worst_req = max(r for r, _ in results)
-        worst_lag = max(lag for _, lag in results)
-        lags = sorted(lag for _, lag in results)
-        req_goal = 30 + duration / 15
-        lag_goal = max(1.0, 0.05 * duration)
+        results = [simulate(duration, make()) for _, make in sources]
+        worst_req = max(r for r, _, _ in results)
+        lags = sorted(lag for _, lag, _ in results)
         rows.append(
             Row(
                 "6",
-                f"T = {duration} s: requests (worst of 202 jitter draws)",
+                f"T = {duration:g} s: requests (worst of {n} jitter draws)",
                 str(worst_req),
-                f"≤ {req_goal:.1f}",
-                verdict(worst_req <= req_goal),
+                f"≤ 30 + T/15 = {request_goal(duration):.2f}",
+                verdict(worst_req <= request_goal(duration)),
+                f"schedule's bound {DEFAULT_SCHEDULE.max_requests(duration)}",
             )
         )
         rows.append(
             Row(
                 "6",
-                f"T = {duration} s: lag before configured is noticed (worst)",
-                f"{worst_lag:.2f} s",
-                f"≤ {lag_goal:g} s",
-                verdict(worst_lag <= lag_goal + 1e-9),
+                f"T = {duration:g} s: lag before configured is noticed (worst of {n})",
+                f"{lags[-1]:.2f} s",
+                f"≤ max(1 s, 10 % of T) = {lag_goal(duration):g} s",
+                verdict(lags[-1] <= lag_goal(duration) + 1e-9),
                 f"median lag {lags[len(lags) // 2]:.2f} s; schedule's bound {DEFAULT_SCHEDULE.max_lag(duration):.2f} s",
             )
         )
+    # Every T, not only the table's: between checks at a < b, a deployment lasting T in (a, b] is noticed at b, with
+    # the same request count; the budget and the lag goal are tightest for T just after a.
+    worst_excess = (-math.inf, 0.0, "")
+    worst_lag = (-math.inf, 0.0, "")
+    over: list[tuple[float, float]] = []
+    for name, make in sources:
+        checks = check_times(HORIZON + 60, make())[:-1]  # the last is the deadline's
+        for i, (a, b) in enumerate(itertools.pairwise(checks), start=2):
+            if a < DURATIONS[0]:
+                continue
+            worst_excess = max(worst_excess, (i - request_goal(a), a, name))
+            worst_lag = max(worst_lag, ((b - a) / lag_goal(a), a, name))
+            if i > request_goal(a):
+                over.append((a, min(b, 15 * (i - 30))))
+    excess, at, name = worst_excess
+    requests, _, _ = simulate(at + 1e-6, dict(sources)[name]())  # the driver agrees with the analysis
+    windows = merged(over)
+    rows.append(
+        Row(
+            "6",
+            f"worst T over every T in 0.2 s–2 h (just after each check), requests, {n} draws",
+            f"T = {at:.2f} s ({name}): {requests} requests, budget {request_goal(at):.2f} ({excess:+.2f})",
+            "≤ 30 + T/15",
+            verdict(excess <= 0),
+            "over the budget only for T in "
+            + (", ".join(f"{lo:.2f}–{hi:.2f}" for lo, hi in windows) or "none")
+            + f" s ({sum(hi - lo for lo, hi in windows):.1f} s of T), by < 1 request; no schedule meeting the "
+            "first-check and lag goals can do better there (provisioner/polling.py)",
+        )
+    )
+    ratio, at, name = worst_lag
+    rows.append(
+        Row(
+            "6",
+            f"worst lag over every T in 0.2 s–2 h, {n} draws",
+            f"{ratio:.3f} × goal at T = {at:.2f} s ({name})",
+            "≤ max(1 s, 10 % of T)",
+            verdict(ratio <= 1 + 1e-9),
+        )
+    )
     return rows

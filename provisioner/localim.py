@@ -11,7 +11,6 @@ import os
 import secrets
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,8 +18,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-
-import requests
 
 from provisioner.errors import InputError, LocalIMError
 
@@ -107,6 +104,8 @@ def _run(cmd: list[str], what: str) -> None:
 
 
 def free_port() -> int:
+    import socket  # here, as requests: reading the local IM's state needs no network module
+
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
@@ -181,6 +180,8 @@ def previous_port(run_dir: Path) -> int | None:
 
 def port_is_free(port: int) -> bool:
     """True if nothing listens on 127.0.0.1:``port`` (connections of a stopped IM in TIME_WAIT do not count)."""
+    import socket
+
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -200,6 +201,8 @@ def _pid_is_ours(pid: int) -> bool:
 
 
 def _answers(url: str, timeout: float = 2.0) -> str | None:
+    import requests  # here: most commands read the local IM's state file and never ask it anything
+
     try:
         resp = requests.get(f"{url}/version", timeout=(timeout, timeout), headers={"Accept": "application/json"})
     except requests.RequestException:

@@ -88,13 +88,15 @@ def confirm(question: str, *, yes: bool, what: str) -> None:
 
 
 def emit(data: Any, fmt: OutputFormat, text: Callable[[], str] | str | None = None) -> None:
-    """Print a command's data: one JSON document on stdout, or the text rendering."""
+    """Print a command's data: one JSON document on stdout, or the text rendering.
+
+    ``data`` may be a function returning it, called only when the data is printed (not for a text rendering)."""
     if fmt is OutputFormat.json:
-        sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+        sys.stdout.write(json.dumps(data() if callable(data) else data, indent=2, sort_keys=False, default=str) + "\n")
         return
     rendered = text() if callable(text) else text
     if rendered is None:
-        rendered = json.dumps(data, indent=2, default=str)
+        rendered = json.dumps(data() if callable(data) else data, indent=2, default=str)
     if rendered:
         sys.stdout.write(rendered.rstrip("\n") + "\n")
 
@@ -223,7 +225,6 @@ class ProgressLine:
     """Elapsed time and the VM states: one live line on a TTY, or (given a Throttle) plain lines off one."""
 
     def __init__(self, plain: Throttle | None = None) -> None:
-        self._console = stderr_console()
         self._status: Any = None
         self._plain = plain
 
@@ -239,7 +240,7 @@ class ProgressLine:
                 _plain_line(text)
             return
         if self._status is None:
-            self._status = self._console.status(text)
+            self._status = stderr_console().status(text)  # rich: only on a terminal
             self._status.start()
         else:
             self._status.update(text)
@@ -288,7 +289,6 @@ class RunProgress:
     """SSH waits and Ansible runs (the task running and the hosts done with it): live on a TTY, else plain lines."""
 
     def __init__(self, plain: Throttle | None = None) -> None:
-        self._console = stderr_console()
         self._status: Any = None
         self._task = ""
         self._done: list[str] = []
@@ -300,7 +300,7 @@ class RunProgress:
                 _plain_line(text)
             return
         if self._status is None:
-            self._status = self._console.status(text)
+            self._status = stderr_console().status(text)  # rich: only on a terminal
             self._status.start()
         else:
             self._status.update(text)

@@ -26,32 +26,193 @@ def _guard_startup() -> Any:
 
 _BEFORE_STARTUP = _guard_startup()
 
-import functools  # noqa: E402 - imported after the guard above
-import logging  # noqa: E402
+import copy  # noqa: E402 - imported after the guard above
+import functools  # noqa: E402
+import importlib  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
+from collections.abc import Callable, Iterator, Mapping, MutableMapping  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import FrameType  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 import typer  # noqa: E402
+import typer.core  # noqa: E402
+import typer.main  # noqa: E402
 
 from provisioner import __version__  # noqa: E402
-from provisioner.cli import (  # noqa: E402
-    autoscale,
-    cluster,
-    continuum,
-    edge,
-    infra,
-    localim,
-    runbook,
-    state,
-    template,
-    workflow,
-)
-from provisioner.cli.common import AppState, message  # noqa: E402
 from provisioner.errors import EXIT_BAD_INPUT, EXIT_FAILED, ProvisionError  # noqa: E402
+
+if TYPE_CHECKING:
+    from typer._click import Context, HelpFormatter
+    from typer._click.shell_completion import CompletionItem
+
+
+# The commands under ``provision``, in the order --help lists them: the module that defines each and the help line
+# --help shows for it. A module is imported only when its command runs or shows its own help (or shell completion
+# needs its commands), so ``provision --help`` and ``provision cluster list`` import only what they use.
+# tests/unit/test_cli_startup.py checks each help line against the module's own.
+@dataclass(frozen=True)
+class Entry:
+    module: str  # under provisioner.cli
+    help: str
+    command: str | None = None  # a single command: the function's name in ``module``; None: the module's ``app``
+
+
+ENTRIES: dict[str, Entry] = {
+    "runbook": Entry(
+        "runbook",
+        "Print a runbook (the page an error's ``see provision runbook NAME`` line names), or list them.",
+        command="runbook",
+    ),
+    "cluster": Entry("cluster", "Create and run clusters: the whole lifecycle, journaled and resumable."),
+    "edge": Entry("edge", "Edge clusters: K3s on hosts you already have (no IM), then the add-ons."),
+    "autoscale": Entry("autoscale", "Grow and shrink clusters between bounds, on a schedule and on demand."),
+    "template": Entry("template", "Our TOSCA templates: list, show inputs, render for a site, validate."),
+    "local-im": Entry("localim", "Install, start and stop a local IM (simulated cloud) on 127.0.0.1."),
+    "infra": Entry("infra", "Low-level IM calls: infrastructures by id, and a cloud's images and quotas."),
+    "workflow": Entry(
+        "workflow",
+        "Serverless workflows (OSCAR's FDL) across the clusters provision manages: validate, plan, apply, status, "
+        "run, invoke, delete.",
+    ),
+    "continuum": Entry(
+        "continuum",
+        "A continuum: the clusters of one file (IM and edge), their add-ons and the workflow across them: "
+        "up, plan, status, down.",
+    ),
+    "state": Entry(
+        "state",
+        "The state itself: locks held now, a copy into another backend (SQLite or PostgreSQL), a health check.",
+    ),
+}
+
+
+def load_entry(name: str) -> Any:
+    """The click command of ``ENTRIES[name]``, built as ``app.add_typer`` / ``app.command`` would have built it; a
+    group's own commands are built (and prepared) one by one, on first use."""
+    entry = ENTRIES[name]
+    module = importlib.import_module(f"provisioner.cli.{entry.module}")
+    holder = typer.Typer(rich_markup_mode=None)
+    holder.callback()(_no_options)
+    if entry.command is not None:
+        holder.command(name)(getattr(module, entry.command))
+        return typer.main.get_group(holder).commands[name]
+    sub: typer.Typer = module.app
+    shell = copy.copy(sub)  # the group itself: its help, options and settings, none of its commands
+    shell.registered_commands = []
+    holder.add_typer(shell, name=name, cls=HelpGroup)
+    group: Any = typer.main.get_group(holder).commands[name]
+    builders: dict[str, Callable[[], Any]] = {}
+    for info in sub.registered_commands:
+        assert info.callback is not None
+        builders[info.name or typer.main.get_command_name(info.callback.__name__)] = functools.partial(
+            typer.main.get_command_from_info,
+            info,
+            pretty_exceptions_short=holder.pretty_exceptions_short,
+            rich_markup_mode=None,
+        )
+    group.commands = LazyCommands(builders, prepare=_prepare)
+    return group
+
+
+def _no_options() -> None:
+    """The holder's callback: it makes ``holder`` a group, whose one command is the entry."""
+
+
+class LazyCommands(MutableMapping[str, Any]):
+    """A group's commands: every name known at once, each command built (its module imported) and prepared on first
+    use. ``helps`` gives what a listing shows for a command not built yet (else listing it builds it)."""
+
+    def __init__(
+        self,
+        builders: Mapping[str, Callable[[], Any]],
+        prepare: Callable[[Any], None],
+        helps: Mapping[str, str] | None = None,
+    ) -> None:
+        self._builders = dict(builders)
+        self._prepare = prepare
+        self._helps = dict(helps or {})
+        self._built: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._built:
+            if name not in self._builders:
+                raise KeyError(name)
+            command = self._builders[name]()
+            self._prepare(command)
+            self._built[name] = command
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self._built and name not in self._builders:
+            raise KeyError(name)
+        self._built.pop(name, None)
+        self._builders.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._builders
+        yield from (name for name in self._built if name not in self._builders)
+
+    def __len__(self) -> int:
+        return len(set(self._builders) | set(self._built))
+
+    def summary(self, name: str) -> Any:
+        """A command to show in a list (its name and help): the built one, else a stand-in with its help if known."""
+        if name in self._built or name not in self._helps:
+            return self.get(name)
+        return typer.core.TyperCommand(name=name, help=self._helps[name], rich_markup_mode=None)
+
+
+def listed_help(command: Any) -> str:
+    """What a group's --help shows beside a command: the first paragraph of its help, whole (wrapped, not cut)."""
+    text = command.short_help or command.help or ""
+    return " ".join(text.split("\n\n")[0].split())
+
+
+class HelpGroup(typer.core.TyperGroup):
+    """A group whose --help lists each command with the first paragraph of its help, as typer's rich help did."""
+
+    def _summary(self, name: str) -> Any:
+        commands = self.commands
+        return commands.summary(name) if isinstance(commands, LazyCommands) else commands.get(name)
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return list(self.commands)  # the names only (typer's own builds every command)
+
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
+        shown = [(name, self._summary(name)) for name in self.list_commands(ctx)]
+        rows = [(name, listed_help(command)) for name, command in shown if command is not None and not command.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+class LazyGroup(HelpGroup):
+    """The root group: lists its commands and completes their names from ``ENTRIES``, without importing them."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        builders = {name: functools.partial(load_entry, name) for name in ENTRIES}
+        self.commands = LazyCommands(builders, prepare=_prepare, helps={n: e.help for n, e in ENTRIES.items()})
+
+    def shell_complete(self, ctx: Context, incomplete: str) -> list[CompletionItem]:
+        from typer._click.shell_completion import CompletionItem
+
+        named = [(name, self._summary(name)) for name in self.list_commands(ctx) if name.startswith(incomplete)]
+        results = [
+            CompletionItem(name, help=command.get_short_help_str())
+            for name, command in named
+            if command is not None and not command.hidden
+        ]
+        # The options: what click's Command (the class above TyperGroup) completes.
+        results.extend(super(typer.core.TyperGroup, self).shell_complete(ctx, incomplete))
+        return results
+
 
 app = typer.Typer(
     name="provision",
@@ -59,18 +220,12 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
+    cls=LazyGroup,
+    # Plain help (click's layout): typer's rich help alone takes longer to import than all of ``provision --help``
+    # may take.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(cluster.app, name="cluster")
-app.add_typer(edge.app, name="edge")
-app.add_typer(autoscale.app, name="autoscale")
-app.add_typer(template.app, name="template")
-app.add_typer(localim.app, name="local-im")
-app.add_typer(infra.app, name="infra")
-app.add_typer(workflow.app, name="workflow")
-app.add_typer(continuum.app, name="continuum")
-app.add_typer(state.app, name="state")
-app.command("runbook")(runbook.runbook)
 
 
 def _version(value: bool) -> None:
@@ -107,6 +262,8 @@ def main(
     ),
 ) -> None:
     """Global options apply to every command."""
+    from provisioner.cli.common import AppState
+
     ctx.obj = AppState(
         flags={
             "im_url": im_url,
@@ -123,6 +280,8 @@ def main(
 
 
 def _configure_logging(verbose: int) -> None:
+    import logging
+
     from provisioner.redact import install_log_masking
 
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
@@ -179,23 +338,87 @@ def walk(command: Any) -> Iterator[Any]:
         yield from walk(sub)
 
 
+def quick_value(param: Any, value: Any, ctx: Any) -> tuple[bool, Any]:
+    """``(True, what typer's coercion of ``value`` gives)`` for the values that need no converting (None, a str for a
+    str, the default itself, an enum's own name), found without typer's pydantic adapters; else ``(False, None)``."""
+    from enum import Enum
+
+    from typer._param_types import coerce_cli_choice
+
+    descriptor = param.type_descriptor
+    info = descriptor.parameter_info
+    if info.parser is not None or getattr(info, "click_type", None) is not None or descriptor.file_annotation:
+        return False, None
+    if param.multiple or param.nargs == -1:
+        return (True, ()) if value is None else (False, None)
+    if value is None:
+        return True, None
+    annotation = descriptor.annotation
+    if annotation in (str, bool) and type(value) is annotation:
+        return True, value
+    if annotation in (int, float) and type(value) is annotation and info.min is None and info.max is None:
+        return True, value
+    if isinstance(annotation, type) and issubclass(annotation, Enum) and isinstance(value, (annotation, str)):
+        try:
+            return True, coerce_cli_choice(
+                value, choices=tuple(annotation), case_sensitive=info.case_sensitive, ctx=ctx
+            )
+        except ValueError:  # not one of them: typer's own coercion says so, in its words
+            return False, None
+    return False, None
+
+
+class QuickCoercion:
+    """A parameter's coercion: ``quick_value`` when it knows the answer, else typer's own (built on first need).
+
+    typer builds a pydantic adapter for every parameter a command line parses: importing pydantic alone takes longer
+    than all of ``provision cluster list``, whose values (defaults, None, a name) need no converting."""
+
+    def __init__(self, param: Any) -> None:
+        self._param = param
+        self._full: Any = None
+
+    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+        known, result = quick_value(param, value, ctx)
+        if known:
+            return result
+        if self._full is None:
+            from typer._coercion import build_runtime_param
+
+            self._full = build_runtime_param(self._param.type_descriptor)
+        return self._full.coerce(value, param=param, ctx=ctx)
+
+
+def _prepare(command: Any) -> None:
+    """What typer does not give: number rules, no metavar on flags, coercion without pydantic where none is needed
+    (for ``command`` itself, not those under it)."""
+    # The help option is made on demand from the context's names: made here, once, so it can be fixed too.
+    help_option = command.get_help_option(typer.Context(command, help_option_names=["-h", "--help"]))
+    for param in [*command.params, help_option]:
+        # typer's parameters build their coercion on first use, kept in ``_runtime_param``: ours goes there first.
+        if getattr(param, "_runtime_param", False) is None and hasattr(param, "type_descriptor"):
+            param._runtime_param = QuickCoercion(param)
+        if param is None or param.param_type_name != "option":
+            continue
+        if param.is_flag or param.count:
+            param.metavar = ""  # a flag takes no value: typer would show "<bool>" (or "<int>") next to it
+        option = number_option(param)
+        if option is not None:
+            param.callback = _number_check(option, param.callback)
+
+
 @functools.cache
 def cli_command() -> Any:
-    """The click command tree of ``app``, with what typer does not give: number rules, no metavar on flags."""
+    """The click command tree of ``app``: the root now, each command under it prepared as it is loaded."""
     root = typer.main.get_command(app)
-    for command in walk(root):
-        params = list(command.params)
-        # The help option is made on demand from the context's names: made here, once, so it can be fixed too.
-        help_option = command.get_help_option(typer.Context(command, help_option_names=["-h", "--help"]))
-        for param in [*params, help_option]:
-            if param is None or param.param_type_name != "option":
-                continue
-            if param.is_flag or param.count:
-                param.metavar = ""  # a flag takes no value: typer would show "<bool>" (or "<int>") next to it
-            option = number_option(param)
-            if option is not None:
-                param.callback = _number_check(option, param.callback)
+    _prepare(root)
     return root
+
+
+def message(text: str) -> None:
+    from provisioner.cli.common import message as show
+
+    show(text)
 
 
 def _show_error(exc: ProvisionError, *, debug: bool = False) -> None:

@@ -50,24 +50,56 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, empty: str =
     """Rows under their column headers (``human`` values; number columns right-aligned), or ``empty`` when none.
 
     ``indent`` shifts the table right, under a heading line of a record (``cluster status``'s VMs)."""
-    from rich.console import Console
-    from rich.padding import Padding
-    from rich.table import Table
-    from rich.text import Text
-
     data = [list(row) for row in rows]
     if not data:
         return empty
     for row in data:
         if len(row) != len(columns):
             raise ValueError(f"a row has {len(row)} cells for {len(columns)} columns: {row!r}")
+    right = [_numeric(row[index] for row in data) for index in range(len(columns))]
+    cells = [[human(cell) for cell in row] for row in data]
     terminal = sys.stdout.isatty()
+    if not terminal:
+        plain = _plain_table(list(columns), cells, right, indent)
+        if plain is not None:
+            return plain
+    return _rich_table(list(columns), cells, right, indent, terminal=terminal)
+
+
+def _plain_table(columns: list[str], cells: list[list[str]], right: list[bool], indent: int) -> str | None:
+    """The table as rich lays it out on a pipe (columns two spaces apart, no colour, lines not cut), without rich:
+    when every header and cell is printable ASCII (one character, one column) and neither empty nor padded with
+    spaces; else None (rich does it). tests/unit/test_cli_render.py checks that both give the same."""
+    if not all(map(_simple, columns)) or not all(_simple(text) for row in cells for text in row):
+        return None
+    widths = [max(len(name), *(len(row[index]) for row in cells)) for index, name in enumerate(columns)]
+    if indent + sum(widths) + 2 * (len(widths) - 1) > PIPE_WIDTH:
+        return None
+    lines = []
+    for row in [columns, *cells]:
+        laid = [
+            text.rjust(width) if on_right else text.ljust(width)
+            for text, width, on_right in zip(row, widths, right, strict=True)
+        ]
+        lines.append((" " * indent + "  ".join(laid)).rstrip())
+    return "\n".join(lines)
+
+
+def _simple(text: str) -> bool:
+    return text.isascii() and text.isprintable() and text != "" and text == text.strip()
+
+
+def _rich_table(columns: list[str], cells: list[list[str]], right: list[bool], indent: int, *, terminal: bool) -> str:
+    from rich.console import Console
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
     grid = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold" if terminal else None)
-    for index, name in enumerate(columns):
-        right = _numeric(row[index] for row in data)
-        grid.add_column(name, justify="right" if right else "left", overflow="fold")
-    for row in data:
-        grid.add_row(*(Text(human(cell)) for cell in row))
+    for name, on_right in zip(columns, right, strict=True):
+        grid.add_column(name, justify="right" if on_right else "left", overflow="fold")
+    for row in cells:
+        grid.add_row(*(Text(text) for text in row))
     console = Console(
         file=sys.stdout,
         width=None if terminal else PIPE_WIDTH,

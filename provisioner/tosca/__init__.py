@@ -11,6 +11,10 @@ Disk is touched only to read the templates under ``tosca/`` and the per-cluster 
     shown = dump(masked(doc, inputs.secret_values))   # what a person may see
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from provisioner.tosca.inputs import ResolvedInputs, load_inputs_file, parse_set_options, prepare_inputs
 from provisioner.tosca.render import (
     GRYCAP_COMMIT,
@@ -35,14 +39,30 @@ from provisioner.tosca.schema import (
 )
 from provisioner.tosca.secrets import SecretStore, generate_secret
 from provisioner.tosca.sites import LOCAL_SIM, Site, known_sites, resolve_site, site_from_config
-from provisioner.tosca.validate import (
-    OfflineImportError,
-    check_no_mask,
-    check_rendered_inputs,
-    is_ours,
-    parse_with_tosca_parser,
-    read_tosca_file,
-    validate_offline,
+
+if TYPE_CHECKING:
+    from provisioner.tosca.validate import (
+        OfflineImportError,
+        check_no_mask,
+        check_rendered_inputs,
+        is_ours,
+        parse_with_tosca_parser,
+        read_tosca_file,
+        validate_offline,
+    )
+
+# Validation (and the HTTP and e-mail modules it reads imports with) is imported on first use of one of its names:
+# commands that only read the registry or render never load it.
+_VALIDATE_NAMES = frozenset(
+    {
+        "OfflineImportError",
+        "check_no_mask",
+        "check_rendered_inputs",
+        "is_ours",
+        "parse_with_tosca_parser",
+        "read_tosca_file",
+        "validate_offline",
+    }
 )
 
 __all__ = [
@@ -82,3 +102,13 @@ __all__ = [
     "stub_types",
     "validate_offline",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _VALIDATE_NAMES:
+        from provisioner.tosca import validate
+
+        value = getattr(validate, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

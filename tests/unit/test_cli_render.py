@@ -11,12 +11,14 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from provisioner.addons import Check, InstallReport, VerifyReport
 from provisioner.cli.cluster import install_text, verify_text
 from provisioner.cli.main import app
-from provisioner.cli.render import PIPE_WIDTH, human, plural, table
+from provisioner.cli.render import PIPE_WIDTH, _plain_table, _rich_table, human, plural, table
 from provisioner.model import ClusterKind
 from provisioner.state import Store
 from tests.clihelper import assert_human
@@ -118,6 +120,39 @@ def test_table_on_a_pipe_is_not_cut_or_wrapped() -> None:
 def test_table_indent() -> None:
     lines = table(["VM", "STATE"], [("0", "running")], indent=2).splitlines()
     assert lines == ["  VM  STATE", "  0   running"]
+
+
+# Printable ASCII with no spaces at either end: what the plain layout takes on (anything else goes to rich).
+_SIMPLE = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=12).filter(
+    lambda text: text == text.strip()
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 5).flatmap(
+        lambda n: st.tuples(
+            st.lists(_SIMPLE, min_size=n, max_size=n),
+            st.lists(st.lists(_SIMPLE, min_size=n, max_size=n), min_size=1, max_size=6),
+            st.lists(st.booleans(), min_size=n, max_size=n),
+            st.integers(0, 4),
+        )
+    )
+)
+def test_plain_table_on_a_pipe_is_what_rich_prints(case: tuple[list[str], list[list[str]], list[bool], int]) -> None:
+    """The plain layout (no rich import, so ``cluster list`` of 1,000 starts fast) gives rich's text, to the byte."""
+    columns, cells, right, indent = case
+    plain = _plain_table(columns, cells, right, indent)
+    assert plain is not None
+    assert plain == _rich_table(columns, cells, right, indent, terminal=False)
+
+
+@pytest.mark.parametrize("cell", ["日本語", "é", "tab\there", "two\nlines", " padded", ""])
+def test_cells_the_plain_layout_does_not_take_go_to_rich(cell: str) -> None:
+    assert _plain_table(["NAME", "VALUE"], [["a", cell]], [False, False], 0) is None
+    assert table(["NAME", "VALUE"], [("a", cell)]) == _rich_table(
+        ["NAME", "VALUE"], [["a", human(cell)]], [False, False], 0, terminal=False
+    )
 
 
 def test_table_refuses_a_row_of_the_wrong_length() -> None:
