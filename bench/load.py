@@ -8,7 +8,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.common import PROVISION, Context, destroy_all
+from bench.common import PROVISION, Context, destroy_all, render_oscar
+from bench.create import curl_create, curl_header
 from bench.report import FAIL, Row, verdict
 from provisioner.autoscale import job as autoscale_job
 from provisioner.im import IMClient, Timeouts
@@ -34,11 +35,38 @@ def _spawn_all(cmds: list[list[str]], env: dict[str, str], timeout: float) -> tu
     return time.perf_counter() - start, results
 
 
+def curl_floor(ctx: Context, n: int) -> tuple[float, int, list[str], list[str]]:
+    """``n`` concurrent creates with bare curl, as figure 1's floor makes one (POST, GET state every 0.1 s, GET
+    outputs), through the same proxy to the same IM: (wall until all returned, requests, infrastructure ids,
+    errors). The templates are rendered before the clock starts."""
+    header = curl_header(ctx)
+    files = []
+    for i in range(n):
+        path = ctx.tmp / f"load-curl-{i:03d}.yaml"
+        path.write_text(render_oscar(f"load-curl-{i:03d}"))
+        files.append(path)
+    ids: list[str] = []
+    errors: list[str] = []
+    ctx.proxy.reset()
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        futures = [pool.submit(curl_create, ctx, path, header, 0.1, 600) for path in files]
+        for future in futures:
+            try:
+                ids.append(future.result())
+            except (RuntimeError, subprocess.SubprocessError, ValueError, KeyError) as exc:
+                errors.append(str(exc)[:200])
+    return time.perf_counter() - start, ctx.proxy.count, ids, errors
+
+
 def load(ctx: Context) -> list[Row]:
     n = ctx.args.load
     home = ctx.home("fig4-load")
     env = ctx.env(home)
     names = [f"load-{i:03d}" for i in range(n)]
+    ctx.say(f"figure 4: the floor, {n} concurrent curl creates (POST + GET state every 0.1 s + GET outputs)")
+    wall_floor, floor_requests, floor_ids, floor_errors = curl_floor(ctx, n)
+    left_floor = destroy_all(ctx, floor_ids) if floor_errors else destroy_all(ctx)
     ctx.say(f"figure 4: {n} concurrent `provision cluster create --wait` processes")
     ctx.proxy.reset()
     create = [
@@ -61,12 +89,15 @@ def load(ctx: Context) -> list[Row]:
     ]
     wall_create, results = _spawn_all(create, env, 900)
     requests = ctx.proxy.count
+    connections = ctx.proxy.connections
     states, errors, ids = [], [], []
+    with_outputs = 0
     for name, (rc, out, err) in zip(names, results, strict=True):
         try:
             doc = json.loads(out)
             states.append(doc["state"])
             ids.append(doc["infra_id"])
+            with_outputs += isinstance(doc.get("outputs"), dict) and "oscar_endpoint" in doc["outputs"]
         except (ValueError, KeyError):
             states.append(f"exit {rc}")
             errors.append(f"{name}: exit {rc}: {(err.strip().splitlines() or ['?'])[-1][:200]}")
@@ -86,14 +117,29 @@ def load(ctx: Context) -> list[Row]:
     ]
     left = client.list_infrastructures()
     client.close()
+    ratio = wall_create / wall_floor if wall_floor > 0 else float("inf")
+    floor_ok = len(floor_ids) == n and not floor_errors
     rows = [
         Row(
             "4",
-            f"{n} concurrent `provision cluster create --wait` (processes), wall until all returned",
-            f"{wall_create:.1f} s, {requests} req",
+            f"floor: {n} concurrent curl creates (POST + GET state every 0.1 s + GET outputs), wall until all returned",
+            f"{wall_floor:.1f} s, {floor_requests} req",
             f"all {n} configured",
-            verdict(configured == n and listed >= n),
-            f"{configured}/{n} configured; IM listed {listed}" + (f"; {'; '.join(errors[:3])}" if errors else ""),
+            verdict(floor_ok and not left_floor),
+            f"{len(floor_ids)}/{n} configured; run first, on the same IM through the same proxy, and destroyed before "
+            "the CLI's"
+            + (f"; {'; '.join(floor_errors[:3])}" if floor_errors else "")
+            + (f"; IM still listed {len(left_floor)} of them" if left_floor else ""),
+        ),
+        Row(
+            "4",
+            f"{n} concurrent `provision cluster create --wait -o json` (processes, outputs in the answer), wall until "
+            "all returned",
+            f"{wall_create:.1f} s = {ratio:.2f}× the curl floor, {requests} req over {connections} connections",
+            f"≤ 1.3× floor, all {n} configured",
+            verdict(ratio <= 1.3 and floor_ok and configured == n and with_outputs == n and listed >= n),
+            f"{configured}/{n} configured, {with_outputs}/{n} answers with the outputs; IM listed {listed}"
+            + (f"; {'; '.join(errors[:3])}" if errors else ""),
         ),
         Row(
             "4",

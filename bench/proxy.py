@@ -19,7 +19,8 @@ def kind(method: str, path: str) -> str:
 
 
 class CountingProxy:
-    """Forwards to ``upstream`` (http://host:port); ``count``/``by_kind`` since the last ``reset``."""
+    """Forwards to ``upstream`` (http://host:port); ``count``/``by_kind``/``connections`` (client connections
+    accepted: a client that keeps its connection alive sends all its requests over one) since the last ``reset``."""
 
     def __init__(self, upstream: str) -> None:
         parts = urlsplit(upstream)
@@ -27,6 +28,7 @@ class CountingProxy:
         self.upstream_port = parts.port or 80
         self._lock = threading.Lock()
         self._kinds: Counter[str] = Counter()
+        self._connections = 0
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -34,6 +36,11 @@ class CountingProxy:
 
             def log_message(self, *args: object) -> None:
                 pass
+
+            def setup(self) -> None:  # once per accepted connection
+                with proxy._lock:
+                    proxy._connections += 1
+                super().setup()
 
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -68,6 +75,12 @@ class CountingProxy:
     def reset(self) -> None:
         with self._lock:
             self._kinds.clear()
+            self._connections = 0
+
+    @property
+    def connections(self) -> int:
+        with self._lock:
+            return self._connections
 
     @property
     def count(self) -> int:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -37,8 +37,8 @@ from provisioner.errors import (
     OperationFailed,
     OperationTimeout,
 )
-from provisioner.im import IMClient, InfraState, VMInfo
 from provisioner.im.auth import AuthData
+from provisioner.im.models import InfraState, VMInfo
 from provisioner.model import ClusterKind, Role, check_name, is_cluster_name
 from provisioner.polling import DEFAULT_SCHEDULE, PollSchedule, wait_until
 from provisioner.settings import Settings
@@ -54,6 +54,9 @@ from provisioner.state import (
     open_store,
 )
 from provisioner.triage import analyse_contmsg
+
+if TYPE_CHECKING:
+    from provisioner.im import IMClient  # the client (requests) only where one is made: cluster list makes none
 
 DONE_STATES = frozenset({"configured", "unconfigured", "failed", "stopped", "off"})
 FAILED_STATES = frozenset({"unconfigured", "failed"})
@@ -282,7 +285,9 @@ class Lifecycle:
         return self.client(rec.im_url)
 
     def client(self, im_url: str | None = None) -> IMClient:
-        url = im_url or self._default_im_url
+        """The one client (one HTTP session, its connection kept open) of an IM endpoint for this service's life:
+        ``http://im:8800`` and ``http://im:8800/`` are the same endpoint, the URL a record keeps being the client's."""
+        url = (im_url or self._default_im_url or "").rstrip("/")
         if not url:
             raise InputError("no IM endpoint configured", field="--im-url")
         with self._clients_lock:
@@ -364,6 +369,8 @@ class Lifecycle:
             return  # refused by _prepare, with the known templates
         store = tosca.SecretStore(self.home, name)
         kept = store.load()
+        if not kept or not any(key in raw for key in kept):
+            return  # a new cluster, or no kept secret given again: nothing to compare (and no schema to parse)
         schema = tosca.load_schema(template)
         for key in schema.secret_names:
             if key not in raw or key not in kept:
@@ -597,7 +604,9 @@ class Lifecycle:
         if final.state in FAILED_STATES:
             self._fail(store, rec, final)
         store.append(rec.name, Phase.CONFIGURED, {"state": final.state})
-        return self._view(store, rec)
+        # The last poll's answer is the state, and its VM ids are the VMs to read: no second state request, no
+        # listing of the VMs (IM answers both from the same list of VMs).
+        return self._view(store, rec, (final, self._vms(rec, final)))
 
     def _schedule(self) -> PollSchedule:
         """The default polling schedule with the first interval the settings ask for."""
@@ -640,12 +649,18 @@ class Lifecycle:
 
     def _live(self, rec: ClusterRecord) -> tuple[InfraState, list[VMInfo]]:
         st = self.im_client_of(rec).state(_infra_id(rec))
-        return st, self._vms(rec)
+        return st, self._vms(rec, st)
 
-    def _vms(self, rec: ClusterRecord) -> list[VMInfo]:
+    def _vms(self, rec: ClusterRecord, st: InfraState | None = None) -> list[VMInfo]:
+        """IM's description of each VM: those of the state answer ``st`` when given (its VM ids are IM's list of
+        the infrastructure's VMs; the ones being deleted are not read), else of IM's VM listing (one more request)."""
         client = self.im_client_of(rec)
+        if st is not None:
+            ids = [vm_id for vm_id, state in st.vm_states.items() if state not in GONE_VM_STATES]
+        else:
+            ids = client.vm_ids(_infra_id(rec))
         vms = []
-        for vm_id in client.vm_ids(_infra_id(rec)):
+        for vm_id in ids:
             # While IM is still launching (async create), a listed VM can vanish or not be readable yet.
             with contextlib.suppress(IMNotFound):
                 vms.append(client.vm_info(_infra_id(rec), vm_id))
@@ -724,6 +739,13 @@ class Lifecycle:
         if rec.infra_id is None:
             raise OperationFailed(f"cluster {name!r} has no infrastructure yet")
         return self.im_client_of(rec).outputs(rec.infra_id)
+
+    def outputs_of(self, view: ClusterView) -> dict[str, Any]:
+        """The outputs of the infrastructure a create or a wait just returned: one IM request on the connection
+        that operation used, the registry not read again (``create --wait`` hands them back with the cluster)."""
+        if view.infra_id is None:
+            raise OperationFailed(f"cluster {view.name!r} has no infrastructure yet")
+        return self.client(view.im_url).outputs(view.infra_id)
 
     def secrets(self, name: str) -> SecretsReport:
         """The cluster's kept secrets (its secrets file). An unknown cluster is NotFound, as in every command."""
@@ -960,7 +982,7 @@ class Lifecycle:
         tracked = vms_from_state(st.vm_states, rec.extra.get("vms") or [])
         if tracked is not None:
             return tracked
-        vms = self._vms(rec)
+        vms = self._vms(rec, st)
         with self._store() as store:
             self._view(store, self._record(store, name), (st, vms))
         return [vm for vm in vms if vm.state not in GONE_VM_STATES]

@@ -5,7 +5,8 @@ Each incoming request takes the next planned fault (or forwards cleanly when non
 connection half-way through the response, ``delay:<s>`` waits before forwarding, ``status:<code>``
 answers that status without forwarding, ``html:<code>`` answers that status with an HTML error page (a web
 server's, with a traceback in it: :data:`HTML_PAGE`), ``garbage`` answers 200 with a body that is not JSON
-(:data:`GARBAGE`). It records every request it saw and what it did with it.
+(:data:`GARBAGE`). It records every request it saw and what it did with it, and counts the client connections it
+accepted (a client that keeps its connection alive sends all its requests over one).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class FaultProxy:
     upstream: str
     plan: deque[str] = field(default_factory=deque)
     seen: list[Seen] = field(default_factory=list)
+    connections: int = 0  # TCP connections accepted from clients
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -81,6 +83,11 @@ class FaultProxy:
 
             def log_message(self, *args: object) -> None:
                 return
+
+            def setup(self) -> None:  # once per accepted connection, however many requests it carries
+                with proxy._lock:
+                    proxy.connections += 1
+                super().setup()
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

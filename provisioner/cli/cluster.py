@@ -56,14 +56,22 @@ def service(ctx: typer.Context, output: OutputFormat) -> Iterator[Lifecycle]:
 
 @contextlib.contextmanager
 def stack_service(
-    ctx: typer.Context, output: OutputFormat, ssh_timeout: float = 600.0, playbook_timeout: float | None = None
+    ctx: typer.Context,
+    output: OutputFormat,
+    ssh_timeout: float = 600.0,
+    playbook_timeout: float | None = None,
+    lc: Lifecycle | None = None,
 ) -> Iterator[Stack]:
-    """The add-on service (inventory, SSH, ansible-runner), with a live line on a TTY in text mode."""
+    """The add-on service (inventory, SSH, ansible-runner), with a live line on a TTY in text mode.
+
+    Given ``lc`` (the command's lifecycle service), it uses that one, and its IM connection; its owner closes it."""
     from provisioner.addons import Stack
     from provisioner.ansible.runner import DEFAULT_PLAYBOOK_TIMEOUT
 
     progress = run_progress_for(ctx, output)
-    lc = lifecycle(ctx)
+    own = lc is None
+    if lc is None:
+        lc = lifecycle(ctx)
     try:
         yield Stack(
             lc,
@@ -75,7 +83,8 @@ def stack_service(
     finally:
         if progress is not None:
             progress.close()
-        lc.close()
+        if own:
+            lc.close()
 
 
 ComponentsOption = typer.Option(
@@ -149,6 +158,26 @@ def emit_view(view: ClusterView, output: OutputFormat) -> None:
     emit(view.as_dict(), output, lambda: view_text(view))
 
 
+def shown_outputs(lc: Lifecycle, name: str, found: dict[str, Any], *, show_secrets: bool = False) -> dict[str, Any]:
+    """A cluster's outputs as every command shows them: each secret kept for the cluster masked, at any depth."""
+    from provisioner.redact import mask
+
+    secrets = [] if show_secrets else lc.secret_values(name)
+    return {key: _mask_value(value, secrets, mask) for key, value in found.items()}
+
+
+def outputs_text(shown: dict[str, Any], *, indent: int = 0, empty: str = "no outputs") -> str:
+    return table(["OUTPUT", "VALUE"], shown.items(), empty=empty, indent=indent)
+
+
+def _created_text(view: ClusterView, shown: dict[str, Any] | None) -> str:
+    """A created cluster, and after a wait its endpoints (the outputs, masked)."""
+    if shown is None:
+        return view_text(view)
+    endpoints = outputs_text(shown, indent=2, empty="")
+    return view_text(view) + ("\n  endpoints:\n" + endpoints if endpoints else "\n  endpoints: none")
+
+
 @app.command()
 def create(
     ctx: typer.Context,
@@ -172,27 +201,40 @@ def create(
     output: OutputFormat = OutputOption,
 ) -> None:
     """Create a cluster (or resume the one of the same name and inputs)."""
-    from provisioner.addons import parse_components
-
     raw = _inputs(sets, inputs_file)
-    chosen = parse_components(components)
+    chosen: list[str] | None = None
+    if components is not None:  # the add-on service (SSH, Ansible) is loaded only for a create that needs it
+        from provisioner.addons import parse_components
+
+        chosen = parse_components(components)
     if install and not wait:
         raise InputError("--install needs the cluster configured first: drop --no-wait", field="--install")
-    with service(ctx, output) as lc:
-        if dry_run:
-            plan = lc.dry_run(name, template=template, site=site, inputs=raw)
-            emit(asdict(plan), output, lambda: _plan_text(plan, show_tosca))
+    progress = progress_for(ctx, output)
+    lc = lifecycle(ctx, progress)
+    try:
+        try:
+            if dry_run:
+                plan = lc.dry_run(name, template=template, site=site, inputs=raw)
+                emit(asdict(plan), output, lambda: _plan_text(plan, show_tosca))
+                return
+            view = lc.create(name, template=template, site=site, inputs=raw, wait=wait, timeout=timeout)
+            # Configured: its outputs in the same answer (one process for a script), read on the same connection.
+            shown = shown_outputs(lc, name, lc.outputs_of(view)) if wait else None
+        finally:
+            if progress is not None:
+                progress.close()  # before the install's own live line
+        cluster = view.as_dict() if shown is None else {**view.as_dict(), "outputs": shown}
+        if not install:
+            emit(cluster, output, lambda: _created_text(view, shown))
             return
-        view = lc.create(name, template=template, site=site, inputs=raw, wait=wait, timeout=timeout)
-    if not install:
-        emit_view(view, output)
-        return
-    with stack_service(ctx, output, ssh_timeout, playbook_timeout) as stack:
-        report = stack.install(name, chosen)
+        with stack_service(ctx, output, ssh_timeout, playbook_timeout, lc=lc) as stack:
+            report = stack.install(name, chosen)
+    finally:
+        lc.close()
     emit(
-        {"cluster": view.as_dict(), "install": report.as_dict()},
+        {"cluster": cluster, "install": report.as_dict()},
         output,
-        lambda: view_text(view) + "\n" + install_text(report),
+        lambda: _created_text(view, shown) + "\n" + install_text(report),
     )
 
 
@@ -210,7 +252,7 @@ def list_cmd(ctx: typer.Context, output: OutputFormat = OutputOption) -> None:
     with service(ctx, output) as lc:
         views = lc.list_clusters()
     emit(
-        [v.as_dict() for v in views],
+        lambda: [v.as_dict() for v in views],
         output,
         lambda: table(
             ["NAME", "STATE", "WORKERS", "TEMPLATE", "SITE", "INFRASTRUCTURE"],
@@ -242,13 +284,9 @@ def outputs(
     output: OutputFormat = OutputOption,
 ) -> None:
     """The cluster's TOSCA outputs (endpoints, addresses)."""
-    from provisioner.redact import mask
-
     with service(ctx, output) as lc:
-        found = lc.outputs(name)
-        secrets = [] if show_secrets else lc.secret_values(name)
-    shown = {key: _mask_value(value, secrets, mask) for key, value in found.items()}
-    emit(shown, output, lambda: table(["OUTPUT", "VALUE"], shown.items(), empty="no outputs"))
+        shown = shown_outputs(lc, name, lc.outputs(name), show_secrets=show_secrets)
+    emit(shown, output, lambda: outputs_text(shown))
 
 
 def _mask_value(value: Any, secrets: list[str], mask: Any) -> Any:

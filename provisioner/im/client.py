@@ -119,17 +119,29 @@ class IMClient:
         self.verify = verify
         self.retry = retry or RetryPolicy()
         self.request_count = 0
-        self._session = session or requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        # One session for the client's life: its pool keeps the connection to IM open between calls (keep-alive),
+        # so a command's requests share one TCP connection. A session handed in is shared, not re-mounted: a new
+        # adapter would drop the pool (and the connection) of every other client using it.
+        self._owns_session = session is None
+        self._session = session if session is not None else requests.Session()
+        if self._owns_session:
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+            self._session.mount("http://", adapter)
+            self._session.mount("https://", adapter)
         self._session.headers.update({"User-Agent": f"provisioner/{__version__}", "Accept": "application/json"})
 
     def __repr__(self) -> str:
         return f"IMClient({self.url!r})"
 
+    @property
+    def session(self) -> requests.Session:
+        """The HTTP session (and its open connections): another client of the same endpoint may share it."""
+        return self._session
+
     def close(self) -> None:
-        self._session.close()
+        """Close the connections, when the session is this client's own (a shared one is closed by its owner)."""
+        if self._owns_session:
+            self._session.close()
 
     def __enter__(self) -> IMClient:
         return self

@@ -223,8 +223,9 @@ def test_scale_with_fault_on_the_post(kind: str, scale_cluster: tuple[CLI, Fault
     current = workers_in_im(local_im, infra)
     target = current + 1
     before = infras(local_im)
-    # A scale reads the state, the VM list and each VM, then POSTs the template: the fault goes on that POST.
-    reads = 2 + 1 + current
+    # A scale reads the state, then each VM it names (the front-end and the workers), then POSTs the template: the
+    # fault goes on that POST.
+    reads = 1 + 1 + current
     proxy.seen.clear()
     proxy.add(*(["pass"] * reads), fault)
     first = pcli("cluster", "scale", "pk", "--workers", str(target), "-o", "json", env=env)
@@ -260,7 +261,7 @@ def test_scale_answer_lost_rerun_completes_journal_and_registry(
     created = pcli(*create_args(name), "-o", "json")
     assert created.returncode == 0, created.stderr
     view = json.loads(created.stdout)
-    proxy.add(*(["pass"] * (2 + len(view["vms"]))), fault)
+    proxy.add(*(["pass"] * (1 + len(view["vms"]))), fault)  # the state, each VM, then the POST
     first = pcli("cluster", "scale", name, "--workers", "2", env=env)
     check_clean_failure(first, SCALE_FAILS[kind])
     assert "run the same command again" in first.stderr  # the hint says how to finish

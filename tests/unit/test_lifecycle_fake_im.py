@@ -84,6 +84,23 @@ def test_create_waits_for_configured_and_records_the_vms(lc: Lifecycle, im: Fake
     assert phases(lc, "c1")[:3] == [Phase.RENDERED, Phase.SUBMITTING, Phase.INFRA_ID_KNOWN]
 
 
+def test_create_wait_reads_the_vms_the_last_poll_named_and_nothing_twice(lc: Lifecycle, im: FakeIM) -> None:
+    infra_id = create(lc)
+    inf = f"/infrastructures/{infra_id}"
+    vms = [("GET", f"{inf}/vms/{vm}") for vm in ("0", "1", "2")]
+    # Polls until configured (the fake settles after 2), then each VM once: no listing, no state read again.
+    assert im.requests == [("POST", "/infrastructures"), *[("GET", f"{inf}/state")] * 3, *vms]
+    im.requests.clear()
+    view = lc.status("c1")
+    assert im.requests == [("GET", f"{inf}/state"), *vms]
+    assert [(v.id, v.role) for v in view.vms] == [("0", "front"), ("1", "wn"), ("2", "wn")]
+    im.requests.clear()
+    assert lc.outputs_of(view) == {}
+    assert im.requests == [("GET", f"{inf}/outputs")]
+    # One client (one session, one connection) per endpoint, however its URL is written.
+    assert lc.client(URL + "/") is lc.client(URL) is lc.client()
+
+
 def test_create_again_resumes_and_posts_nothing(lc: Lifecycle, im: FakeIM) -> None:
     infra_id = create(lc)
     im.requests.clear()
