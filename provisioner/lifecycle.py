@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from provisioner import tosca, triage
+from provisioner import tosca
 from provisioner.errors import (
     ConfigError,
     IMAuthError,
@@ -53,9 +53,9 @@ from provisioner.state import (
     new_deployment_id,
     open_store,
 )
-from provisioner.triage import analyse_contmsg
 
 if TYPE_CHECKING:
+    from provisioner import triage  # its patterns are compiled on import: only where a failure is classified
     from provisioner.im import IMClient  # the client (requests) only where one is made: cluster list makes none
 
 DONE_STATES = frozenset({"configured", "unconfigured", "failed", "stopped", "off"})
@@ -619,7 +619,9 @@ class Lifecycle:
             log = client.contmsg(_infra_id(rec))
         except IMError:
             log = ""
-        task, _, reason = analyse_contmsg(log)
+        from provisioner import triage  # only on a failure: its patterns are compiled at import
+
+        task, _, reason = triage.analyse_contmsg(log)
         found = triage.classify_text(log)
         if task is None and found is not None:
             reason = found.evidence  # the line that tells why beats the last line that says "error"
@@ -728,6 +730,8 @@ class Lifecycle:
                 return self._from_record(rec, [], note="the infrastructure no longer exists in IM")
         if view.state in FAILED_STATES and rec.infra_id is not None:
             with contextlib.suppress(IMError):
+                from provisioner import triage
+
                 cause = triage.classify_text(self.im_client_of(rec).contmsg(rec.infra_id))
                 if cause is not None:
                     view = dataclasses.replace(view, cause=cause.as_dict())
@@ -782,7 +786,9 @@ class Lifecycle:
                     f"no VM {vm} in cluster {name!r} (known VM ids: {', '.join(known) or 'none'})", field="--vm"
                 )
         log = client.vm_contmsg(rec.infra_id, vm) if vm is not None else client.contmsg(rec.infra_id)
-        task, host, reason = analyse_contmsg(log)
+        from provisioner import triage
+
+        task, host, reason = triage.analyse_contmsg(log)
         return LogReport(name, rec.infra_id, vm, log, task, host, reason, triage.classify_text(log))
 
     # -- scale --

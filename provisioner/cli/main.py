@@ -349,14 +349,18 @@ def quick_value(param: Any, value: Any, ctx: Any) -> tuple[bool, Any]:
     info = descriptor.parameter_info
     if info.parser is not None or getattr(info, "click_type", None) is not None or descriptor.file_annotation:
         return False, None
+    annotation = descriptor.annotation
     if param.multiple or param.nargs == -1:
-        return (True, ()) if value is None else (False, None)
+        if value is None:
+            return True, ()
+        if annotation == list[str] and type(value) in (list, tuple) and all(type(v) is str for v in value):
+            return True, list(value)
+        return False, None
     if value is None:
         return True, None
-    annotation = descriptor.annotation
     if annotation in (str, bool) and type(value) is annotation:
         return True, value
-    if annotation in (int, float) and type(value) is annotation and info.min is None and info.max is None:
+    if annotation in (int, float) and type(value) is annotation and _within(value, info.min, info.max):
         return True, value
     if isinstance(annotation, type) and issubclass(annotation, Enum) and isinstance(value, (annotation, str)):
         try:
@@ -366,6 +370,11 @@ def quick_value(param: Any, value: Any, ctx: Any) -> tuple[bool, Any]:
         except ValueError:  # not one of them: typer's own coercion says so, in its words
             return False, None
     return False, None
+
+
+def _within(value: float, low: float | None, high: float | None) -> bool:
+    """Inside the bounds (where clamping changes nothing); out of them typer's own check answers."""
+    return not math.isnan(value) and (low is None or value >= low) and (high is None or value <= high)
 
 
 class QuickCoercion:

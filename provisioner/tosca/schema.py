@@ -8,6 +8,7 @@ them.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
@@ -415,13 +416,26 @@ def tosca_dir() -> Path:
 
 
 def read_yaml_file(path: Path) -> Any:
-    """A project YAML file under tosca/ (a bug if it is missing or malformed)."""
+    """A project YAML file under tosca/ (a bug if it is missing or malformed), as fresh data the caller may change.
+
+    Parsed once per process (with libyaml when it is there) for as long as the file is unchanged: one create reads
+    the template and the input schema several times."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise SchemaFileError(f"cannot read {path}: {exc.strerror}") from None
+    return copy.deepcopy(_parsed(str(path), st.st_mtime_ns, st.st_size))
+
+
+@lru_cache(maxsize=64)
+def _parsed(path_text: str, mtime_ns: int, size: int) -> Any:
+    path = Path(path_text)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SchemaFileError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise SchemaFileError(f"{path} is not valid YAML: {exc}") from None
 

@@ -131,7 +131,32 @@ def test_root_lists_every_group_in_order_and_loads_none_to_do_it() -> None:
     assert offered["cluster"] == "Create and run clusters: the whole..."
 
 
-VALUES: list[Any] = [None, "", "text", "json", "TEXT", "x", "5", "-1", "nan", "1e3", 5, 0, 5.0, True, False, (), ["a"]]
+VALUES: list[Any] = [
+    None,
+    "",
+    "text",
+    "json",
+    "TEXT",
+    "x",
+    "5",
+    "-1",
+    "nan",
+    "1e3",
+    5,
+    0,
+    5.0,
+    0.5,
+    -3.0,
+    1e9,
+    7,
+    True,
+    False,
+    (),
+    [],
+    ["a"],
+    ("a=1", "b"),
+    [1],
+]
 
 
 def test_quick_coercion_gives_what_typer_gives_or_leaves_it_to_typer() -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from provisioner.lifecycle import analyse_contmsg
 from provisioner.model import check_name
+from provisioner.triage import analyse_contmsg
 
 ANSIBLE_LOG = """\
 Contextualization agent started.
