@@ -397,7 +397,8 @@ class Lifecycle:
         They are missing when another operator made the cluster (the shared state has its record, not its secrets)
         or this home's secrets file was lost: generating them again would change the cluster's passwords."""
         schema = tosca.load_schema(rec.template)
-        missing = sorted(n for n, spec in schema.inputs.items() if spec.generate and n not in store.load())
+        kept = store.load()
+        missing = sorted(n for n, spec in schema.inputs.items() if spec.generate and n not in kept)
         if not missing:
             return
         where = f"secrets_ref {store.ref}" if store.ref is not None else str(store.path)

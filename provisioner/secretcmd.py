@@ -21,6 +21,11 @@ COMMAND_TIMEOUT = 30.0  # seconds a command(...) may run
 OIDC_ADVICE = "an oidc-agent account may need to be loaded first"
 
 
+def command_of(value: str) -> str | None:
+    """The command inside a ``command(CMD)`` value, or ``None`` when ``value`` is not one."""
+    return value[len("command(") : -1] if value.startswith("command(") and value.endswith(")") else None
+
+
 def first_word(command: str) -> str:
     return command.split(maxsplit=1)[0] if command.strip() else "?"
 

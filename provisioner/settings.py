@@ -17,6 +17,7 @@ from typing import Any
 
 from provisioner.errors import ConfigError
 from provisioner.redact import redact_url, register_url_password
+from provisioner.secretcmd import command_of
 from provisioner.yamlfile import read_yaml_mapping
 
 
@@ -200,7 +201,8 @@ class SecretsRef:
     @classmethod
     def parse(cls, text: str, where: str = "secrets_ref") -> SecretsRef:
         text = text.strip()
-        kind, template = ("command", text[len("command(") : -1].strip()) if _is_command_ref(text) else ("file", text)
+        command = command_of(text)
+        kind, template = ("command", command.strip()) if command is not None else ("file", text)
         try:
             fields = {
                 (name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template) if name is not None
@@ -225,10 +227,6 @@ class SecretsRef:
 
     def __str__(self) -> str:
         return f"command({self.template})" if self.kind == "command" else self.template
-
-
-def _is_command_ref(text: str) -> bool:
-    return text.startswith("command(") and text.endswith(")")
 
 
 def _state_url(text: str, where: str) -> str:

@@ -19,6 +19,7 @@ from provisioner.im import IMClient, RetryPolicy, Timeouts
 from provisioner.im.auth import AuthData
 from provisioner.settings import ENV_IM_VENV
 from tests import pglab, stubkube
+from tests.faultproxy import FaultProxy
 from tests.sshd import SSHHost, keygen, sshd_available
 
 REPO = Path(__file__).resolve().parent.parent
@@ -96,6 +97,14 @@ def im_client(local_im: RunningIM) -> Iterator[IMClient]:
     client = local_im.client()
     yield client
     client.close()
+
+
+@pytest.fixture
+def proxy(local_im: RunningIM) -> Iterator[FaultProxy]:
+    """A fault proxy in front of this worker's IM (it forwards everything until a test tells it otherwise)."""
+    running = FaultProxy(local_im.url).start()
+    yield running
+    running.stop()
 
 
 # --- real SSH hosts -------------------------------------------------------------------------------------------------

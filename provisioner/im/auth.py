@@ -39,7 +39,7 @@ from pathlib import Path
 
 from provisioner.errors import CredentialsError
 from provisioner.redact import MASK, NEWLINE_IN_VALUE, is_secret_key, mask, register_secret
-from provisioner.secretcmd import COMMAND_TIMEOUT, OIDC_ADVICE, run_command, run_secret_command
+from provisioner.secretcmd import COMMAND_TIMEOUT, OIDC_ADVICE, command_of, run_command, run_secret_command
 
 __all__ = [
     "CLOUD_TYPES",
@@ -174,7 +174,7 @@ def _read_file_value(path_text: str, where: str) -> str:
 
 
 def _is_command(raw: str) -> bool:
-    return raw.startswith("command(") and raw.endswith(")")
+    return command_of(raw) is not None
 
 
 def _is_file(raw: str) -> bool:
@@ -183,8 +183,9 @@ def _is_file(raw: str) -> bool:
 
 def _resolve(raw: str, where: str) -> str:
     """The true value of ``raw``: the output of ``command(...)``, the contents of ``file(...)``, or ``raw``."""
-    if _is_command(raw):
-        value = run_command(raw[len("command(") : -1], where, advice=OIDC_ADVICE)
+    command = command_of(raw)
+    if command is not None:
+        value = run_command(command, where, advice=OIDC_ADVICE)
     elif _is_file(raw):
         value = _read_file_value(raw[len("file(") : -1], where)
     else:

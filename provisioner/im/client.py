@@ -133,11 +133,6 @@ class IMClient:
     def __repr__(self) -> str:
         return f"IMClient({self.url!r})"
 
-    @property
-    def session(self) -> requests.Session:
-        """The HTTP session (and its open connections): another client of the same endpoint may share it."""
-        return self._session
-
     def close(self) -> None:
         """Close the connections, when the session is this client's own (a shared one is closed by its owner)."""
         if self._owns_session:

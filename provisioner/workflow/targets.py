@@ -19,6 +19,7 @@ from provisioner.errors import InputError, ProvisionError
 from provisioner.model import ClusterKind
 from provisioner.oscar.config import OscarAccess, read_oscar_cli_config
 from provisioner.redact import register_secret
+from provisioner.secretcmd import command_of
 from provisioner.state.interface import StateStore
 from provisioner.state.store import ClusterRecord
 from provisioner.tosca.secrets import SecretStore
@@ -116,9 +117,7 @@ def resolve_targets(
         if entry is not None and entry.get("endpoint"):
             password = entry.get("auth_password")
             token = str(entry.get("oidc_token") or "") or None
-            command = (
-                token[len("command(") : -1] if token and token.startswith("command(") and token.endswith(")") else None
-            )
+            command = command_of(token) if token else None
             found[ident] = Target(
                 ident,
                 OscarAccess(

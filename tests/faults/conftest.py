@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,6 @@ from tests.faultproxy import FaultProxy
 FAST = {"PROVISION_CONNECT_TIMEOUT": "2", "PROVISION_READ_TIMEOUT": "20", "PROVISION_LOCK_TIMEOUT": "60"}
 
 CREATE_PHASES = [Phase.RENDERED, Phase.SUBMITTING, Phase.INFRA_ID_KNOWN, Phase.WAITING, Phase.CONFIGURED]
-
-
-@pytest.fixture
-def proxy(local_im: RunningIM) -> Iterator[FaultProxy]:
-    running = FaultProxy(local_im.url).start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture

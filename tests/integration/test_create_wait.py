@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,13 +18,6 @@ from tests.faultproxy import FaultProxy
 pytestmark = pytest.mark.im
 
 HIDDEN = "hidden-corp.org"  # a secret (minio_password) that is also the domain in the endpoints' URLs
-
-
-@pytest.fixture
-def proxy(local_im: RunningIM) -> Iterator[FaultProxy]:
-    running = FaultProxy(local_im.url).start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture

@@ -270,13 +270,6 @@ def test_data_survives_im_restart(local_im: RunningIM, im_client: IMClient, infr
 # --- transport: timeouts, retries, error mapping through a fault proxy ------------------------------------------------
 
 
-@pytest.fixture
-def proxy(local_im: RunningIM) -> Iterator[FaultProxy]:
-    running = FaultProxy(local_im.url).start()
-    yield running
-    running.stop()
-
-
 def proxied(local_im: RunningIM, proxy: FaultProxy, read: float = 30) -> IMClient:
     return IMClient(
         proxy.url,

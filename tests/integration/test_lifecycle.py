@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,13 +39,6 @@ def cli(local_im: RunningIM, tmp_path: Path, state_env: dict[str, str]) -> CLI:
     made = CLI(tmp_path / "home", local_im.url, local_im.auth_file)
     made.env.update(state_env)
     return made
-
-
-@pytest.fixture
-def proxy(local_im: RunningIM) -> Iterator[FaultProxy]:
-    running = FaultProxy(local_im.url).start()
-    yield running
-    running.stop()
 
 
 def im_vms(client: IMClient, infra_id: str) -> dict[str, str]:
