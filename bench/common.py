@@ -15,7 +15,7 @@ from bench.proxy import CountingProxy
 from provisioner import tosca
 from provisioner.im import IMClient, Timeouts
 from provisioner.im.auth import AuthData
-from provisioner.state import new_deployment_id
+from provisioner.state import new_deployment_id, open_store, use_url
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
@@ -103,3 +103,30 @@ def destroy_all(ctx: Context, ids: list[str] | None = None) -> list[str]:
         return [i for i in (ids if ids is not None else live) if i in live]
     finally:
         client.close()
+
+
+def fill_registry(home: Path, count: int, im_url: str, url: str | None = None) -> None:
+    """``count`` configured clusters of two VMs in the state of ``home`` (``url``: that database instead), written
+    straight into the store: figures 2 and 8 list them, no IM holds them."""
+    vms = [
+        {"id": "0", "role": "front", "state": "configured", "private_ip": "10.0.0.1", "public_ip": None},
+        {"id": "1", "role": "wn", "state": "configured", "private_ip": "10.0.0.2", "public_ip": None},
+    ]
+    use_url(url)
+    try:
+        with open_store(home) as store, store.transaction():
+            for i in range(count):
+                store.upsert_cluster(
+                    f"reg-{i:04d}",
+                    im_url=im_url,
+                    template="oscar",
+                    site="local-sim",
+                    inputs={"wn_num": 1},
+                    deployment_id=new_deployment_id(),
+                    infra_id=f"00000000-0000-0000-0000-{i:012d}",
+                    state="configured",
+                    workers=1,
+                    extra={"vms": vms},
+                )
+    finally:
+        use_url(None)

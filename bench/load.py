@@ -207,6 +207,27 @@ def _actions(outcomes: list[dict[str, object]]) -> dict[str, int]:
     return actions
 
 
+def destroy_managed(ctx: Context, home: Path, names: list[str]) -> tuple[float, list[str]]:
+    """Destroy the clusters ``managed_clusters`` made, 4 at a time: the seconds it took, and what IM still lists."""
+    start = time.perf_counter()
+
+    def destroy(name: str) -> None:
+        lc = _lifecycle(ctx, home)
+        try:
+            lc.destroy(name)
+        finally:
+            lc.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(destroy, names))
+    teardown = time.perf_counter() - start
+    client = ctx.direct_client()
+    try:
+        return teardown, client.list_infrastructures()
+    finally:
+        client.close()
+
+
 def managed_clusters(ctx: Context, home: Path, names: list[str], policy: Path) -> tuple[list[str], float]:
     """Real IM clusters (oscar, 1 worker) created in ``home`` 8 at a time, each managed by POLICY (written to
     ``policy``): their states and the seconds it took."""
@@ -268,21 +289,7 @@ def autoscale(ctx: Context) -> list[Row]:
     floor_client.close()
 
     ctx.say(f"figure 5: destroying the {n} clusters")
-    start = time.perf_counter()
-
-    def destroy(name: str) -> None:
-        lc = _lifecycle(ctx, home)
-        try:
-            lc.destroy(name)
-        finally:
-            lc.close()
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(destroy, names))
-    teardown = time.perf_counter() - start
-    client = ctx.direct_client()
-    left = client.list_infrastructures()
-    client.close()
+    teardown, left = destroy_managed(ctx, home, names)
     setup_note = (
         f"the {configured}/{n} clusters were created up front ({setup:.0f} s, not timed) as real IM infrastructures "
         f"of 1 worker, destroyed after ({teardown:.0f} s); default --concurrency 8"

@@ -13,36 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import provisioner
-from bench.common import PROVISION, Context, median, must, run
+from bench.common import PROVISION, Context, fill_registry, median, must, run
 from bench.report import Row, verdict
 from provisioner import tosca
 from provisioner.errors import OperationTimeout
 from provisioner.polling import DEFAULT_SCHEDULE, wait_until
-from provisioner.state import Store, new_deployment_id
+from provisioner.state import new_deployment_id
 
 # --- figure 2 ----------------------------------------------------------------------------------------------------
-
-
-def fill_registry(ctx: Context, count: int) -> None:
-    home = ctx.home("fig2-registry")
-    vms = [
-        {"id": "0", "role": "front", "state": "configured", "private_ip": "10.0.0.1", "public_ip": None},
-        {"id": "1", "role": "wn", "state": "configured", "private_ip": "10.0.0.2", "public_ip": None},
-    ]
-    with Store.open(home) as store, store.transaction():
-        for i in range(count):
-            store.upsert_cluster(
-                f"reg-{i:04d}",
-                im_url=ctx.im_url,
-                template="oscar",
-                site="local-sim",
-                inputs={"wn_num": 1},
-                deployment_id=new_deployment_id(),
-                infra_id=f"00000000-0000-0000-0000-{i:012d}",
-                state="configured",
-                workers=1,
-                extra={"vms": vms},
-            )
 
 
 def startup(ctx: Context) -> list[Row]:
@@ -54,7 +32,7 @@ def startup(ctx: Context) -> list[Row]:
     compileall.compile_dir(str(Path(provisioner.__file__).parent), quiet=1)
     help_env = ctx.env(ctx.home("fig2-empty"), im=False)
     n = ctx.args.registry
-    fill_registry(ctx, n)
+    fill_registry(ctx.home("fig2-registry"), n, ctx.im_url)
     list_env = ctx.env(ctx.home("fig2-registry"), im=False)
     out = must(run([str(PROVISION), "cluster", "list", "-o", "json"], list_env), "provision cluster list")
     listed = out.count('"infra_id"')

@@ -10,42 +10,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-from bench.common import PROVISION, Context, destroy_all, median, must, run
-from bench.load import _actions, _lifecycle, _tick, managed_clusters
+from bench.common import PROVISION, Context, destroy_all, fill_registry, median, must, run
+from bench.load import _actions, _tick, destroy_managed, managed_clusters
 from bench.report import ERROR, FAIL, NA, Row, verdict
-from provisioner.state import new_deployment_id, open_store, use_url
+from provisioner.state import open_store, use_url
 
 GOAL = 1.5  # PostgreSQL / SQLite, at most
 TICK_RUNS = 3
-
-
-def _fill(home: Path, url: str | None, count: int, im_url: str) -> None:
-    """``count`` configured clusters in the state of ``home`` (``url``: PostgreSQL instead), as figure 2 makes them."""
-    vms = [
-        {"id": "0", "role": "front", "state": "configured", "private_ip": "10.0.0.1", "public_ip": None},
-        {"id": "1", "role": "wn", "state": "configured", "private_ip": "10.0.0.2", "public_ip": None},
-    ]
-    use_url(url)
-    try:
-        with open_store(home) as store, store.transaction():
-            for i in range(count):
-                store.upsert_cluster(
-                    f"reg-{i:04d}",
-                    im_url=im_url,
-                    template="oscar",
-                    site="local-sim",
-                    inputs={"wn_num": 1},
-                    deployment_id=new_deployment_id(),
-                    infra_id=f"00000000-0000-0000-0000-{i:012d}",
-                    state="configured",
-                    workers=1,
-                    extra={"vms": vms},
-                )
-    finally:
-        use_url(None)
 
 
 def _ratio_row(what: str, sqlite: list[float], pg: list[float], notes: str, ok: bool = True) -> Row:
@@ -67,8 +39,8 @@ def _cluster_list(ctx: Context, pg_url: str) -> Row:
     sqlite_home = ctx.home("fig8-sqlite")
     pg_home = ctx.home("fig8-pg")
     ctx.say(f"figure 8: filling {n} clusters into SQLite and into PostgreSQL")
-    _fill(sqlite_home, None, n, ctx.im_url)
-    _fill(pg_home, pg_url, n, ctx.im_url)
+    fill_registry(sqlite_home, n, ctx.im_url)
+    fill_registry(pg_home, n, ctx.im_url, pg_url)
     envs = {
         "SQLite": ctx.env(sqlite_home, im=False),
         "PostgreSQL": {**ctx.env(pg_home, im=False), "PROVISION_STATE_URL": pg_url},
@@ -130,21 +102,7 @@ def _autoscale(ctx: Context, pg_url: str) -> list[Row]:
     finally:
         use_url(None)
         ctx.say(f"figure 8: destroying the {n} clusters")
-        teardown_start = time.perf_counter()
-
-        def destroy(name: str) -> None:
-            lc = _lifecycle(ctx, home)
-            try:
-                lc.destroy(name)
-            finally:
-                lc.close()
-
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(destroy, names))
-        teardown = time.perf_counter() - teardown_start
-    client = ctx.direct_client()
-    left = client.list_infrastructures()
-    client.close()
+        teardown, left = destroy_managed(ctx, home, names)
     rows = [
         _ratio_row(
             f"provision autoscale run --once over {n} clusters (schedule-only policies, straight to IM), "
