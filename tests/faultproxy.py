@@ -50,6 +50,8 @@ class FaultProxy:
     connections: int = 0  # TCP connections accepted from clients
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _in_flight: int = 0  # requests being forwarded (a delayed one may still reach the upstream after its client left)
+    _idle: threading.Condition = field(default_factory=threading.Condition)
 
     @property
     def url(self) -> str:
@@ -80,6 +82,7 @@ class FaultProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK stall between them
 
             def log_message(self, *args: object) -> None:
                 return
@@ -90,6 +93,16 @@ class FaultProxy:
                 super().setup()
 
             def _handle(self) -> None:
+                with proxy._idle:
+                    proxy._in_flight += 1
+                try:
+                    self._handle_one()
+                finally:
+                    with proxy._idle:
+                        proxy._in_flight -= 1
+                        proxy._idle.notify_all()
+
+            def _handle_one(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 fault = proxy._next()
@@ -162,6 +175,10 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
+        """Stop accepting, after the requests in flight are through: a delayed request still reaches the upstream
+        inside the test that planned it, never during the next one."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=60)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
