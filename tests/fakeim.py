@@ -1,4 +1,4 @@
-"""An in-memory IM behind the ``IMClient`` session seam: a requests adapter that answers IM 2.0.0's REST shapes.
+"""An in-memory IM behind the ``IMClient`` transport seam: a ``Transport`` that answers IM 2.0.0's REST shapes.
 
 It keeps infrastructures (the TOSCA as submitted, the VMs with their node names and states) and understands what the
 lifecycle sends: a create's worker count (``topology_template.inputs.wn_num.default``), a scale's complete TOSCA
@@ -17,13 +17,14 @@ import json
 import re
 import threading
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import requests
 import yaml
-from requests.adapters import BaseAdapter
+
+from provisioner.im.transport import ConnectionLost, Response
 
 URL = "http://im.fake"
 
@@ -57,9 +58,8 @@ def _workers(tosca: str) -> tuple[int, list[str]]:
     return count, [str(v) for v in scalable.get("removal_list") or []]
 
 
-class FakeIM(BaseAdapter):
+class FakeIM:
     def __init__(self, *, settle: int = 1) -> None:
-        super().__init__()
         self.infras: dict[str, FakeInfra] = {}
         self.deleted: dict[str, FakeInfra] = {}
         self.requests: list[tuple[str, str]] = []
@@ -77,42 +77,39 @@ class FakeIM(BaseAdapter):
     def resurrect(self, listings: int) -> None:
         self._resurrect = listings
 
-    def session(self) -> requests.Session:
-        session = requests.Session()
-        session.mount(URL + "/", self)  # longer than the client's own "http://" adapter: this one answers
-        return session
-
     def workers(self, infra_id: str) -> list[str]:
         return [vm_id for vm_id, vm in self.infras[infra_id].vms.items() if vm.name == "wn"]
 
-    # -- the adapter --
+    # -- the transport --
 
     def close(self) -> None:
         return
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        parts = urlsplit(str(request.url))
-        method, path = str(request.method), parts.path
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeouts: tuple[float, float],
+    ) -> Response:
+        parts = urlsplit(url)
+        path = parts.path
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        body = request.body.decode() if isinstance(request.body, bytes) else (request.body or "")
+        text_in = body.decode() if body is not None else ""
         with self._lock:
             self.requests.append((method, path))
-            status, payload, headers = self._answer(method, path, query, body)
+            status, payload, extra = self._answer(method, path, query, text_in)
             lost = bool(self._faults) and self._faults[0] == ("lose", method)
             if lost:
                 self._faults.popleft()
         if lost:
-            raise requests.ConnectionError("the connection broke before IM's answer arrived (fake IM)")
-        resp = requests.Response()
-        resp.status_code = status
-        resp.url = str(request.url)
-        resp.request = request
+            raise ConnectionLost("the connection broke before IM's answer arrived (fake IM)")
         text = payload if isinstance(payload, str) else json.dumps(payload)
-        resp._content = text.encode()
-        resp.headers.update({"Content-Type": "application/json" if not isinstance(payload, str) else "text/plain"})
-        resp.headers.update(headers)
-        resp.encoding = "utf-8"
-        return resp
+        kind = "text/plain" if isinstance(payload, str) else "application/json"
+        answer_headers = {"content-type": kind, **{k.lower(): v for k, v in extra.items()}}
+        return Response(method, url, status, "OK" if status < 400 else "Error", answer_headers, text.encode())
 
     def _uri(self, *parts: str) -> dict[str, str]:
         return {"uri": "/".join([URL, "infrastructures", *parts])}

@@ -1,6 +1,6 @@
 """The Infrastructure Manager REST client.
 
-The models are imported at once; the client (and with it requests and tenacity) on first use of one of its names,
+The models are imported at once; the client (and with it the HTTP stack) on first use of one of its names,
 so that what only reads the models, such as ``provision cluster list``, does not import an HTTP stack."""
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """The IM REST client: one method per REST call, typed results, explicit timeouts, safe retries.
 
+- Requests go through a ``Transport`` (``provisioner.im.transport``: kept-alive connections on the standard
+  library; the tests hand in an in-memory IM instead).
 - Every request has a (connect, read) timeout.
 - Idempotent calls are retried with exponential backoff and jitter on connection errors and 502/503/504.
   Non-idempotent calls (POST) are retried only when the request provably never left this machine
@@ -13,16 +15,13 @@ from __future__ import annotations
 
 import html
 import logging
+import random
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import quote
-
-import requests
-from requests.adapters import HTTPAdapter
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_random_exponential
+from urllib.parse import quote, urlencode, urlsplit
 
 from provisioner import __version__
 from provisioner.errors import (
@@ -44,6 +43,15 @@ from provisioner.im.models import (
     VMInfo,
     dry_run_cloud,
     vm_info_from_radl,
+)
+from provisioner.im.transport import (
+    AnswerTimeout,
+    HTTPTransport,
+    NotConnected,
+    Response,
+    TLSFailed,
+    Transport,
+    TransportError,
 )
 
 log = logging.getLogger(__name__)
@@ -111,7 +119,8 @@ class IMClient:
         timeouts: Timeouts | None = None,
         verify: bool | str = True,
         retry: RetryPolicy | None = None,
-        session: requests.Session | None = None,
+        transport: Transport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url = url.rstrip("/")
         self.auth = auth
@@ -119,24 +128,20 @@ class IMClient:
         self.verify = verify
         self.retry = retry or RetryPolicy()
         self.request_count = 0
-        # One session for the client's life: its pool keeps the connection to IM open between calls (keep-alive),
-        # so a command's requests share one TCP connection. A session handed in is shared, not re-mounted: a new
-        # adapter would drop the pool (and the connection) of every other client using it.
-        self._owns_session = session is None
-        self._session = session if session is not None else requests.Session()
-        if self._owns_session:
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
-            self._session.mount("http://", adapter)
-            self._session.mount("https://", adapter)
-        self._session.headers.update({"User-Agent": f"provisioner/{__version__}", "Accept": "application/json"})
+        self._sleep = sleep
+        # One transport for the client's life: it keeps the connection to IM open between calls (keep-alive), so a
+        # command's requests share one TCP connection. A transport handed in is shared and closed by its owner.
+        self._owns_transport = transport is None
+        self._transport: Transport = transport if transport is not None else HTTPTransport(verify=verify)
+        self._headers = {"User-Agent": f"provisioner/{__version__}"}
 
     def __repr__(self) -> str:
         return f"IMClient({self.url!r})"
 
     def close(self) -> None:
-        """Close the connections, when the session is this client's own (a shared one is closed by its owner)."""
-        if self._owns_session:
-            self._session.close()
+        """Close the connections, when the transport is this client's own (a shared one is closed by its owner)."""
+        if self._owns_transport:
+            self._transport.close()
 
     def __enter__(self) -> IMClient:
         return self
@@ -156,42 +161,37 @@ class IMClient:
         content_type: str | None,
         accept: str,
         timeouts: Timeouts,
-    ) -> requests.Response:
-        headers = {"Authorization": self.auth.header(), "Accept": accept}
+    ) -> Response:
+        headers = {**self._headers, "Authorization": self.auth.header(), "Accept": accept}
         if content_type:
             headers["Content-Type"] = content_type
+        url = self.url + path + (f"?{urlencode(params)}" if params else "")
         started = time.monotonic()
         self.request_count += 1
         try:
-            resp = self._session.request(
+            resp = self._transport.send(
                 method,
-                self.url + path,
-                params=params,
-                data=body.encode("utf-8") if body is not None else None,
+                url,
                 headers=headers,
-                timeout=timeouts.as_tuple(),
-                verify=self.verify,
+                body=body.encode("utf-8") if body is not None else None,
+                timeouts=timeouts.as_tuple(),
             )
-        except requests.exceptions.ConnectTimeout as exc:
-            raise _Unsent(f"IM at {self.url} did not accept a connection within {timeouts.connect:g} s") from exc
-        except requests.exceptions.ReadTimeout as exc:
+        except NotConnected as exc:
+            raise _Unsent(f"cannot connect to IM at {self.url}: {exc.reason}") from exc
+        except AnswerTimeout as exc:
             raise IMTimeout(
                 f"IM at {self.url} did not answer {method} {path} within {timeouts.read:g} s",
                 hint="IM may be overloaded; raise --read-timeout or try again",
             ) from exc
-        except requests.exceptions.SSLError as exc:
+        except TLSFailed as exc:
             raise IMUnreachable(
-                f"TLS verification of {self.url} failed: {_short(exc)}",
+                f"TLS verification of {self.url} failed: {exc.reason}",
                 hint="fix the server certificate, point PROVISION_CA_BUNDLE at your CA, or (unsafe) use --insecure",
             ) from exc
-        except requests.exceptions.ConnectionError as exc:
-            if _connection_never_made(exc):
-                raise _Unsent(f"cannot connect to IM at {self.url}: {_short(exc)}") from exc
-            raise IMUnreachable(f"connection to IM at {self.url} broke during {method} {path}: {_short(exc)}") from exc
-        except requests.exceptions.RequestException as exc:
-            raise IMUnreachable(f"request to IM at {self.url} failed: {_short(exc)}") from exc
-        log.debug("%s %s -> %s in %.3f s", method, path, resp.status_code, time.monotonic() - started)
-        if resp.status_code >= 400:
+        except TransportError as exc:
+            raise IMUnreachable(f"connection to IM at {self.url} broke during {method} {path}: {exc.reason}") from exc
+        log.debug("%s %s -> %s in %.3f s", method, path, resp.status, time.monotonic() - started)
+        if resp.status >= 400:
             raise _error_from_response(resp, method, path)
         return resp
 
@@ -206,79 +206,74 @@ class IMClient:
         accept: str = "application/json",
         idempotent: bool,
         timeouts: Timeouts | None = None,
-    ) -> requests.Response:
+    ) -> Response:
+        """Send, retrying what is safe to retry (see the module docstring) with full-jitter exponential backoff:
+        before retry ``n`` a random wait up to ``min(backoff_cap, backoff * 2**(n-1))`` s; at most ``attempts``
+        attempts, and none started after ``max_delay`` s."""
         chosen = timeouts or self.timeouts
+        started = time.monotonic()
         auth_refreshed = False
-
-        def attempt() -> requests.Response:
-            nonlocal auth_refreshed
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                return self._send_once(
-                    method,
-                    path,
-                    params=params,
-                    body=body,
-                    content_type=content_type,
-                    accept=accept,
-                    timeouts=chosen,
-                )
-            except IMAuthError:
-                # An expired token given by command(...) is refreshed once, then the call is repeated.
-                if auth_refreshed or not self.auth.refresh():
-                    raise
-                auth_refreshed = True
-                log.info("IM refused the credentials; re-read them and retrying once")
-                return self._send_once(
-                    method,
-                    path,
-                    params=params,
-                    body=body,
-                    content_type=content_type,
-                    accept=accept,
-                    timeouts=chosen,
-                )
+                try:
+                    return self._send_once(
+                        method,
+                        path,
+                        params=params,
+                        body=body,
+                        content_type=content_type,
+                        accept=accept,
+                        timeouts=chosen,
+                    )
+                except IMAuthError:
+                    # An expired token given by command(...) is refreshed once, then the call is repeated.
+                    if auth_refreshed or not self.auth.refresh():
+                        raise
+                    auth_refreshed = True
+                    log.info("IM refused the credentials; re-read them and retrying once")
+                    return self._send_once(
+                        method,
+                        path,
+                        params=params,
+                        body=body,
+                        content_type=content_type,
+                        accept=accept,
+                        timeouts=chosen,
+                    )
+            except (_Unsent, IMError) as exc:
+                failure: _Unsent | IMError = exc
+            if (
+                not _retriable(failure, idempotent)
+                or attempt >= self.retry.attempts
+                or time.monotonic() - started >= self.retry.max_delay
+            ):
+                if isinstance(failure, _Unsent):
+                    raise IMUnreachable(
+                        str(failure), hint="check the IM URL (--im-url / PROVISION_IM_URL) and that IM is running"
+                    ) from failure.__cause__
+                raise failure
+            delay = random.uniform(0, min(self.retry.backoff_cap, self.retry.backoff * 2 ** (attempt - 1)))  # noqa: S311 - backoff jitter
+            log.info("%s %s failed (%s); retry %d", method, path, type(failure).__name__, attempt)
+            self._sleep(delay)
 
-        def retriable(exc: BaseException) -> bool:
-            if isinstance(exc, _Unsent):
-                return True  # the request never reached IM: safe for any method
-            if not idempotent:
-                return False
-            if isinstance(exc, IMUnreachable | IMTimeout):
-                return True
-            return isinstance(exc, IMServerError) and exc.status in RETRY_STATUSES
-
-        retrying = Retrying(
-            stop=stop_after_attempt(self.retry.attempts) | stop_after_delay(self.retry.max_delay),
-            wait=wait_random_exponential(multiplier=self.retry.backoff, max=self.retry.backoff_cap),
-            retry=retry_if_exception(retriable),
-            reraise=True,
-            before_sleep=lambda state: log.info(
-                "%s %s failed (%s); retry %d", method, path, _outcome_text(state.outcome), state.attempt_number
-            ),
-        )
-        try:
-            return retrying(attempt)
-        except _Unsent as exc:
-            raise IMUnreachable(
-                str(exc), hint="check the IM URL (--im-url / PROVISION_IM_URL) and that IM is running"
-            ) from exc.__cause__
-
-    def _json(self, resp: requests.Response, key: str | None = None) -> Any:
+    def _json(self, resp: Response, key: str | None = None) -> Any:
         try:
             data = resp.json()
         except ValueError as exc:
             said = one_line(resp.text) or "an empty body"
             raise IMServerError(
-                f"IM answered {resp.request.method} {_path_of(resp)} with a body that is not JSON: {said}",
-                status=resp.status_code,
+                f"IM answered {resp.method} {_path_of(resp)} with a body that is not JSON: {said}",
+                status=resp.status,
                 body=resp.text,
             ) from exc
         if key is None:
             return data
         if not isinstance(data, dict) or key not in data:
             raise IMServerError(
-                f"IM's answer to {resp.request.method} {_path_of(resp)} has no {key!r} field: {one_line(resp.text)}",
-                status=resp.status_code,
+                f"IM's answer to {resp.method} {_path_of(resp)} has no {key!r} field: {one_line(resp.text)}",
+                status=resp.status,
                 body=resp.text,
             )
         return data[key]
@@ -320,9 +315,9 @@ class IMClient:
         )
         data = self._json(resp)
         uri = str(data.get("uri", "")) if isinstance(data, dict) else ""
-        infra_id = resp.headers.get("InfID") or (uri.rstrip("/").rsplit("/", 1)[-1] if uri else "")
+        infra_id = resp.header("InfID") or (uri.rstrip("/").rsplit("/", 1)[-1] if uri else "")
         if not infra_id:
-            raise IMServerError("IM created an infrastructure but did not say its id", status=resp.status_code)
+            raise IMServerError("IM created an infrastructure but did not say its id", status=resp.status)
         return CreateResult(infra_id=infra_id, uri=uri)
 
     def dry_run(self, tosca: str, *, content_type: str = "text/yaml") -> list[DryRunCloud]:
@@ -337,7 +332,7 @@ class IMClient:
         )
         data = self._json(resp)
         if not isinstance(data, dict):
-            raise IMServerError("IM's dry-run answer is not a mapping", status=resp.status_code)
+            raise IMServerError("IM's dry-run answer is not a mapping", status=resp.status)
         return [dry_run_cloud(str(cloud_id), plan) for cloud_id, plan in data.items() if isinstance(plan, dict)]
 
     def state(self, infra_id: str) -> InfraState:
@@ -508,56 +503,24 @@ class _Unsent(Exception):
     """The request never reached IM (connection refused or connect timeout): safe to retry any method."""
 
 
-def _connection_never_made(exc: requests.exceptions.ConnectionError) -> bool:
-    from urllib3.exceptions import NameResolutionError, NewConnectionError
-
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, NewConnectionError | NameResolutionError | ConnectionRefusedError):
-            return True
-        reason = getattr(current, "reason", None)
-        if isinstance(reason, BaseException) and id(reason) not in seen:
-            current = reason
-            continue
-        for arg in getattr(current, "args", ()):
-            if isinstance(arg, BaseException) and id(arg) not in seen:
-                current = arg
-                break
-        else:
-            current = current.__cause__ or current.__context__
-    return False
+def _retriable(failure: _Unsent | IMError, idempotent: bool) -> bool:
+    if isinstance(failure, _Unsent):
+        return True  # the request never reached IM: safe for any method
+    if not idempotent:
+        return False
+    if isinstance(failure, IMUnreachable | IMTimeout):
+        return True
+    return isinstance(failure, IMServerError) and failure.status in RETRY_STATUSES
 
 
-def _short(exc: BaseException) -> str:
-    """The innermost useful reason of a requests/urllib3 error, without the URL noise."""
-    text = str(exc)
-    for marker in (
-        "Connection refused",
-        "Network is unreachable",
-        "Name or service not known",
-        "Connection reset by peer",
-        "Remote end closed connection",
-        "certificate verify failed",
-        "Connection aborted",
-        "timed out",
-    ):
-        if marker in text:
-            return marker
-    return text if len(text) < 200 else text[:200] + "..."
-
-
-def _path_of(resp: requests.Response) -> str:
-    from urllib.parse import urlsplit
-
+def _path_of(resp: Response) -> str:
     return urlsplit(resp.url).path
 
 
-def _error_from_response(resp: requests.Response, method: str, path: str) -> IMError:
+def _error_from_response(resp: Response, method: str, path: str) -> IMError:
     """IM's error answer as one of our errors: its message in ONE line (IM's messages may carry a whole server
     traceback, a proxy's an HTML page); the whole body rides along (``body``) for ``--debug``."""
-    status = resp.status_code
+    status = resp.status
     text = resp.text
     message = ""
     try:
@@ -642,13 +605,6 @@ def one_line(text: str, limit: int = LINE_LIMIT) -> str:
 
 def _cut(line: str, limit: int) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _outcome_text(outcome: Any) -> str:
-    if outcome is None:
-        return "no outcome"
-    exc = outcome.exception()
-    return type(exc).__name__ if exc else "ok"
 
 
 def _num(value: Any) -> float | None:

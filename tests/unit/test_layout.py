@@ -85,6 +85,7 @@ def test_no_import_cycle_between_services() -> None:
 # Who may speak HTTP, and to what: one client per remote API.
 HTTP_SPEAKERS = {
     "im/client.py": "IM's REST API",
+    "im/transport.py": "the HTTP/1.1 connections IM's client speaks over",
     "oscar/client.py": "OSCAR's REST API",
     "localim.py": "the local IM's /version, while it starts",
     "autoscale/signals.py": "the Kubernetes API server, through the SSH forward (read-only: pods and nodes)",
@@ -99,7 +100,11 @@ def test_each_remote_api_has_one_client() -> None:
             imported = [a.name for a in node.names] if isinstance(node, ast.Import) else []
             if isinstance(node, ast.ImportFrom):
                 imported = [node.module or ""]
-            if any(name.split(".")[0] == "requests" for name in imported):
+            if any(
+                name.split(".")[0] in ("requests", "urllib3", "httpx") or name == "http.client" for name in imported
+            ):
                 speakers.add(rel)
-    assert speakers <= set(HTTP_SPEAKERS), f"requests imported outside the API clients: {speakers - set(HTTP_SPEAKERS)}"
+    assert speakers <= set(HTTP_SPEAKERS), (
+        f"an HTTP library imported outside the API clients: {speakers - set(HTTP_SPEAKERS)}"
+    )
     assert "oscar/client.py" in speakers

@@ -53,7 +53,7 @@ def lc(tmp_path: Path, im: FakeIM, clock: Clock) -> Iterator[Lifecycle]:
     lifecycle = Lifecycle(
         Settings(home=tmp_path / "home", poll_initial=0.2),
         # No retries: a planned fault is met once (the retry rules are the IM client's own tests).
-        client_factory=lambda url: IMClient(url, Auth(), session=im.session(), retry=RetryPolicy.none()),
+        client_factory=lambda url: IMClient(url, Auth(), transport=im, retry=RetryPolicy.none()),
         default_im_url=URL,
         clock=clock,
         sleep=clock.sleep,

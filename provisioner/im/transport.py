@@ -1,0 +1,424 @@
+"""HTTP/1.1 for the IM client, on the standard library: kept-alive connections, timeouts, TLS, proxies.
+
+The IM client sends a handful of small requests to one host per command; importing requests (with urllib3,
+charset_normalizer, idna and cookies) cost more than all of them together on a create (about 70 ms against 18 ms
+for ``http.client``), so the client speaks through this module instead. ``Transport`` is the seam: the client
+takes any object with ``send`` and ``close`` (the tests' in-memory IM is one), and ``HTTPTransport`` is the real
+one. It does what requests did for the client:
+
+- **Keep-alive.** Connections are pooled per origin (scheme, host, port): a command's requests share one TCP
+  connection, and concurrent threads take one each (at most ``POOL_SIZE`` are kept idle). A connection the server
+  closed while it sat idle is noticed before reuse (its socket reads as ready) and replaced. ``TCP_NODELAY`` is set,
+  as urllib3 sets it: a small request is never held back waiting for the previous answer's ACK.
+- **Timeouts.** ``connect`` bounds making the connection (with a proxy: reaching the proxy and its tunnel, and
+  the TLS handshake); ``read`` bounds every wait for the answer.
+- **TLS.** Verified unless ``verify=False`` (the CLI's ``--insecure``). The CA bundle is ``verify`` when it is a
+  path (a file or a directory), else, as requests chose it, ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` from the
+  environment, else certifi's when installed, else the system's.
+- **Proxies** from the environment, as requests and curl read them: ``https_proxy`` / ``http_proxy`` /
+  ``all_proxy`` (lower case first, then upper case) and ``no_proxy`` (host names, domain suffixes with or without
+  a leading dot, IP addresses and networks, ``*``). HTTPS goes through a CONNECT tunnel, HTTP by absolute URI;
+  a user and password in the proxy URL become a ``Proxy-Authorization`` header. SOCKS proxies are refused by name.
+- **Redirects.** Up to ``MAX_REDIRECTS``, as requests follows them: 303, and 301/302 after a POST, become a GET
+  without a body; 307/308 keep the method and body. The ``Authorization`` header is dropped when the host changes,
+  and also on a downgrade from https to http.
+- No content encoding is asked for (``Accept-Encoding: identity``): IM's answers are small.
+
+Errors: every failure is a ``TransportError``; what the caller must know is whether the request may have reached
+the server (``sent``)::
+
+    TransportError
+    ├── NotConnected      refused, name not resolved, connect timeout, a proxy refused the tunnel   (sent=False)
+    ├── TLSFailed         the certificate did not verify, or the handshake failed                    (sent=False)
+    ├── AnswerTimeout     sent; no answer within ``read`` s                                           (sent=True)
+    └── ConnectionLost    sent; the connection broke before the whole answer arrived                 (sent=True)
+
+Nothing here logs a header or a body (the Authorization header carries credentials).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import ipaddress
+import json
+import logging
+import os
+import select
+import socket
+import ssl
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import unquote, urljoin, urlsplit
+
+log = logging.getLogger(__name__)
+
+POOL_SIZE = 16  # idle connections kept per origin
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class TransportError(Exception):
+    """The request failed below HTTP; ``reason`` is the short cause (``Connection refused``, ``timed out`` ...)."""
+
+    sent = True
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NotConnected(TransportError):
+    """No connection was made: the request never left this machine (safe to send again, whatever the method)."""
+
+    sent = False
+
+
+class TLSFailed(TransportError):
+    """The TLS handshake failed (most often: the certificate did not verify). Nothing was sent."""
+
+    sent = False
+
+
+class AnswerTimeout(TransportError):
+    """The request was sent and no answer came within the read timeout."""
+
+
+class ConnectionLost(TransportError):
+    """The request was (or may have been) sent, and the connection broke before the whole answer arrived."""
+
+
+@dataclass(frozen=True)
+class Response:
+    """An answer: ``url`` is where it came from (after redirects), ``headers`` has lower-case names."""
+
+    method: str
+    url: str
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    @property
+    def text(self) -> str:
+        return self.body.decode(_charset(self.header("content-type")), errors="replace")
+
+    def json(self) -> Any:
+        """The body as JSON; ``ValueError`` when it is not."""
+        return json.loads(self.text)
+
+
+class Transport(Protocol):
+    """What the IM client sends its requests through."""
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeouts: tuple[float, float],
+    ) -> Response: ...
+
+    def close(self) -> None: ...
+
+
+Origin = tuple[str, str, int]  # scheme, host, port
+
+
+class HTTPTransport:
+    """The real transport (see the module docstring). Thread-safe: each request holds its own connection."""
+
+    def __init__(self, *, verify: bool | str = True, environ: Mapping[str, str] | None = None) -> None:
+        self.verify = verify
+        self._environ = os.environ if environ is None else environ
+        self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+        self._context: ssl.SSLContext | None = None
+        self.connections_made = 0
+
+    def __repr__(self) -> str:
+        return f"HTTPTransport(verify={self.verify!r})"
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                conn.close()
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeouts: tuple[float, float],
+    ) -> Response:
+        sent_headers = dict(headers)
+        for _ in range(MAX_REDIRECTS + 1):
+            resp = self._send_once(method, url, sent_headers, body, timeouts)
+            location = resp.header("location")
+            if resp.status not in _REDIRECTS or not location:
+                return resp
+            target = urljoin(url, location)
+            if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
+                method, body = ("HEAD" if method == "HEAD" else "GET"), None
+                sent_headers = {k: v for k, v in sent_headers.items() if k.lower() != "content-type"}
+            if _auth_must_drop(url, target):
+                sent_headers = {k: v for k, v in sent_headers.items() if k.lower() != "authorization"}
+            log.debug("%s redirected (%d) to %s", urlsplit(url).path, resp.status, urlsplit(target).path)
+            url = target
+        raise ConnectionLost(f"more than {MAX_REDIRECTS} redirects")
+
+    # --- one request on one connection ---------------------------------------------------------------------------
+
+    def _send_once(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeouts: tuple[float, float]
+    ) -> Response:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https") or not parts.hostname:
+            raise NotConnected(f"not an http(s) URL: {url}")
+        origin: Origin = (scheme, parts.hostname, parts.port or (443 if scheme == "https" else 80))
+        proxy = proxy_for(scheme, parts.hostname, self._environ)
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        extra: dict[str, str] = {}
+        if proxy is not None and scheme == "http":
+            target = f"http://{parts.netloc}{target}"  # absolute URI: the proxy forwards it
+            auth = _proxy_auth(proxy)
+            if auth:
+                extra["Proxy-Authorization"] = auth
+        conn = self._take(origin) or self._connect(origin, proxy, timeouts[0])
+        conn_sock = conn.sock
+        if conn_sock is not None:
+            conn_sock.settimeout(timeouts[1])
+        try:
+            conn.request(method, target, body=body, headers={**headers, **extra})
+            answer = conn.getresponse()
+            data = answer.read()
+        except TimeoutError as exc:
+            conn.close()
+            raise AnswerTimeout("timed out") from exc
+        except (http.client.HTTPException, OSError) as exc:
+            conn.close()
+            raise ConnectionLost(_reason(exc)) from exc
+        if answer.will_close:
+            conn.close()
+        else:
+            self._give_back(origin, conn)
+        names: dict[str, str] = {}
+        for name, value in answer.getheaders():
+            key = name.lower()
+            names[key] = f"{names[key]}, {value}" if key in names else value
+        return Response(method, url, answer.status, answer.reason, names, data)
+
+    def _take(self, origin: Origin) -> http.client.HTTPConnection | None:
+        while True:
+            with self._lock:
+                pool = self._idle.get(origin)
+                conn = pool.pop() if pool else None
+            if conn is None:
+                return None
+            if _still_open(conn):
+                return conn
+            conn.close()  # the server closed it while it sat idle
+
+    def _give_back(self, origin: Origin, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            pool = self._idle.setdefault(origin, [])
+            if len(pool) < POOL_SIZE:
+                pool.append(conn)
+                return
+        conn.close()
+
+    def _connect(self, origin: Origin, proxy: str | None, timeout: float) -> http.client.HTTPConnection:
+        scheme, host, port = origin
+        conn: http.client.HTTPConnection
+        if proxy is None:
+            if scheme == "https":
+                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._tls())
+            else:
+                conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        else:
+            p = urlsplit(proxy)
+            p_host, p_port = p.hostname or "", p.port or 80
+            if scheme == "https":
+                conn = http.client.HTTPSConnection(p_host, p_port, timeout=timeout, context=self._tls())
+                auth = _proxy_auth(proxy)
+                conn.set_tunnel(host, port, headers={"Proxy-Authorization": auth} if auth else None)
+            else:
+                conn = http.client.HTTPConnection(p_host, p_port, timeout=timeout)
+        where = f"{host}:{port}" if proxy is None else f"{host}:{port} through the proxy {_without_password(proxy)}"
+        try:
+            conn.connect()
+        except ssl.SSLCertVerificationError as exc:
+            conn.close()
+            raise TLSFailed(f"certificate verify failed: {exc.verify_message}") from exc
+        except ssl.SSLError as exc:
+            conn.close()
+            raise TLSFailed(f"TLS handshake failed: {exc.reason or exc}") from exc
+        except TimeoutError as exc:
+            conn.close()
+            raise NotConnected(f"no connection within {timeout:g} s (timed out)") from exc
+        except OSError as exc:
+            conn.close()
+            raise NotConnected(_reason(exc)) from exc
+        if conn.sock is not None:
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.connections_made += 1
+        log.debug("new connection to %s", where)
+        return conn
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._context is None:
+            if self.verify is False:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            else:
+                bundle = self.verify if isinstance(self.verify, str) else _bundle_from(self._environ)
+                if bundle is not None and os.path.isdir(bundle):
+                    context = ssl.create_default_context(capath=bundle)
+                else:
+                    context = ssl.create_default_context(cafile=bundle)
+            self._context = context
+        return self._context
+
+
+# --- proxies -------------------------------------------------------------------------------------------------------
+
+
+def proxy_for(scheme: str, host: str, environ: Mapping[str, str]) -> str | None:
+    """The proxy URL for a request to ``host`` over ``scheme``, from the environment (None: go direct).
+
+    Raises ``NotConnected`` for a proxy this transport cannot speak to (SOCKS, or a URL without a host)."""
+
+    def get(name: str) -> str:
+        return (environ.get(name) or environ.get(name.upper()) or "").strip()
+
+    if no_proxy_matches(host, get("no_proxy")):
+        return None
+    proxy = get(f"{scheme}_proxy") or get("all_proxy")
+    if not proxy:
+        return None
+    if "://" not in proxy:
+        proxy = "http://" + proxy
+    parts = urlsplit(proxy)
+    if parts.scheme.lower() != "http" or not parts.hostname:
+        raise NotConnected(
+            f"the proxy {_without_password(proxy)} is not an http:// proxy (SOCKS and https proxies are not supported)"
+        )
+    return proxy
+
+
+def no_proxy_matches(host: str, no_proxy: str) -> bool:
+    """Whether ``no_proxy`` (comma- or space-separated) exempts ``host``: ``*``, the host itself, a domain it is in
+    (``example.org`` or ``.example.org``), or an IP network holding it (``10.0.0.0/8``). A ``:port`` is ignored."""
+    host = host.lower().strip("[]").rstrip(".")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for entry in no_proxy.replace(" ", ",").lower().split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        if address is not None:
+            try:
+                if address in ipaddress.ip_network(entry.strip("[]"), strict=False):
+                    return True
+            except ValueError:
+                pass
+        name = entry.lstrip(".").rstrip(".")
+        if name.count(":") == 1:
+            name = name.split(":", 1)[0]
+        if name and (host == name or host.endswith("." + name)):
+            return True
+    return False
+
+
+def _proxy_auth(proxy: str) -> str | None:
+    parts = urlsplit(proxy)
+    if parts.username is None:
+        return None
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+# --- helpers -------------------------------------------------------------------------------------------------------
+
+
+def _auth_must_drop(old: str, new: str) -> bool:
+    a, b = urlsplit(old), urlsplit(new)
+    if (a.hostname or "").lower() != (b.hostname or "").lower():
+        return True
+    return a.scheme.lower() == "https" and b.scheme.lower() != "https"
+
+
+def _still_open(conn: http.client.HTTPConnection) -> bool:
+    """An idle kept-alive connection is usable when its socket has nothing to read: a readable one was closed by
+    the server (or carries bytes nobody asked for)."""
+    sock = conn.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "Remote end closed connection without response"
+    if isinstance(exc, http.client.IncompleteRead):
+        return f"the answer was cut short ({len(exc.partial)} bytes read)"
+    if isinstance(exc, socket.gaierror):
+        return f"Name or service not known ({exc.strerror})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _charset(content_type: str | None) -> str:
+    for part in (content_type or "").split(";")[1:]:
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "charset" and value:
+            candidate = value.strip("\"' ")
+            try:
+                "".encode(candidate)
+            except LookupError:
+                break
+            return candidate
+    return "utf-8"
+
+
+def _bundle_from(environ: Mapping[str, str]) -> str | None:
+    """The CA bundle when none is given: the environment's, as requests read it, else certifi's, else None (the
+    system's)."""
+    named = environ.get("REQUESTS_CA_BUNDLE") or environ.get("CURL_CA_BUNDLE")
+    if named:
+        return named
+    try:
+        import certifi
+    except ImportError:
+        return None
+    return str(certifi.where())

@@ -1,0 +1,374 @@
+"""The IM client's HTTP transport against real sockets on loopback: keep-alive, stale connections, timeouts, what
+was sent and what not, redirects, TLS verification, and proxies from the environment (plain and CONNECT)."""
+
+from __future__ import annotations
+
+import base64
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provisioner.errors import IMUnreachable
+from provisioner.im import IMClient, RetryPolicy, StaticAuth, Timeouts
+from provisioner.im.transport import (
+    AnswerTimeout,
+    ConnectionLost,
+    HTTPTransport,
+    NotConnected,
+    TLSFailed,
+    no_proxy_matches,
+    proxy_for,
+)
+from tests.kubeapi import issue, make_ca
+
+T = (2.0, 2.0)
+
+
+@dataclass
+class Seen:
+    method: str
+    target: str  # the request target as sent (absolute through a proxy)
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Server:
+    """A loopback HTTP/1.1 server whose answers the test chooses by path; it records requests and connections."""
+
+    url: str = ""
+    seen: list[Seen] = field(default_factory=list)
+    connections: int = 0
+    close_after_answer: bool = False  # close the socket after each answer, without saying so (an idle timeout)
+    httpd: ThreadingHTTPServer | None = None
+
+    def answer(self, handler: BaseHTTPRequestHandler, seen: Seen) -> tuple[int, dict[str, str], bytes]:
+        path = seen.target
+        if path.startswith("http"):  # absolute, as a proxy receives it
+            rest = path.split("://", 1)[1]
+            path = rest[rest.index("/") :] if "/" in rest else "/"
+        if path.startswith("/slow"):
+            time.sleep(1.5)
+        if path.startswith("/hangup"):
+            return -1, {}, b""
+        if path.startswith("/redirect/"):
+            status, where = path.removeprefix("/redirect/").split("/", 1)
+            return int(status), {"Location": "/" + where if not where.startswith("http") else where}, b""
+        return 200, {"Content-Type": "application/json"}, b'{"path": "%s"}' % path.encode()
+
+
+def serve(server: Server, context: ssl.SSLContext | None = None) -> Server:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def setup(self) -> None:
+            server.connections += 1
+            super().setup()
+
+        def _any(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            seen = Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            server.seen.append(seen)
+            status, headers, data = server.answer(self, seen)
+            if status < 0:
+                self.close_connection = True
+                return
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            if server.close_after_answer:
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+
+        do_GET = do_POST = do_PUT = do_DELETE = _any
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    if context is not None:
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    server.httpd = httpd
+    scheme = "https" if context is not None else "http"
+    server.url = f"{scheme}://127.0.0.1:{httpd.server_address[1]}"
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    s = serve(Server())
+    yield s
+    assert s.httpd is not None
+    s.httpd.shutdown()
+    s.httpd.server_close()
+
+
+def test_requests_share_one_kept_alive_connection(server: Server) -> None:
+    t = HTTPTransport()
+    for i in range(5):
+        resp = t.send("GET", f"{server.url}/x/{i}", headers={"Accept": "application/json"}, body=None, timeouts=T)
+        assert resp.status == 200 and resp.json() == {"path": f"/x/{i}"}
+    assert (server.connections, t.connections_made) == (1, 1)
+    t.close()
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_not_failed(server: Server) -> None:
+    server.close_after_answer = True
+    t = HTTPTransport()
+    for i in range(3):
+        body = b"x" * 10
+        resp = t.send("POST", f"{server.url}/p/{i}", headers={}, body=body, timeouts=T)
+        assert resp.status == 200
+        time.sleep(0.05)  # the server's close arrives before the next request
+    assert [s.body for s in server.seen] == [b"x" * 10] * 3  # each POST reached the server exactly once
+    assert server.connections == 3 == t.connections_made
+
+
+def test_refused_connection_was_not_sent() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, never listening: refused
+        with pytest.raises(NotConnected) as err:
+            HTTPTransport().send("POST", f"http://127.0.0.1:{port}/", headers={}, body=b"x", timeouts=T)
+    assert err.value.sent is False and "Connection refused" in err.value.reason
+
+
+def test_no_answer_within_the_read_timeout(server: Server) -> None:
+    with pytest.raises(AnswerTimeout) as err:
+        HTTPTransport().send("GET", f"{server.url}/slow", headers={}, body=None, timeouts=(2.0, 0.3))
+    assert err.value.sent is True
+
+
+def test_connection_closed_without_an_answer_is_lost_and_sent(server: Server) -> None:
+    with pytest.raises(ConnectionLost) as err:
+        HTTPTransport().send("POST", f"{server.url}/hangup", headers={}, body=b"x", timeouts=T)
+    assert err.value.sent is True and "closed connection" in err.value.reason
+
+
+def test_redirects_follow_like_requests_and_keep_credentials_on_the_same_host_only(server: Server) -> None:
+    t = HTTPTransport()
+    auth = {"Authorization": "Bearer secret"}
+    resp = t.send("GET", f"{server.url}/redirect/302/there", headers=auth, body=None, timeouts=T)
+    assert resp.json() == {"path": "/there"} and resp.url == f"{server.url}/there"
+    assert server.seen[-1].headers["authorization"] == "Bearer secret"
+
+    # 303 after a POST: a GET without the body; 307 keeps both.
+    t.send("POST", f"{server.url}/redirect/303/after", headers={"Content-Type": "text/yaml"}, body=b"b", timeouts=T)
+    assert (server.seen[-1].method, server.seen[-1].body, "content-type" in server.seen[-1].headers) == (
+        "GET",
+        b"",
+        False,
+    )
+    t.send("POST", f"{server.url}/redirect/307/kept", headers={}, body=b"b", timeouts=T)
+    assert (server.seen[-1].method, server.seen[-1].body) == ("POST", b"b")
+
+    # Another host (localhost is not 127.0.0.1 by name): the credentials stay behind.
+    other = server.url.replace("127.0.0.1", "localhost")
+    t.send("GET", f"{server.url}/redirect/302/{other}/elsewhere", headers=auth, body=None, timeouts=T)
+    assert server.seen[-1].target == "/elsewhere" and "authorization" not in server.seen[-1].headers
+
+    with pytest.raises(ConnectionLost, match="redirects"):
+        loop = "/".join(["redirect/302"] * 8) + "/end"
+        t.send("GET", f"{server.url}/{loop}", headers={}, body=None, timeouts=T)
+
+
+# --- TLS -----------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
+    ca = make_ca("test-ca")
+    cert, key = issue(ca, ips=["127.0.0.1"])
+    (tmp_path / "cert.pem").write_bytes(cert)
+    (tmp_path / "key.pem").write_bytes(key)
+    (tmp_path / "ca.pem").write_bytes(ca.pem)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    s = serve(Server(), context)
+    yield s, tmp_path / "ca.pem"
+    assert s.httpd is not None
+    s.httpd.shutdown()
+    s.httpd.server_close()
+
+
+def test_tls_is_verified_against_the_given_ca_and_refused_otherwise(tls_server: tuple[Server, Path]) -> None:
+    server, ca = tls_server
+    ok = HTTPTransport(verify=str(ca)).send("GET", f"{server.url}/v", headers={}, body=None, timeouts=T)
+    assert ok.json() == {"path": "/v"}
+    via_env = HTTPTransport(environ={"REQUESTS_CA_BUNDLE": str(ca)})  # as requests honoured it
+    assert via_env.send("GET", f"{server.url}/v", headers={}, body=None, timeouts=T).status == 200
+    with pytest.raises(TLSFailed) as err:
+        HTTPTransport(environ={}).send("GET", f"{server.url}/v", headers={}, body=None, timeouts=T)  # certifi's CAs
+    assert err.value.sent is False and "certificate verify failed" in err.value.reason
+    insecure = HTTPTransport(verify=False).send("GET", f"{server.url}/v", headers={}, body=None, timeouts=T)
+    assert insecure.status == 200
+    assert [s.target for s in server.seen] == ["/v", "/v", "/v"]  # the refused handshake sent nothing
+
+
+def test_the_client_names_a_tls_failure_with_the_way_out(tls_server: tuple[Server, Path]) -> None:
+    server, _ = tls_server
+    client = IMClient(server.url, StaticAuth("Bearer t"), retry=RetryPolicy.none(), timeouts=Timeouts(2, 2))
+    with pytest.raises(IMUnreachable) as err:
+        client.version()
+    assert "TLS verification" in str(err.value) and "--insecure" in (err.value.hint or "")
+    assert server.seen == []
+
+
+# --- proxies -------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Proxy:
+    """A forward proxy on loopback: absolute-URI requests are forwarded, CONNECT is tunnelled byte for byte."""
+
+    url: str = ""
+    requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, target, Proxy-Authorization
+    httpd: ThreadingHTTPServer | None = None
+
+
+def run_proxy() -> Proxy:
+    proxy = Proxy()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_CONNECT(self) -> None:
+            proxy.requests.append(("CONNECT", self.path, self.headers.get("Proxy-Authorization")))
+            host, port = self.path.rsplit(":", 1)
+            upstream = socket.create_connection((host, int(port)), timeout=5)
+            self.send_response(200, "Connection established")
+            self.end_headers()
+            self.wfile.flush()
+            pair = [self.connection, upstream]
+            try:
+                while True:
+                    readable, _, _ = select.select(pair, [], [], 5)
+                    if not readable:
+                        return
+                    for sock in readable:
+                        data = sock.recv(65536)
+                        if not data:
+                            return
+                        (upstream if sock is self.connection else self.connection).sendall(data)
+            finally:
+                upstream.close()
+                self.close_connection = True
+
+        def do_GET(self) -> None:
+            proxy.requests.append(("GET", self.path, self.headers.get("Proxy-Authorization")))
+            import http.client
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.path)
+            conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=5)
+            conn.request(
+                "GET", parts.path, headers={k: v for k, v in self.headers.items() if k != "Proxy-Authorization"}
+            )
+            answer = conn.getresponse()
+            data = answer.read()
+            conn.close()
+            self.send_response(answer.status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    proxy.httpd = httpd
+    proxy.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return proxy
+
+
+@pytest.fixture
+def proxy() -> Iterator[Proxy]:
+    p = run_proxy()
+    yield p
+    assert p.httpd is not None
+    p.httpd.shutdown()
+    p.httpd.server_close()
+
+
+def test_http_goes_through_the_environments_proxy_with_its_credentials(server: Server, proxy: Proxy) -> None:
+    with_user = proxy.url.replace("http://", "http://ann:p%40ss@")
+    t = HTTPTransport(environ={"HTTP_PROXY": with_user})
+    resp = t.send("GET", f"{server.url}/via", headers={"Authorization": "Bearer t"}, body=None, timeouts=T)
+    assert resp.json() == {"path": "/via"}
+    method, target, auth = proxy.requests[0]
+    assert (method, target) == ("GET", f"{server.url}/via")
+    assert auth == "Basic " + base64.b64encode(b"ann:p@ss").decode()
+    assert "proxy-authorization" not in server.seen[0].headers and server.seen[0].headers["authorization"] == "Bearer t"
+
+
+def test_https_goes_through_a_connect_tunnel_and_is_still_verified(
+    tls_server: tuple[Server, Path], proxy: Proxy
+) -> None:
+    server, ca = tls_server
+    t = HTTPTransport(verify=str(ca), environ={"https_proxy": proxy.url})
+    for _ in range(2):
+        assert t.send("GET", f"{server.url}/tunnel", headers={}, body=None, timeouts=T).json() == {"path": "/tunnel"}
+    host_port = server.url.removeprefix("https://")
+    assert proxy.requests == [("CONNECT", host_port, None)]  # one tunnel, kept alive for both requests
+    with pytest.raises(TLSFailed):  # the tunnel does not switch verification off
+        HTTPTransport(verify=True, environ={"https_proxy": proxy.url}).send(
+            "GET", f"{server.url}/tunnel", headers={}, body=None, timeouts=T
+        )
+
+
+def test_no_proxy_sends_direct(server: Server, proxy: Proxy) -> None:
+    t = HTTPTransport(environ={"http_proxy": proxy.url, "no_proxy": "example.org,127.0.0.0/8"})
+    t.send("GET", f"{server.url}/direct", headers={}, body=None, timeouts=T)
+    assert proxy.requests == [] and server.seen[0].target == "/direct"
+
+
+@pytest.mark.parametrize(
+    ("host", "no_proxy", "bypass"),
+    [
+        ("im.example.org", "example.org", True),
+        ("im.example.org", ".example.org", True),
+        ("example.org", ".example.org", True),
+        ("badexample.org", "example.org", False),
+        ("im.example.org", "other.org, *", True),
+        ("im.example.org", "im.example.org:8800", True),
+        ("10.1.2.3", "10.0.0.0/8", True),
+        ("10.1.2.3", "10.1.2.3", True),
+        ("11.1.2.3", "10.0.0.0/8", False),
+        ("::1", "::1", True),
+        ("im.example.org", "", False),
+    ],
+)
+def test_no_proxy_rules(host: str, no_proxy: str, bypass: bool) -> None:
+    assert no_proxy_matches(host, no_proxy) is bypass
+
+
+def test_which_proxy_the_environment_names() -> None:
+    env: dict[str, Any] = {"https_proxy": "proxy.lan:3128", "HTTP_PROXY": "http://up:8080", "ALL_PROXY": "http://a:1"}
+    assert proxy_for("https", "im.example.org", env) == "http://proxy.lan:3128"
+    assert proxy_for("http", "im.example.org", env) == "http://up:8080"
+    assert proxy_for("http", "im.example.org", {"all_proxy": "http://a:1"}) == "http://a:1"
+    assert proxy_for("http", "im.example.org", {}) is None
+    with pytest.raises(NotConnected, match="SOCKS"):
+        proxy_for("https", "im.example.org", {"all_proxy": "socks5://user:pw@s:1080"})
+    with pytest.raises(NotConnected) as err:
+        proxy_for("https", "im.example.org", {"all_proxy": "socks5://user:pw@s:1080"})
+    assert "pw" not in str(err.value)
