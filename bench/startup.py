@@ -122,7 +122,8 @@ def lag_goal(duration: float) -> float:
 
 
 def draw_sources() -> list[tuple[str, Callable[[], Callable[[], float]]]]:
-    """(name, maker of a fresh random source): none (rand=0), the earliest (rand→1) and seeded random draws."""
+    """(name, maker of a fresh random source): the latest (rand=0: second check at 0.3 s), the earliest (rand→1: at
+    0.2 s) and seeded random draws."""
     almost_one = math.nextafter(1.0, 0.0)
     sources: list[tuple[str, Callable[[], Callable[[], float]]]] = [
         ("rand=0", lambda: lambda: 0.0),
@@ -132,8 +133,8 @@ def draw_sources() -> list[tuple[str, Callable[[], Callable[[], float]]]]:
     return sources
 
 
-def simulate(duration: float, rand: Callable[[], float]) -> tuple[int, float, float]:
-    """Requests, detection lag and first check for a deployment configured ``duration`` s in (fake clock)."""
+def simulate(duration: float, rand: Callable[[], float]) -> tuple[int, float, list[float]]:
+    """Requests, detection lag and the check times for a deployment configured ``duration`` s in (fake clock)."""
     now = [0.0]
     checks: list[float] = []
 
@@ -145,7 +146,7 @@ def simulate(duration: float, rand: Callable[[], float]) -> tuple[int, float, fl
         now[0] += seconds
 
     wait_until(check, timeout=duration * 2 + 100, clock=lambda: now[0], sleep=sleep, rand=rand)
-    return len(checks), now[0] - duration, checks[0]
+    return len(checks), now[0] - duration, checks
 
 
 def check_times(horizon: float, rand: Callable[[], float]) -> list[float]:
@@ -178,14 +179,18 @@ def polling(ctx: Context) -> list[Row]:
     sources = draw_sources()
     n = len(sources)
     rows = []
-    firsts = [simulate(10.0, make())[2] for _, make in sources]
+    early = [(checks[0], checks[1]) for checks in (simulate(10.0, make())[2] for _, make in sources)]
+    firsts = [first for first, _ in early]
+    seconds = [second for _, second in early]
     rows.append(
         Row(
             "6",
-            f"first check into the wait (earliest–latest of {n} jitter draws)",
-            f"{min(firsts):.2f}–{max(firsts):.2f} s",
-            "within 0.1–0.3 s",
-            verdict(min(firsts) >= 0.1 - 1e-9 and max(firsts) <= 0.3 + 1e-9),
+            f"first check; second check into the wait (earliest–latest of {n} draws)",
+            (f"{min(firsts):.2f} s" if min(firsts) == max(firsts) else f"{min(firsts):.2f}–{max(firsts):.2f} s")
+            + f"; {min(seconds):.2f}–{max(seconds):.2f} s",
+            "both within 0.1–0.3 s",
+            verdict(min(firsts) >= 0.1 - 1e-9 and max(seconds) <= 0.3 + 1e-9 and all(a < b for a, b in early)),
+            "the second check's time is the schedule's only random part",
         )
     )
     for duration in DURATIONS:
@@ -195,11 +200,11 @@ def polling(ctx: Context) -> list[Row]:
         rows.append(
             Row(
                 "6",
-                f"T = {duration:g} s: requests (worst of {n} jitter draws)",
+                f"T = {duration:g} s: requests (worst of {n} draws)",
                 str(worst_req),
                 f"≤ 30 + T/15 = {request_goal(duration):.2f}",
                 verdict(worst_req <= request_goal(duration)),
-                f"schedule's bound {DEFAULT_SCHEDULE.max_requests(duration)}",
+                f"fewest {min(r for r, _, _ in results)}; schedule's bound {DEFAULT_SCHEDULE.max_requests(duration)}",
             )
         )
         rows.append(
@@ -238,8 +243,9 @@ def polling(ctx: Context) -> list[Row]:
             verdict(excess <= 0),
             "over the budget only for T in "
             + (", ".join(f"{lo:.2f}–{hi:.2f}" for lo, hi in windows) or "none")
-            + f" s ({sum(hi - lo for lo, hi in windows):.1f} s of T), by < 1 request; no schedule meeting the "
-            "first-check and lag goals can do better there (provisioner/polling.py)",
+            + f" s ({sum(hi - lo for lo, hi in windows):.1f} s of T), by up to {excess:.2f} requests; with checks at "
+            "0.1 s and 0.2–0.3 s no schedule meeting the lag goal can do better, and one with the 0.1 s check only "
+            "would exceed it by < 0.32 in 132–195 s (provisioner/polling.py)",
         )
     )
     ratio, at, name = worst_lag
