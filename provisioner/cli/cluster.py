@@ -28,7 +28,6 @@ from provisioner.cli.common import (
 from provisioner.cli.render import human, plural, table
 from provisioner.errors import InputError, NotFound, OperationFailed
 from provisioner.model import ClusterKind
-from provisioner.triage import see_runbook
 
 if TYPE_CHECKING:
     from provisioner.addons import InstallReport, Stack, VerifyReport
@@ -148,6 +147,7 @@ def view_text(view: ClusterView) -> str:
         lines.append(f"  note: {view.note}")
     if view.cause:
         from provisioner.redact import mask
+        from provisioner.triage import see_runbook  # only for a failed cluster: triage compiles its patterns
 
         lines.append(f"  cause: {view.cause['cause']}: {view.cause['summary']} ({mask(view.cause['evidence'])})")
         lines.append(f"  {see_runbook(view.cause['runbook'])}")

@@ -1,4 +1,4 @@
-"""Render a template for a site: build the TOSCA document as data, write it with ``yaml.safe_dump``.
+"""Render a template for a site: build the TOSCA document as data, write it with ``yamlfile.dump_text`` (libyaml).
 
 Never string substitution: every input value goes into ``topology_template.inputs.<name>.default`` as a YAML
 scalar, so a value such as ``a: {b`` or one with quotes or a newline comes out as the same string and cannot
@@ -21,8 +21,6 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import yaml
-
 from provisioner.errors import InputError
 from provisioner.model import Role
 from provisioner.tosca.inputs import ResolvedInputs
@@ -37,6 +35,7 @@ from provisioner.tosca.schema import (
     tosca_dir,
 )
 from provisioner.tosca.sites import Site
+from provisioner.yamlfile import dump_text
 
 #: GRyCAP's custom types, pinned to the commit our templates were written against.
 GRYCAP_COMMIT = "2240f6c437fa8f4d7fe87b92ff8ef7397bebcd62"
@@ -255,8 +254,8 @@ def merge_into(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, An
 
 
 def dump(doc: Mapping[str, Any]) -> str:
-    """The document as YAML text: ``yaml.safe_dump`` (ASCII only, non-ASCII escaped), keys in document order."""
-    return yaml.safe_dump(dict(doc), sort_keys=False, default_flow_style=False, allow_unicode=False, width=100)
+    """The document as YAML text (ASCII only, non-ASCII escaped), keys in document order."""
+    return dump_text(dict(doc), sort_keys=False, default_flow_style=False, allow_unicode=False, width=100)
 
 
 def masked(doc: Any, secret_values: Iterable[str]) -> Any:

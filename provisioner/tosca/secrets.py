@@ -26,6 +26,7 @@ from provisioner.privfs import write_secret_file
 from provisioner.redact import register_secret
 from provisioner.secretcmd import run_command
 from provisioner.settings import SecretsRef
+from provisioner.yamlfile import dump_text
 
 _ref: SecretsRef | None = None
 _command_cache: dict[str, dict[str, str]] = {}
@@ -143,7 +144,7 @@ class SecretStore:
             self._tighten()
             return
         self._ensure_directory()
-        text = _HEADER + yaml.safe_dump(merged, sort_keys=True, default_flow_style=False, allow_unicode=False)
+        text = _HEADER + dump_text(merged, sort_keys=True, default_flow_style=False, allow_unicode=False)
         try:
             write_secret_file(self.path, text)
         except OSError as exc:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -132,3 +134,46 @@ def test_create_then_install_share_the_connection(local_im: RunningIM, proxy: Fa
     assert any(path.endswith("/outputs") for _, path in sent)
     assert proxy.connections == 1  # the install used the create's client: no second connection to the same IM
     assert cli("cluster", "destroy", "shared", "--yes").returncode == 0
+
+
+def test_create_wait_imports_only_what_it_uses(cli: CLI, tmp_path: Path) -> None:
+    """The whole create: no requests stack (the IM client speaks http.client), no triage patterns on success, no
+    rich on a pipe, no validator, SSH or Ansible library. Checked in a fresh interpreter, as the console script runs."""
+    run = (
+        "import json, sys\n"
+        "from provisioner.cli.main import main_exit_code\n"
+        "code = main_exit_code(sys.argv[1:])\n"
+        "sys.stderr.write('\\n' + json.dumps({'code': code, 'modules': sorted(sys.modules)}) + '\\n')\n"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            run,
+            "cluster",
+            "create",
+            "lean",
+            "-t",
+            "oscar",
+            "-s",
+            "local-sim",
+            "--wait",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli.env,
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
+    )
+    report = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert report["code"] == 0, proc.stderr
+    assert json.loads(proc.stdout)["state"] == "configured"
+    heavy = ("requests", "urllib3", "tenacity", "rich", "pydantic", "paramiko", "ansible_runner", "toscaparser")
+    ours = ("provisioner.triage", "provisioner.tosca.validate", "provisioner.addons", "provisioner.ansible")
+    modules = set(report["modules"])
+    assert [n for n in heavy + ours if any(m == n or m.startswith(n + ".") for m in modules)] == []
+    assert "http.client" in modules and "provisioner.im.transport" in modules
+    assert cli("cluster", "destroy", "lean", "--yes").returncode == 0

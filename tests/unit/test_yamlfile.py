@@ -123,3 +123,50 @@ def test_every_user_file_goes_through_the_limits(tmp_path: Path, kind: str) -> N
     assert result.returncode == 2, result.stderr
     lines = result.stderr.splitlines()
     assert "its aliases expand to more than 200000 values" in lines[0], lines
+
+
+def test_dump_text_is_the_pure_dumpers_text_for_mappings() -> None:
+    """libyaml writes what PyYAML's own dumper writes for our templates and for mappings of plain and single-quoted
+    strings, with every option we use; with strings that need double quotes and escapes it may wrap a long line
+    elsewhere, and the text still loads back to the same data."""
+    import random
+    import string
+
+    import yaml
+
+    from provisioner import tosca
+    from provisioner.state import new_deployment_id
+    from provisioner.yamlfile import dump_text
+
+    render_options = {"sort_keys": False, "default_flow_style": False, "allow_unicode": False, "width": 100}
+    secret_options = {"sort_keys": True, "default_flow_style": False, "allow_unicode": False}
+    for template in ("oscar", "kubernetes"):
+        site = tosca.resolve_site("local-sim", {})
+        inputs = tosca.prepare_inputs(template, {}, secrets_store=None)
+        doc = dict(tosca.render(template, site, inputs, cluster_name="c1", deployment_id=new_deployment_id()))
+        assert dump_text(doc, **render_options) == yaml.safe_dump(doc, **render_options)
+        assert tosca.dump(doc) == yaml.safe_dump(doc, **render_options)
+
+    rnd = random.Random(7)
+    plain = string.ascii_letters + string.digits + " -_./:=+@,#'"
+    awkward = plain + '"\n\téü€中\u2028\x85{}[]&*!|>%`'
+
+    def text(alphabet: str) -> str:
+        return "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 160)))
+
+    def value(alphabet: str, depth: int = 0) -> Any:
+        roll = rnd.random()
+        if depth > 3 or roll < 0.45:
+            return rnd.choice([text(alphabet), rnd.randint(-(10**12), 10**12), rnd.random(), True, None, "yes", "~"])
+        if roll < 0.75:
+            return {
+                text(string.ascii_letters)[:12] or "k": value(alphabet, depth + 1) for _ in range(rnd.randint(1, 5))
+            }
+        return [value(alphabet, depth + 1) for _ in range(rnd.randint(0, 4))]
+
+    for _ in range(600):
+        doc = {f"key{i}": value(plain) for i in range(rnd.randint(1, 4))}
+        for options in (render_options, secret_options):
+            assert dump_text(doc, **options) == yaml.safe_dump(doc, **options)
+        odd = {f"key{i}": value(awkward) for i in range(rnd.randint(1, 4))}
+        assert yaml.safe_load(dump_text(odd, **render_options)) == odd  # wrapped differently at times, same data
