@@ -96,7 +96,8 @@ class Settings:
 
     @property
     def verify(self) -> bool | str:
-        """The value for requests' ``verify``: False only when the user asked for --insecure."""
+        """What HTTP clients verify TLS with: False only when the user asked for --insecure, else the CA bundle
+        (a path) or True (the client's default bundle)."""
         if self.insecure:
             return False
         return self.ca_bundle or True

@@ -153,3 +153,34 @@ def record_installed_edge(home: Path, name: str, inventory: Path, **extra: Any) 
             state="installed",
             extra={"kind": "edge", "inventory_source": str(inventory), **extra},
         )
+
+
+# Runs the CLI as the console script does (provisioner.cli.main), then reports what was imported on stderr's last line.
+_REPORTING = """
+import json, sys
+from provisioner.cli.main import main_exit_code
+code = main_exit_code(sys.argv[1:])
+sys.stderr.write("\\n" + json.dumps({"code": code, "modules": sorted(sys.modules)}) + "\\n")
+"""
+
+
+def run_reporting_modules(
+    args: tuple[str, ...], env: dict[str, str], cwd: Path | None = None, timeout: float = 300
+) -> tuple[subprocess.CompletedProcess[str], int, set[str]]:
+    """``provision ARGS`` in a fresh interpreter: the process, its exit code and every module it imported."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _REPORTING, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+    report = json.loads(proc.stderr.strip().splitlines()[-1])
+    return proc, int(report["code"]), set(report["modules"])
+
+
+def loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    """Which of ``names`` (packages count with their submodules) are in ``modules``."""
+    return [name for name in names if any(m == name or m.startswith(name + ".") for m in modules)]

@@ -103,11 +103,11 @@ def emit(data: Any, fmt: OutputFormat, text: Callable[[], str] | str | None = No
 
 def im_endpoint(settings: Settings) -> tuple[str, Path]:
     """The IM URL and auth file to use: the configured ones, or the running local IM's."""
-    from provisioner import localim
-
     url = settings.im_url
     auth_file = settings.auth_file
     if url is None or auth_file is None:
+        from provisioner import localim  # only when something is not configured
+
         local = localim.read_state(settings.local_im_dir)
         if local is not None:
             url = url or local.url
@@ -153,13 +153,14 @@ def im_client(ctx: typer.Context) -> IMClient:
 
 def lifecycle(ctx: typer.Context, progress: ProgressLine | None = None) -> Lifecycle:
     """The lifecycle service for this invocation, reporting to ``progress`` when given."""
-    from provisioner import localim
     from provisioner.lifecycle import Lifecycle
 
     settings = state(ctx).settings
     try:
         url, auth_file = im_endpoint(settings)
     except InputError as missing:
+        from provisioner import localim
+
         # Commands that only read the registry (cluster list) need no IM; the others raise this when they do.
         # A stopped local IM: its clusters' recorded loopback URLs are used with its kept auth file (a command
         # on one says IM is unreachable, exit 3); commands needing the default endpoint raise ``missing``.

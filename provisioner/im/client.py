@@ -214,34 +214,24 @@ class IMClient:
         started = time.monotonic()
         auth_refreshed = False
         attempt = 0
+
+        def send() -> Response:
+            return self._send_once(
+                method, path, params=params, body=body, content_type=content_type, accept=accept, timeouts=chosen
+            )
+
         while True:
             attempt += 1
             try:
                 try:
-                    return self._send_once(
-                        method,
-                        path,
-                        params=params,
-                        body=body,
-                        content_type=content_type,
-                        accept=accept,
-                        timeouts=chosen,
-                    )
+                    return send()
                 except IMAuthError:
                     # An expired token given by command(...) is refreshed once, then the call is repeated.
                     if auth_refreshed or not self.auth.refresh():
                         raise
                     auth_refreshed = True
                     log.info("IM refused the credentials; re-read them and retrying once")
-                    return self._send_once(
-                        method,
-                        path,
-                        params=params,
-                        body=body,
-                        content_type=content_type,
-                        accept=accept,
-                        timeouts=chosen,
-                    )
+                    return send()
             except (_Unsent, IMError) as exc:
                 failure: _Unsent | IMError = exc
             if (

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -13,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from provisioner.im import IMClient
-from tests.clihelper import CLI, assert_human
+from tests.clihelper import CLI, assert_human, loaded, run_reporting_modules
 from tests.conftest import RunningIM
 from tests.faultproxy import FaultProxy
 
@@ -139,41 +137,12 @@ def test_create_then_install_share_the_connection(local_im: RunningIM, proxy: Fa
 def test_create_wait_imports_only_what_it_uses(cli: CLI, tmp_path: Path) -> None:
     """The whole create: no requests stack (the IM client speaks http.client), no triage patterns on success, no
     rich on a pipe, no validator, SSH or Ansible library. Checked in a fresh interpreter, as the console script runs."""
-    run = (
-        "import json, sys\n"
-        "from provisioner.cli.main import main_exit_code\n"
-        "code = main_exit_code(sys.argv[1:])\n"
-        "sys.stderr.write('\\n' + json.dumps({'code': code, 'modules': sorted(sys.modules)}) + '\\n')\n"
-    )
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            run,
-            "cluster",
-            "create",
-            "lean",
-            "-t",
-            "oscar",
-            "-s",
-            "local-sim",
-            "--wait",
-            "-o",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        env=cli.env,
-        cwd=tmp_path,
-        timeout=300,
-        check=False,
-    )
-    report = json.loads(proc.stderr.strip().splitlines()[-1])
-    assert report["code"] == 0, proc.stderr
+    args = ("cluster", "create", "lean", "-t", "oscar", "-s", "local-sim", "--wait", "-o", "json")
+    proc, code, modules = run_reporting_modules(args, cli.env, cwd=tmp_path)
+    assert code == 0, proc.stderr
     assert json.loads(proc.stdout)["state"] == "configured"
     heavy = ("requests", "urllib3", "tenacity", "rich", "pydantic", "paramiko", "ansible_runner", "toscaparser")
     ours = ("provisioner.triage", "provisioner.tosca.validate", "provisioner.addons", "provisioner.ansible")
-    modules = set(report["modules"])
-    assert [n for n in heavy + ours if any(m == n or m.startswith(n + ".") for m in modules)] == []
+    assert loaded(modules, heavy + ours) == []
     assert "http.client" in modules and "provisioner.im.transport" in modules
     assert cli("cluster", "destroy", "lean", "--yes").returncode == 0

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import pytest
 import typer
 
 from provisioner.state import Store, new_deployment_id
+from tests.clihelper import loaded, run_reporting_modules
 
 # Libraries no start-up path below needs: each is imported by the commands that use it.
 HEAVY = (
@@ -37,14 +36,6 @@ HEAVY = (
 INFRA_ID = "00000000-0000-0000-0000-000000000001"
 GROUPS = ("autoscale", "cluster", "continuum", "edge", "infra", "localim", "runbook", "state", "template", "workflow")
 
-# Runs the CLI as the console script does (provisioner.cli.main), then reports what was imported on stderr's last line.
-RUN = """
-import json, sys
-from provisioner.cli.main import main_exit_code
-code = main_exit_code(sys.argv[1:])
-sys.stderr.write("\\n" + json.dumps({"code": code, "modules": sorted(sys.modules)}) + "\\n")
-"""
-
 
 def run_cli(home: Path, *args: str) -> tuple[str, set[str]]:
     """``provision ARGS`` in a fresh interpreter with its own home: stdout and the modules it imported."""
@@ -52,17 +43,9 @@ def run_cli(home: Path, *args: str) -> tuple[str, set[str]]:
     config.touch()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISION_")}
     env.update(PROVISION_HOME=str(home), PROVISION_CONFIG=str(config))
-    proc = subprocess.run(
-        [sys.executable, "-c", RUN, *args], capture_output=True, text=True, env=env, timeout=120, check=False
-    )
-    report = json.loads(proc.stderr.strip().splitlines()[-1])
-    assert report["code"] == 0, proc.stderr
-    return proc.stdout, set(report["modules"])
-
-
-def loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
-    """Which of ``names`` (packages count with their submodules) are in ``modules``."""
-    return [name for name in names if any(m == name or m.startswith(name + ".") for m in modules)]
+    proc, code, modules = run_reporting_modules(args, env, timeout=120)
+    assert code == 0, proc.stderr
+    return proc.stdout, modules
 
 
 def test_help_imports_no_command_group_and_no_heavy_library(tmp_path: Path) -> None:
