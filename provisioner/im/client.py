@@ -25,6 +25,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from provisioner import __version__
 from provisioner.errors import (
+    ConfigError,
     IMAuthError,
     IMBadRequest,
     IMError,
@@ -46,6 +47,7 @@ from provisioner.im.models import (
 )
 from provisioner.im.transport import (
     AnswerTimeout,
+    BadProxy,
     HTTPTransport,
     NotConnected,
     Response,
@@ -182,6 +184,12 @@ class IMClient:
             raise IMTimeout(
                 f"IM at {self.url} did not answer {method} {path} within {timeouts.read:g} s",
                 hint="IM may be overloaded; raise --read-timeout or try again",
+            ) from exc
+        except BadProxy as exc:
+            raise ConfigError(
+                exc.reason,
+                field=exc.variable,
+                hint="point it at an http:// proxy, or add the IM host to no_proxy",
             ) from exc
         except TLSFailed as exc:
             raise IMUnreachable(

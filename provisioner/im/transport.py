@@ -29,6 +29,7 @@ the server (``sent``)::
 
     TransportError
     ├── NotConnected      refused, name not resolved, connect timeout, a proxy refused the tunnel   (sent=False)
+    ├── BadProxy          the environment names a proxy this transport cannot use (SOCKS)           (sent=False)
     ├── TLSFailed         the certificate did not verify, or the handshake failed                    (sent=False)
     ├── AnswerTimeout     sent; no answer within ``read`` s                                           (sent=True)
     └── ConnectionLost    sent; the connection broke before the whole answer arrived                 (sent=True)
@@ -74,6 +75,17 @@ class NotConnected(TransportError):
     """No connection was made: the request never left this machine (safe to send again, whatever the method)."""
 
     sent = False
+
+
+class BadProxy(TransportError):
+    """The environment variable ``variable`` names a proxy this transport cannot speak to. Nothing was sent, and
+    nothing will be until the environment changes: not worth retrying."""
+
+    sent = False
+
+    def __init__(self, reason: str, variable: str) -> None:
+        super().__init__(reason)
+        self.variable = variable
 
 
 class TLSFailed(TransportError):
@@ -301,22 +313,29 @@ class HTTPTransport:
 def proxy_for(scheme: str, host: str, environ: Mapping[str, str]) -> str | None:
     """The proxy URL for a request to ``host`` over ``scheme``, from the environment (None: go direct).
 
-    Raises ``NotConnected`` for a proxy this transport cannot speak to (SOCKS, or a URL without a host)."""
+    Raises ``BadProxy`` for a proxy this transport cannot speak to (SOCKS, or a URL without a host)."""
 
-    def get(name: str) -> str:
-        return (environ.get(name) or environ.get(name.upper()) or "").strip()
+    def get(name: str) -> tuple[str, str]:
+        for variable in (name, name.upper()):
+            value = (environ.get(variable) or "").strip()
+            if value:
+                return variable, value
+        return name, ""
 
-    if no_proxy_matches(host, get("no_proxy")):
+    if no_proxy_matches(host, get("no_proxy")[1]):
         return None
-    proxy = get(f"{scheme}_proxy") or get("all_proxy")
+    variable, proxy = get(f"{scheme}_proxy")
+    if not proxy:
+        variable, proxy = get("all_proxy")
     if not proxy:
         return None
     if "://" not in proxy:
         proxy = "http://" + proxy
     parts = urlsplit(proxy)
     if parts.scheme.lower() != "http" or not parts.hostname:
-        raise NotConnected(
-            f"the proxy {_without_password(proxy)} is not an http:// proxy (SOCKS and https proxies are not supported)"
+        raise BadProxy(
+            f"the proxy {_without_password(proxy)} is not an http:// proxy (SOCKS and https proxies are not supported)",
+            variable,
         )
     return proxy
 

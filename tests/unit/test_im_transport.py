@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from provisioner.errors import IMUnreachable
+from provisioner.errors import ConfigError, IMUnreachable
 from provisioner.im import IMClient, RetryPolicy, StaticAuth, Timeouts
 from provisioner.im.transport import (
     AnswerTimeout,
+    BadProxy,
     ConnectionLost,
     HTTPTransport,
     NotConnected,
@@ -367,8 +368,18 @@ def test_which_proxy_the_environment_names() -> None:
     assert proxy_for("http", "im.example.org", env) == "http://up:8080"
     assert proxy_for("http", "im.example.org", {"all_proxy": "http://a:1"}) == "http://a:1"
     assert proxy_for("http", "im.example.org", {}) is None
-    with pytest.raises(NotConnected, match="SOCKS"):
+    with pytest.raises(BadProxy, match="SOCKS") as err:
         proxy_for("https", "im.example.org", {"all_proxy": "socks5://user:pw@s:1080"})
-    with pytest.raises(NotConnected) as err:
-        proxy_for("https", "im.example.org", {"all_proxy": "socks5://user:pw@s:1080"})
-    assert "pw" not in str(err.value)
+    assert "pw" not in str(err.value) and err.value.sent is False and err.value.variable == "all_proxy"
+
+
+def test_a_proxy_the_transport_cannot_use_is_said_at_once_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALL_PROXY", "socks5h://proxy.lan:1080")
+    monkeypatch.delenv("all_proxy", raising=False)
+    slept: list[float] = []
+    client = IMClient("https://im.example.org:8800", StaticAuth("Bearer t"), sleep=slept.append)
+    with pytest.raises(ConfigError) as err:
+        client.version()
+    assert str(err.value).startswith("ALL_PROXY: the proxy socks5h://proxy.lan:1080 is not an http:// proxy")
+    assert err.value.exit_code == 2 and "no_proxy" in (err.value.hint or "")
+    assert slept == [] and client.request_count == 1
