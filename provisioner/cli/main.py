@@ -28,6 +28,7 @@ _BEFORE_STARTUP = _guard_startup()
 
 import copy  # noqa: E402 - imported after the guard above
 import functools  # noqa: E402
+import gc  # noqa: E402
 import importlib  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
@@ -462,6 +463,9 @@ def _usage_error(exc: typer.TyperException) -> int:
 def run(argv: list[str] | None = None) -> int:
     """Console-script entry point. Returns (and exits with) the process exit code."""
     code = main_exit_code(argv)
+    # The command is done and the process ends: the collector's last passes at exit need not walk every object the
+    # command made (about 15 ms of a create). Objects are still freed as the interpreter tears down.
+    gc.freeze()
     sys.exit(code)
 
 
