@@ -285,7 +285,7 @@ class Lifecycle:
         return self.client(rec.im_url)
 
     def client(self, im_url: str | None = None) -> IMClient:
-        """The one client (one HTTP session, its connection kept open) of an IM endpoint for this service's life:
+        """The one client (its HTTP connection kept open) of an IM endpoint for this service's life:
         ``http://im:8800`` and ``http://im:8800/`` are the same endpoint, the URL a record keeps being the client's."""
         url = (im_url or self._default_im_url or "").rstrip("/")
         if not url:
