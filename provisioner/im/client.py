@@ -111,7 +111,8 @@ def _ids_from_uris(uris: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 class IMClient:
-    """A client of one IM endpoint for one set of credentials."""
+    """A client of one IM endpoint for one set of credentials. ``verify`` (TLS) goes to the transport the client
+    makes; a ``transport`` handed in brings its own."""
 
     def __init__(
         self,
@@ -127,7 +128,6 @@ class IMClient:
         self.url = url.rstrip("/")
         self.auth = auth
         self.timeouts = timeouts or Timeouts()
-        self.verify = verify
         self.retry = retry or RetryPolicy()
         self.request_count = 0
         self._sleep = sleep
