@@ -1,3 +1,3 @@
-from provisioner.cli.main import run
+from provisioner.cli.entry import main
 
-run()
+main()
