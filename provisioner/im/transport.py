@@ -1,10 +1,12 @@
-"""HTTP/1.1 for the IM client, on the standard library: kept-alive connections, timeouts, TLS, proxies.
+"""HTTP/1.1 for the IM client, on sockets: kept-alive connections, timeouts, TLS, proxies.
 
-The IM client sends a handful of small requests to one host per command; importing requests (with urllib3,
-charset_normalizer, idna and cookies) cost more than all of them together on a create (about 70 ms against 18 ms
-for ``http.client``), so the client speaks through this module instead. ``Transport`` is the seam: the client
-takes any object with ``send`` and ``close`` (the tests' in-memory IM is one), and ``HTTPTransport`` is the real
-one. It does what requests did for the client:
+The IM client sends a handful of small requests to one host per command. Importing requests (with urllib3,
+charset_normalizer, idna and cookies) cost more than all of them together on a create (about 70 ms), and even
+``http.client`` cost 13 ms of every command (it imports the ``email`` package to parse headers, and ``ssl``), so
+the client speaks HTTP/1.1 itself, here (``_Connection``: a request line and headers out; a status line, headers
+and a body delimited by ``Content-Length``, chunks or the end of the connection back). ``ssl`` is imported only
+for an https URL. ``Transport`` is the seam: the client takes any object with ``send`` and ``close`` (the tests'
+in-memory IM is one), and ``HTTPTransport`` is the real one. It does what requests did for the client:
 
 - **Keep-alive.** Connections are pooled per origin (scheme, host, port): a command's requests share one TCP
   connection, and concurrent threads take one each (at most ``POOL_SIZE`` are kept idle). A connection the server
@@ -40,25 +42,29 @@ Nothing here logs a header or a body (the Authorization header carries credentia
 from __future__ import annotations
 
 import base64
-import http.client
 import ipaddress
 import json
 import logging
 import os
 import select
 import socket
-import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urljoin, urlsplit
+
+if TYPE_CHECKING:
+    import ssl
 
 log = logging.getLogger(__name__)
 
 POOL_SIZE = 16  # idle connections kept per origin
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_LINE = 65536  # the longest status or header line read, as http.client allows
+_MAX_HEADERS = 100
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # sent with a Content-Length even when empty
 
 
 class TransportError(Exception):
@@ -150,7 +156,7 @@ class HTTPTransport:
     def __init__(self, *, verify: bool | str = True, environ: Mapping[str, str] | None = None) -> None:
         self.verify = verify
         self._environ = os.environ if environ is None else environ
-        self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
+        self._idle: dict[Origin, list[_Connection]] = {}
         self._lock = threading.Lock()
         self._context: ssl.SSLContext | None = None
         self.connections_made = 0
@@ -211,30 +217,35 @@ class HTTPTransport:
             if auth:
                 extra["Proxy-Authorization"] = auth
         conn = self._take(origin) or self._connect(origin, proxy, timeouts[0])
-        conn_sock = conn.sock
-        if conn_sock is not None:
-            conn_sock.settimeout(timeouts[1])
+        default_port = 443 if scheme == "https" else 80
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        request_headers = {"Host": host if origin[2] == default_port else f"{host}:{origin[2]}"}
+        request_headers.update(headers)
+        request_headers.update(extra)
+        if not any(k.lower() == "accept-encoding" for k in request_headers):
+            request_headers["Accept-Encoding"] = "identity"
+        if body is not None or method in _BODY_METHODS:
+            request_headers["Content-Length"] = str(len(body or b""))
         try:
-            conn.request(method, target, body=body, headers={**headers, **extra})
-            answer = conn.getresponse()
-            data = answer.read()
+            conn.sock.settimeout(timeouts[1])
+            conn.send_request(method, target, request_headers, body)
+            answer = conn.read_answer(method)
         except TimeoutError as exc:
             conn.close()
             raise AnswerTimeout("timed out") from exc
-        except (http.client.HTTPException, OSError) as exc:
+        except ConnectionLost:
+            conn.close()
+            raise
+        except OSError as exc:
             conn.close()
             raise ConnectionLost(_reason(exc)) from exc
         if answer.will_close:
             conn.close()
         else:
             self._give_back(origin, conn)
-        names: dict[str, str] = {}
-        for name, value in answer.getheaders():
-            key = name.lower()
-            names[key] = f"{names[key]}, {value}" if key in names else value
-        return Response(method, url, answer.status, answer.reason, names, data)
+        return Response(method, url, answer.status, answer.reason, answer.headers, answer.body)
 
-    def _take(self, origin: Origin) -> http.client.HTTPConnection | None:
+    def _take(self, origin: Origin) -> _Connection | None:
         while True:
             with self._lock:
                 pool = self._idle.get(origin)
@@ -245,7 +256,7 @@ class HTTPTransport:
                 return conn
             conn.close()  # the server closed it while it sat idle
 
-    def _give_back(self, origin: Origin, conn: http.client.HTTPConnection) -> None:
+    def _give_back(self, origin: Origin, conn: _Connection) -> None:
         with self._lock:
             pool = self._idle.setdefault(origin, [])
             if len(pool) < POOL_SIZE:
@@ -253,45 +264,48 @@ class HTTPTransport:
                 return
         conn.close()
 
-    def _connect(self, origin: Origin, proxy: str | None, timeout: float) -> http.client.HTTPConnection:
+    def _connect(self, origin: Origin, proxy: str | None, timeout: float) -> _Connection:
         scheme, host, port = origin
-        conn: http.client.HTTPConnection
-        if proxy is None:
-            if scheme == "https":
-                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._tls())
-            else:
-                conn = http.client.HTTPConnection(host, port, timeout=timeout)
-        else:
-            p = urlsplit(proxy)
-            p_host, p_port = p.hostname or "", p.port or 80
-            if scheme == "https":
-                conn = http.client.HTTPSConnection(p_host, p_port, timeout=timeout, context=self._tls())
-                auth = _proxy_auth(proxy)
-                conn.set_tunnel(host, port, headers={"Proxy-Authorization": auth} if auth else None)
-            else:
-                conn = http.client.HTTPConnection(p_host, p_port, timeout=timeout)
         where = f"{host}:{port}" if proxy is None else f"{host}:{port} through the proxy {_without_password(proxy)}"
+        if scheme == "https":
+            import ssl  # only for https: its import costs a plain-http command about 3.5 ms
+
+            tls_errors: tuple[type[BaseException], ...] = (ssl.SSLError,)
+        else:
+            tls_errors = ()
+        sock: socket.socket | None = None
         try:
-            conn.connect()
-        except ssl.SSLCertVerificationError as exc:
-            conn.close()
-            raise TLSFailed(f"certificate verify failed: {exc.verify_message}") from exc
-        except ssl.SSLError as exc:
-            conn.close()
-            raise TLSFailed(f"TLS handshake failed: {exc.reason or exc}") from exc
+            if proxy is None:
+                sock = _open_socket(host, port, timeout)
+            else:
+                p = urlsplit(proxy)
+                sock = _open_socket(p.hostname or "", p.port or 80, timeout)
+                if scheme == "https":
+                    _tunnel(sock, host, port, _proxy_auth(proxy))
+            if scheme == "https":
+                sock = self._tls().wrap_socket(sock, server_hostname=host)
+        except tls_errors as exc:
+            if sock is not None:
+                sock.close()
+            verify_message = getattr(exc, "verify_message", None)
+            if verify_message is not None:
+                raise TLSFailed(f"certificate verify failed: {verify_message}") from exc
+            raise TLSFailed(f"TLS handshake failed: {getattr(exc, 'reason', None) or exc}") from exc
         except TimeoutError as exc:
-            conn.close()
+            if sock is not None:
+                sock.close()
             raise NotConnected(f"no connection within {timeout:g} s (timed out)") from exc
         except OSError as exc:
-            conn.close()
+            if sock is not None:
+                sock.close()
             raise NotConnected(_reason(exc)) from exc
-        if conn.sock is not None:
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connections_made += 1
         log.debug("new connection to %s", where)
-        return conn
+        return _Connection(sock)
 
     def _tls(self) -> ssl.SSLContext:
+        import ssl
+
         if self._context is None:
             if self.verify is False:
                 context = ssl.create_default_context()
@@ -392,24 +406,17 @@ def _auth_must_drop(old: str, new: str) -> bool:
     return a.scheme.lower() == "https" and b.scheme.lower() != "https"
 
 
-def _still_open(conn: http.client.HTTPConnection) -> bool:
+def _still_open(conn: _Connection) -> bool:
     """An idle kept-alive connection is usable when its socket has nothing to read: a readable one was closed by
     the server (or carries bytes nobody asked for)."""
-    sock = conn.sock
-    if sock is None:
-        return False
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        readable, _, _ = select.select([conn.sock], [], [], 0)
     except (OSError, ValueError):
         return False
     return not readable
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, http.client.RemoteDisconnected):
-        return "Remote end closed connection without response"
-    if isinstance(exc, http.client.IncompleteRead):
-        return f"the answer was cut short ({len(exc.partial)} bytes read)"
     if isinstance(exc, socket.gaierror):
         return f"Name or service not known ({exc.strerror})"
     if isinstance(exc, OSError) and exc.strerror:
@@ -441,3 +448,164 @@ def _bundle_from(environ: Mapping[str, str]) -> str | None:
     except ImportError:
         return None
     return str(certifi.where())
+
+
+# --- the wire: one HTTP/1.1 connection ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    reason: str
+    headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
+    body: bytes
+    will_close: bool  # the connection cannot carry another request
+
+
+class _Connection:
+    """A socket (TLS-wrapped for https, through a proxy's tunnel when there is one) that carries one request at a
+    time: ``send_request``, then ``read_answer``. A malformed or cut-short answer is ``ConnectionLost``."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as urllib3: no wait for the last answer's ACK
+        self.sock = sock
+        self._file = sock.makefile("rb")
+
+    def close(self) -> None:
+        self._file.close()
+        self.sock.close()
+
+    def send_request(self, method: str, target: str, headers: Mapping[str, str], body: bytes | None) -> None:
+        lines = [f"{method} {target} HTTP/1.1"]
+        for name, value in headers.items():
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+                raise ValueError(f"a line break in the {name} header")  # would split the request (a bug)
+            lines.append(f"{name}: {value}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.sock.sendall(head + body if body else head)  # one write: no delayed ACK between head and body
+
+    def read_answer(self, method: str) -> _Answer:
+        version, status, reason = self._status_line()
+        while 100 <= status < 200:  # interim answers (100 Continue): their headers, then the real one
+            self._headers()
+            version, status, reason = self._status_line()
+        headers = self._headers()
+        connection = headers.get("connection", "").lower()
+        will_close = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
+        if method == "HEAD" or status in (204, 304):
+            return _Answer(status, reason, headers, b"", will_close)
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            return _Answer(status, reason, headers, self._chunks(), will_close)
+        length = headers.get("content-length")
+        if length is not None:
+            try:
+                size = int(length.split(",")[0])
+            except ValueError:
+                raise ConnectionLost(f"a bad Content-Length in the answer: {length[:40]!r}") from None
+            if size < 0:
+                raise ConnectionLost(f"a bad Content-Length in the answer: {length[:40]!r}")
+            return _Answer(status, reason, headers, self._exactly(size), will_close)
+        return _Answer(status, reason, headers, self._file.read(), True)  # delimited by the end of the connection
+
+    def _line(self) -> bytes:
+        return _read_line(self._file.readline)
+
+    def _status_line(self) -> tuple[str, int, str]:
+        return _status_line(self._file.readline)
+
+    def _headers(self) -> dict[str, str]:
+        return _headers(self._file.readline)
+
+    def _exactly(self, size: int) -> bytes:
+        data = self._file.read(size)
+        if len(data) < size:
+            raise ConnectionLost(f"the answer was cut short ({len(data)} bytes read)")
+        return data
+
+    def _chunks(self) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            line = self._line()
+            size_text = line.split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise ConnectionLost(f"a bad chunk size in the answer: {line[:40]!r}") from None
+            if size == 0:
+                break
+            parts.append(self._exactly(size))
+            if self._line() not in (b"\r\n", b"\n"):
+                raise ConnectionLost("a chunk of the answer did not end where its size said")
+        while self._line() not in (b"\r\n", b"\n", b""):  # trailer headers, unused
+            pass
+        return b"".join(parts)
+
+
+Readline = Callable[[int], bytes]
+
+
+def _read_line(readline: Readline) -> bytes:
+    line = readline(_MAX_LINE + 1)
+    if len(line) > _MAX_LINE:
+        raise ConnectionLost("an answer line longer than 64 KiB")
+    return line
+
+
+def _status_line(readline: Readline) -> tuple[str, int, str]:
+    line = _read_line(readline)
+    if not line:
+        raise ConnectionLost("Remote end closed connection without response")
+    version, _, rest = line.decode("latin-1").rstrip("\r\n").partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        raise ConnectionLost(f"not an HTTP/1.x answer: {line[:40]!r}")
+    return version, int(code), reason.strip()
+
+
+def _headers(readline: Readline) -> dict[str, str]:
+    """Header lines up to the blank one: lower-case names, a repeated header's values joined with ", "."""
+    found: dict[str, str] = {}
+    last = ""
+    for _ in range(_MAX_HEADERS + 1):
+        line = _read_line(readline)
+        if line in (b"\r\n", b"\n"):
+            return found
+        if not line.endswith(b"\n"):
+            raise ConnectionLost("the answer was cut short in its headers")
+        text = line.decode("latin-1").rstrip("\r\n")
+        if text[:1] in (" ", "\t") and last:  # an obsolete folded line continues the header before it
+            found[last] = f"{found[last]} {text.strip()}"
+            continue
+        name, colon, value = text.partition(":")
+        if not colon or not name or name != name.strip():
+            raise ConnectionLost(f"a malformed header line in the answer: {line[:40]!r}")
+        last = name.lower()
+        value = value.strip()
+        found[last] = f"{found[last]}, {value}" if last in found else value
+    raise ConnectionLost(f"more than {_MAX_HEADERS} headers in the answer")
+
+
+def _open_socket(host: str, port: int, timeout: float) -> socket.socket:
+    # A host given as bytes keeps the socket module from importing the idna codec for a plain ASCII name.
+    name: str | bytes = host.encode("ascii") if host.isascii() else host
+    return socket.create_connection((name, port), timeout=timeout)  # type: ignore[arg-type]
+
+
+def _tunnel(sock: socket.socket, host: str, port: int, auth: str | None) -> None:
+    """Ask the proxy on ``sock`` for a tunnel to ``host:port`` (CONNECT). Refused: ``OSError`` (not connected)."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    lines = [f"CONNECT {where} HTTP/1.1", f"Host: {where}"]
+    if auth:
+        lines.append(f"Proxy-Authorization: {auth}")
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    # Read byte by byte (no buffer): nothing of the TLS handshake that follows may be read here.
+    reader = sock.makefile("rb", buffering=0)
+    try:
+        _, status, reason = _status_line(reader.readline)
+        _headers(reader.readline)
+    except ConnectionLost as exc:
+        raise OSError(f"Tunnel connection failed: {exc}") from None
+    finally:
+        reader.close()
+    if status != 200:
+        raise OSError(f"Tunnel connection failed: {status} {reason}")

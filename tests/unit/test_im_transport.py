@@ -383,3 +383,151 @@ def test_a_proxy_the_transport_cannot_use_is_said_at_once_not_retried(monkeypatc
     assert str(err.value).startswith("ALL_PROXY: the proxy socks5h://proxy.lan:1080 is not an http:// proxy")
     assert err.value.exit_code == 2 and "no_proxy" in (err.value.hint or "")
     assert slept == [] and client.request_count == 1
+
+
+# --- the wire: answers framed every way HTTP/1.1 allows, from a server that writes raw bytes -----------------------
+
+
+@dataclass
+class Raw:
+    """A loopback server that answers each request (read up to its blank line and Content-Length body) with the
+    next scripted bytes, then closes the connection when the script says so. Records the raw requests."""
+
+    script: list[tuple[bytes, bool]]  # (answer bytes, close after it)
+    requests: list[bytes] = field(default_factory=list)
+    connections: int = 0
+    url: str = ""
+
+    def start(self) -> Raw:
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, args=(listener,), daemon=True).start()
+        return self
+
+    def _serve(self, listener: socket.socket) -> None:
+        with listener:
+            while self.script:
+                conn, _ = listener.accept()
+                self.connections += 1
+                with conn, conn.makefile("rb") as reader:
+                    while self.script:
+                        head = b""
+                        while not head.endswith(b"\r\n\r\n"):
+                            line = reader.readline()
+                            if not line:
+                                break
+                            head += line
+                        if not head:
+                            break
+                        length = 0
+                        for line in head.split(b"\r\n"):
+                            if line.lower().startswith(b"content-length:"):
+                                length = int(line.split(b":", 1)[1])
+                        self.requests.append(head + reader.read(length))
+                        answer, close = self.script.pop(0)
+                        conn.sendall(answer)
+                        if close:
+                            break
+
+
+def raw_get(raw: Raw, path: str = "/x", method: str = "GET", transport: HTTPTransport | None = None) -> Any:
+    t = transport or HTTPTransport()
+    return t.send(method, raw.url + path, headers={"Accept": "application/json"}, body=None, timeouts=T)
+
+
+def test_the_request_is_one_http_1_1_message_with_host_length_and_identity() -> None:
+    raw = Raw([(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", True)]).start()
+    t = HTTPTransport()
+    resp = t.send("POST", raw.url + "/infrastructures?async=1", headers={"A": "b"}, body=b"tosca", timeouts=T)
+    assert (resp.status, resp.reason, resp.json()) == (200, "OK", {})
+    port = raw.url.rsplit(":", 1)[1]
+    assert raw.requests == [
+        b"POST /infrastructures?async=1 HTTP/1.1\r\nHost: 127.0.0.1:" + port.encode() + b"\r\nA: b\r\n"
+        b"Accept-Encoding: identity\r\nContent-Length: 5\r\n\r\ntosca"
+    ]
+
+
+def test_a_chunked_answer_is_joined_and_the_connection_kept() -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'4;ext=1\r\n{"a"\r\n3\r\n: 1\r\n1\r\n}\r\n0\r\nX-T: 1\r\n\r\n'
+    )
+    raw = Raw([(chunked, False), (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]", True)]).start()
+    t = HTTPTransport()
+    assert raw_get(raw, transport=t).json() == {"a": 1}
+    assert raw_get(raw, transport=t).json() == []
+    assert raw.connections == 1 == t.connections_made
+
+
+def test_an_answer_without_length_runs_to_the_close_and_the_next_request_reconnects() -> None:
+    raw = Raw([(b"HTTP/1.0 200 OK\r\n\r\nall of it", True), (b"HTTP/1.1 204 No Content\r\n\r\n", True)]).start()
+    t = HTTPTransport()
+    assert raw_get(raw, transport=t).body == b"all of it"
+    resp = raw_get(raw, transport=t)
+    assert (resp.status, resp.body) == (204, b"")
+    assert raw.connections == 2 == t.connections_made
+
+
+def test_interim_answers_are_skipped_and_headers_kept_as_sent() -> None:
+    answer = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=latin-1\r\nX-Many: a\r\nx-many: b\r\n"
+        b'X-Folded: one\r\n  two\r\nContent-Length: 6\r\nConnection: close\r\n\r\n"caf\xe9"'
+    )
+    raw = Raw([(answer, True)]).start()
+    resp = raw_get(raw)
+    assert resp.json() == "café"
+    assert resp.header("X-MANY") == "a, b" and resp.header("x-folded") == "one two"
+
+
+def test_a_head_answer_has_no_body_even_with_a_length() -> None:
+    raw = Raw([(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", False), (b"HTTP/1.1 200 OK\r\n\r\n", True)])
+    t = HTTPTransport()
+    resp = raw_get(raw.start(), method="HEAD", transport=t)
+    assert (resp.status, resp.body) == (200, b"")
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "cut short (5 bytes read)"),
+        (b"ICY 200 OK\r\n\r\n", "not an HTTP/1.x answer"),
+        (b"HTTP/1.1 2x0 OK\r\n\r\n", "not an HTTP/1.x answer"),
+        (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "malformed header line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\n", "bad Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n", "did not end where"),
+        (b"HTTP/1.1 200 OK\r\nX: " + b"y" * 70000 + b"\r\n\r\n", "longer than 64 KiB"),
+        (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 101 + b"\r\n", "more than 100 headers"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "cut short in its headers"),
+    ],
+)
+def test_a_malformed_or_cut_answer_is_a_lost_connection_that_was_sent(answer: bytes, said: str) -> None:
+    raw = Raw([(answer, True)]).start()
+    with pytest.raises(ConnectionLost) as err:
+        raw_get(raw)
+    assert said in err.value.reason and err.value.sent is True
+
+
+def test_a_line_break_in_a_header_is_refused_before_anything_is_sent() -> None:
+    raw = Raw([(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", True)]).start()
+    with pytest.raises(ValueError, match="line break in the X header"):
+        HTTPTransport().send("GET", raw.url + "/", headers={"X": "a\r\nInjected: 1"}, body=None, timeouts=T)
+    assert raw.requests == []
+
+
+def test_a_plain_http_command_never_imports_ssl() -> None:
+    """ssl costs about 3.5 ms to import: a command talking to an http:// IM does without it."""
+    import subprocess
+    import sys
+
+    raw = Raw([(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", True)]).start()
+    code = (
+        "import sys\n"
+        "from provisioner.im.transport import HTTPTransport\n"
+        f"r = HTTPTransport(environ={{}}).send('GET', {raw.url + '/'!r}, headers={{}}, body=None, timeouts=(2, 2))\n"
+        "assert r.json() == {}\n"
+        "print(sorted(m for m in ('ssl', '_ssl', 'http.client', 'email', 'encodings.idna') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
