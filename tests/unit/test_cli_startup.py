@@ -191,3 +191,31 @@ def test_emit_builds_the_data_only_when_it_prints_it(capsys: pytest.CaptureFixtu
     assert (json.loads(capsys.readouterr().out), built) == ([{"a": 1}], [1])
     emit(data, OutputFormat.text)  # no text rendering: the data as JSON
     assert (json.loads(capsys.readouterr().out), built) == ([{"a": 1}], [1, 1])
+
+
+def test_the_console_script_raises_the_collectors_threshold_before_the_cli_is_imported() -> None:
+    """``provision`` (and ``python -m provisioner``) enter through ``cli.entry.main``: the threshold is set first,
+    then the CLI imported and run; importing the CLI itself (the tests' runner) leaves the collector alone."""
+    import gc
+    import subprocess
+    import sys
+
+    from provisioner.cli import entry
+
+    code = (
+        "import gc, sys\n"
+        "from provisioner.cli import main as cli_main\n"
+        "seen = []\n"
+        "cli_main.run = lambda: seen.append(gc.get_threshold())\n"
+        "untouched = gc.get_threshold()\n"
+        "from provisioner.cli.entry import main\n"
+        "main()\n"
+        "print(untouched[0], seen[0][0])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["700", str(entry.GC_THRESHOLDS[0])]
+    assert gc.get_threshold()[0] == 700  # this process imported the CLI: nothing changed
+    scripts = Path(__file__).resolve().parents[2].joinpath("pyproject.toml").read_text(encoding="utf-8")
+    assert 'provision = "provisioner.cli.entry:main"' in scripts
+    main_module = Path(entry.__file__).parents[1].joinpath("__main__.py").read_text(encoding="utf-8")
+    assert "from provisioner.cli.entry import main" in main_module
