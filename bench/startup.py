@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import compileall
 import contextlib
 import dataclasses
 import itertools
@@ -11,9 +10,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-import provisioner
 from bench.common import PROVISION, Context, fill_registry, median, must, run
 from bench.report import Row, verdict
 from provisioner import tosca
@@ -29,8 +26,7 @@ def startup(ctx: Context) -> list[Row]:
     as a whole process beside bare ``python -c pass`` (the same interpreter), in alternation, so each ratio compares
     runs made under the same load."""
     runs = max(ctx.args.runs, 10)
-    # What an installed package has (pip compiles it): the bytecode of every module, so no run compiles a source.
-    compileall.compile_dir(str(Path(provisioner.__file__).parent), quiet=1)
+    # The bytecode of every module is compiled before any figure runs (bench/__main__.py), as pip compiles it.
     help_env = ctx.env(ctx.home("fig2-empty"), im=False)
     n = ctx.args.registry
     fill_registry(ctx.home("fig2-registry"), n, ctx.im_url)
