@@ -205,7 +205,8 @@ class HTTPTransport:
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname:
             raise NotConnected(f"not an http(s) URL: {url}")
-        origin: Origin = (scheme, parts.hostname, parts.port or (443 if scheme == "https" else 80))
+        default_port = 443 if scheme == "https" else 80
+        origin: Origin = (scheme, parts.hostname, parts.port or default_port)
         proxy = proxy_for(scheme, parts.hostname, self._environ)
         target = parts.path or "/"
         if parts.query:
@@ -217,7 +218,6 @@ class HTTPTransport:
             if auth:
                 extra["Proxy-Authorization"] = auth
         conn = self._take(origin) or self._connect(origin, proxy, timeouts[0])
-        default_port = 443 if scheme == "https" else 80
         host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
         request_headers = {"Host": host if origin[2] == default_port else f"{host}:{origin[2]}"}
         request_headers.update(headers)
@@ -485,11 +485,12 @@ class _Connection:
         self.sock.sendall(head + body if body else head)  # one write: no delayed ACK between head and body
 
     def read_answer(self, method: str) -> _Answer:
-        version, status, reason = self._status_line()
+        readline = self._file.readline
+        version, status, reason = _status_line(readline)
         while 100 <= status < 200:  # interim answers (100 Continue): their headers, then the real one
-            self._headers()
-            version, status, reason = self._status_line()
-        headers = self._headers()
+            _headers(readline)
+            version, status, reason = _status_line(readline)
+        headers = _headers(readline)
         connection = headers.get("connection", "").lower()
         will_close = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
         if method == "HEAD" or status in (204, 304):
@@ -500,21 +501,15 @@ class _Connection:
         if length is not None:
             try:
                 size = int(length.split(",")[0])
+                if size < 0:
+                    raise ValueError(size)
             except ValueError:
                 raise ConnectionLost(f"a bad Content-Length in the answer: {length[:40]!r}") from None
-            if size < 0:
-                raise ConnectionLost(f"a bad Content-Length in the answer: {length[:40]!r}")
             return _Answer(status, reason, headers, self._exactly(size), will_close)
         return _Answer(status, reason, headers, self._file.read(), True)  # delimited by the end of the connection
 
     def _line(self) -> bytes:
         return _read_line(self._file.readline)
-
-    def _status_line(self) -> tuple[str, int, str]:
-        return _status_line(self._file.readline)
-
-    def _headers(self) -> dict[str, str]:
-        return _headers(self._file.readline)
 
     def _exactly(self, size: int) -> bytes:
         data = self._file.read(size)

@@ -481,9 +481,8 @@ def test_interim_answers_are_skipped_and_headers_kept_as_sent() -> None:
 
 
 def test_a_head_answer_has_no_body_even_with_a_length() -> None:
-    raw = Raw([(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", False), (b"HTTP/1.1 200 OK\r\n\r\n", True)])
-    t = HTTPTransport()
-    resp = raw_get(raw.start(), method="HEAD", transport=t)
+    raw = Raw([(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", False)]).start()
+    resp = raw_get(raw, method="HEAD")  # reading the 100 bytes the length names would fail: none come
     assert (resp.status, resp.body) == (200, b"")
 
 
