@@ -186,6 +186,17 @@ def merged(ranges: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return out
 
 
+def spans(windows: list[tuple[float, float]]) -> str:
+    """The ranges of T as ``from–to``, each start rounded down to 0.01 s and each end up, so they hold the true ones
+    (as provisioner/polling.py states them)."""
+    return ", ".join(f"{math.floor(lo * 100) / 100:.2f}–{math.ceil(hi * 100) / 100:.2f}" for lo, hi in windows)
+
+
+def up(x: float) -> float:
+    """``x`` rounded up to 0.01: a bound, not an estimate."""
+    return math.ceil(x * 100) / 100
+
+
 def polling(ctx: Context) -> list[Row]:
     sources = draw_sources()
     n = len(sources)
@@ -258,11 +269,11 @@ def polling(ctx: Context) -> list[Row]:
             "≤ 30 + T/15",
             verdict(excess <= 0),
             "over the budget only for T in "
-            + (", ".join(f"{lo:.2f}–{hi:.2f}" for lo, hi in windows) or "none")
-            + f" s ({sum(hi - lo for lo, hi in windows):.1f} s of T), by up to {excess:.2f} requests; with checks at "
-            f"{first_s} and 0.2–0.3 s no schedule meeting the lag goal can do better, and one with the {first_s} "
-            f"check only would exceed it by up to {alone_excess:.2f} for T in "
-            + (", ".join(f"{lo:.2f}–{hi:.2f}" for lo, hi in alone) or "none")
+            + (spans(windows) or "none")
+            + f" s ({sum(hi - lo for lo, hi in windows):.1f} s of T), by up to {up(excess):.2f} requests; with checks "
+            f"at {first_s} and 0.2–0.3 s no schedule meeting the lag goal can do better, and one with the {first_s} "
+            f"check only would exceed it by up to {up(alone_excess):.2f} for T in "
+            + (spans(alone) or "none")
             + f" s ({sum(hi - lo for lo, hi in alone):.1f} s of T) (provisioner/polling.py)",
         )
     )
