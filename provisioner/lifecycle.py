@@ -19,8 +19,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from provisioner import tosca
 from provisioner.errors import (
     ConfigError,
@@ -425,7 +423,7 @@ class Lifecycle:
             wn_count=wn_count,
             removal_list=removal,
         )
-        return tosca.dump(doc)
+        return tosca.for_im(doc)
 
     # -- create --
 
@@ -463,7 +461,7 @@ class Lifecycle:
                     deployment_id=deployment_id,
                     inputs_hash=fingerprint,
                 )
-                text = tosca.dump(doc)
+                text = tosca.for_im(doc)
                 rec = store.upsert_cluster(
                     name,
                     im_url=client.url,
@@ -537,6 +535,8 @@ class Lifecycle:
 
     @staticmethod
     def _metadata(client: IMClient, infra_id: str) -> dict[str, Any]:
+        import yaml
+
         try:
             doc = yaml.safe_load(client.tosca(infra_id))
         except (IMNotFound, IMBadRequest, yaml.YAMLError):
@@ -1104,6 +1104,8 @@ class Lifecycle:
     @staticmethod
     def _inputs_in_im(client: IMClient, infra_id: str, template: str) -> tuple[dict[str, Any], dict[str, str]]:
         """The infrastructure's inputs as IM holds them: (public ones, non-empty secret ones)."""
+        import yaml
+
         try:
             doc = yaml.safe_load(client.tosca(infra_id))
             schema = tosca.load_schema(template)
@@ -1136,7 +1138,7 @@ class Lifecycle:
                 f"cluster {name!r} exists with these inputs ({rec.infra_id}): create would resume it, launching nothing"
             )
             return DryRunPlan(name, template, site, [], shown, note=note)
-        clouds = (self.im_client_of(rec) if rec is not None else self.client()).dry_run(tosca.dump(doc))
+        clouds = (self.im_client_of(rec) if rec is not None else self.client()).dry_run(tosca.for_im(doc))
         return DryRunPlan(name, template, site, [asdict(c) for c in clouds], shown)
 
 

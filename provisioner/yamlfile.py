@@ -3,17 +3,21 @@
 Every file a user hands the tool goes through :func:`read_yaml_file`, which refuses, before anything is parsed
 into Python values, a file over a size limit, nesting deeper than a limit, and aliases that expand past a limit
 (a "billion laughs" anchor bomb is a few hundred bytes that stand for gigabytes once walked).
+
+PyYAML is imported when a text is first parsed or written, not with this module: an empty file (a config with
+nothing in it yet) needs no parser, and the import alone takes about 11 ms of a command's start.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from provisioner.errors import InputError
+
+if TYPE_CHECKING:
+    import yaml
 
 MAX_FILE_BYTES = 1024 * 1024  # a user's YAML file; ours are a few KiB
 MAX_DEPTH = 64  # nested mappings and sequences
@@ -28,6 +32,10 @@ YamlPath = tuple[str | int, ...]
 def read_yaml_file(path: Path, *, label: str, field: str, error: type[InputError] = InputError) -> Any:
     """The data in ``path`` (None for an empty file), within the size, depth and alias limits."""
     text = read_text_file(path, label=label, field=field, error=error)
+    if not text.strip():
+        return None  # what the parser makes of it, without importing one
+    import yaml
+
     loader = yaml.SafeLoader(text)
     try:
         _check_events(text, yaml.SafeLoader, label=label, field=field, error=error)
@@ -83,9 +91,12 @@ def parse_yaml_located(
 
     libyaml's parser reads it when PyYAML has it (twenty times faster); a text it refuses is read again by the
     pure-Python one, whose wording the error messages carry."""
-    if _FAST_LOADER is not None:
+    import yaml
+
+    fast: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
         try:
-            return _parse_located(text, _FAST_LOADER, label=label, field=field, error=error)
+            return _parse_located(text, fast, label=label, field=field, error=error)
         except yaml.YAMLError:
             pass  # said again below, in the pure parser's words
     try:
@@ -97,16 +108,15 @@ def parse_yaml_located(
         raise error(f"{label}:{where}: {field}: not valid YAML ({problem})") from None
 
 
-_FAST_LOADER: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
-_DUMPER: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
 def dump_text(data: Any, **options: Any) -> str:
     """``yaml.safe_dump(data, **options)``, through libyaml when PyYAML has it (about 20x faster: a TOSCA document
     is dumped on every create). The text is the pure-Python dumper's for our templates and for mappings of plain and
     single-quoted strings; a long string that needs double quotes and escapes may be wrapped at another place. Either
     way it loads back to the same data (tests/unit/test_yamlfile.py checks both over random documents)."""
-    return str(yaml.dump(data, Dumper=_DUMPER, **options))
+    import yaml
+
+    dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return str(yaml.dump(data, Dumper=dumper, **options))
 
 
 def _parse_located(
@@ -135,6 +145,8 @@ def _located(
     error: type[InputError],
 ) -> Any:
     """Construct ``node``'s value, noting each value's line in ``lines`` (nesting is bounded by MAX_DEPTH)."""
+    import yaml
+
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # merge keys (<<: *base) become ordinary entries
@@ -172,6 +184,8 @@ def _check_events(
     text: str, loader_class: type[yaml.SafeLoader], *, label: str, field: str, error: type[InputError]
 ) -> None:
     """Depth and alias count from the event stream (no recursion, nothing built yet)."""
+    import yaml
+
     depth = aliases = 0
     for event in yaml.parse(text, Loader=loader_class):
         if isinstance(event, yaml.CollectionStartEvent):
@@ -214,6 +228,8 @@ def _check_expansion(root: yaml.Node, *, label: str, field: str, error: type[Inp
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
+    import yaml
+
     if isinstance(node, yaml.SequenceNode):
         return list(node.value)
     if isinstance(node, yaml.MappingNode):

@@ -154,7 +154,7 @@ def validate(
             from provisioner.cli.common import im_client
 
             with im_client(ctx) as client:
-                plan = client.dry_run(tosca.dump(doc))
+                plan = client.dry_run(tosca.for_im(doc))
             result["im"] = {"url": url, "clouds": [asdict(cloud) for cloud in plan]}
             summary = ", ".join(f"{c.cloud_id}: {plural(len(c.vms), 'VM')}" for c in plan) or "nothing to launch"
             lines.append(f"IM dry run at {url}: accepted ({summary})")

@@ -7,7 +7,7 @@ Disk is touched only to read the templates under ``tosca/`` and the per-cluster 
     inputs = prepare_inputs("oscar", {"wn_num": "2"}, secrets_store=SecretStore(settings.home, "demo"))
     doc = render("oscar", site, inputs, cluster_name="demo", deployment_id="d-123")
     validate_offline(doc)
-    text = dump(doc)                                  # what IM gets
+    text = for_im(doc)                                # what IM gets
     shown = dump(masked(doc, inputs.secret_values))   # what a person may see
 """
 
@@ -21,6 +21,7 @@ from provisioner.tosca.render import (
     GRYCAP_TYPES_URL,
     dns_label,
     dump,
+    for_im,
     masked,
     merge_into,
     render,
@@ -83,6 +84,7 @@ __all__ = [
     "check_rendered_inputs",
     "dns_label",
     "dump",
+    "for_im",
     "generate_secret",
     "is_ours",
     "known_sites",

@@ -2,7 +2,10 @@
 
 Generated secrets (admin token, OSCAR and MinIO passwords) are created once and reused by every later render of
 the same cluster, so a scaling re-render sends IM the same values. Secrets the user gave are kept too, for the
-same reason. The file is a flat YAML mapping of input name to string.
+same reason. The file is a flat YAML mapping of input name to string, written in JSON's form (YAML's flow style,
+``{"admin_token": "..."}``, after a comment line): YAML readers read it, a person may edit it as YAML, and reading
+and writing it back need no YAML parser (PyYAML's import alone is about 11 ms of a command's start). A file
+that is not JSON (edited by hand) is read as YAML.
 
 A team that shares its state database shares secrets through a reference instead (``secrets_ref``, see
 :class:`provisioner.settings.SecretsRef`), set once per command with :func:`use_ref`: a file per cluster at a path
@@ -13,12 +16,12 @@ holds a secret, only rows that name the cluster.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets as _random
 from collections.abc import Mapping
 from pathlib import Path
-
-import yaml
+from typing import Any
 
 from provisioner.errors import ConfigError
 from provisioner.model import check_name
@@ -26,7 +29,6 @@ from provisioner.privfs import write_secret_file
 from provisioner.redact import register_secret
 from provisioner.secretcmd import run_command
 from provisioner.settings import SecretsRef
-from provisioner.yamlfile import dump_text
 
 _ref: SecretsRef | None = None
 _command_cache: dict[str, dict[str, str]] = {}
@@ -92,8 +94,8 @@ class SecretStore:
         where = f"secrets_ref (cluster {self.cluster})"
         text = run_command(command, where, keep_newlines=True)
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError:
+            data = _load_mapping_text(text)
+        except ValueError:
             data = None
         if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
             raise ConfigError("the command must print a YAML mapping of input name to value", field=where)
@@ -112,8 +114,8 @@ class SecretStore:
             raise ConfigError(f"cannot read {self.path}: {exc.strerror}", field="secrets") from None
         self._tighten()
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError:
+            data = _load_mapping_text(text)
+        except ValueError:
             raise ConfigError(f"{self.path} is not valid YAML", field="secrets") from None
         if data is None:
             return {}
@@ -144,7 +146,7 @@ class SecretStore:
             self._tighten()
             return
         self._ensure_directory()
-        text = _HEADER + dump_text(merged, sort_keys=True, default_flow_style=False, allow_unicode=False)
+        text = _HEADER + json.dumps(merged, sort_keys=True, indent=2, ensure_ascii=True) + "\n"
         try:
             write_secret_file(self.path, text)
         except OSError as exc:
@@ -176,3 +178,19 @@ class SecretStore:
                 os.chmod(self.path, 0o600)
         except OSError:
             pass
+
+
+def _load_mapping_text(text: str) -> Any:
+    """The data in a secrets text: JSON (what this module writes, after its comment lines) when it is, else YAML.
+    Raises ``ValueError`` for a text that is neither."""
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    try:
+        return json.loads(body) if body.strip() else None
+    except ValueError:
+        pass
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from None

@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from provisioner.im import IMClient
 from tests.clihelper import CLI, assert_human, loaded, run_reporting_modules
@@ -148,3 +149,22 @@ def test_create_wait_imports_only_what_it_uses(cli: CLI, tmp_path: Path) -> None
     assert loaded(modules, heavy + ours) == []
     assert "provisioner.im.transport" in modules
     assert cli("cluster", "destroy", "lean", "--yes").returncode == 0
+
+
+def test_create_wait_needs_no_yaml_parser(cli: CLI, tmp_path: Path) -> None:
+    """With an empty config file, a create neither parses nor writes YAML: our templates come from their parsed
+    copies (JSON, in tosca/__pycache__), the secrets file is written and read as JSON, and IM gets the document as
+    JSON text. The first create may parse the templates (and leave those copies); the second must not."""
+    empty = tmp_path / "empty-config.yaml"
+    empty.touch()
+    env = {**cli.env, "PROVISION_CONFIG": str(empty)}
+    for name in ("plain-1", "plain-2"):
+        args = ("cluster", "create", name, "-t", "oscar", "-s", "local-sim", "--wait", "-o", "json")
+        proc, code, modules = run_reporting_modules(args, env, cwd=tmp_path)
+        assert code == 0, proc.stderr
+        assert json.loads(proc.stdout)["state"] == "configured"
+    assert loaded(modules, ("yaml",)) == []
+    secrets = cli.home / "secrets" / "plain-2.yaml"
+    assert set(yaml.safe_load(secrets.read_text())) == set(json.loads(secrets.read_text().split("\n", 1)[1]))
+    for name in ("plain-1", "plain-2"):
+        assert cli("cluster", "destroy", name, "--yes").returncode == 0

@@ -461,3 +461,46 @@ def test_a_masked_render_is_never_valid() -> None:
     assert info.value.field is not None and info.value.field.startswith("topology_template.inputs.")
     assert info.value.field.endswith(".default") and "--show-secrets" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_what_im_gets_is_json_text_that_yaml_reads_as_the_document() -> None:
+    """for_im writes JSON (YAML's flow style), which IM's YAML parser reads into the same data as dump's text; a
+    document JSON cannot write as the same YAML data is written by dump instead."""
+    import json
+    import random
+
+    from provisioner.tosca import dump, for_im, prepare_inputs, render, resolve_site
+
+    loaders: list[type[yaml.SafeLoader] | type[yaml.CSafeLoader]] = [yaml.SafeLoader]
+    if hasattr(yaml, "CSafeLoader"):
+        loaders.append(yaml.CSafeLoader)
+    for template in ("oscar", "kubernetes"):
+        inputs = prepare_inputs(template, {}, secrets_store=None)
+        doc = dict(render(template, resolve_site("local-sim", {}), inputs, cluster_name="c1", deployment_id="d-1"))
+        text = for_im(doc)
+        assert json.loads(text) == doc and list(json.loads(text)) == list(doc)  # JSON, keys in document order
+        for loader in loaders:
+            assert yaml.load(text, Loader=loader) == yaml.safe_load(dump(doc)) == doc  # noqa: S506 - safe loaders
+
+    rnd = random.Random(11)
+    alphabet = "abcXYZ019 -_./:=+@,#'\"\\\n\t\r\x00\x1f\x7f\x80\x85\xa0éü€中\u2028\u2029\ufeff\U0001f600{}[]&*!|>%`~"
+    scalars: list[Any] = [True, False, None, 0, -7, 10**20, 0.5, -2.25, 1e-05, 1e16, 3.0, "yes", "~", "1e5", "0x1f"]
+
+    def value(depth: int = 0) -> Any:
+        roll = rnd.random()
+        if depth > 3 or roll < 0.5:
+            if rnd.random() < 0.5:
+                return rnd.choice(scalars)
+            return "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 40)))
+        if roll < 0.75:
+            return {"".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 8))): value(depth + 1) for _ in range(3)}
+        return [value(depth + 1) for _ in range(rnd.randint(0, 4))]
+
+    as_json = 0
+    for _ in range(500):
+        doc = {f"key{i}": value() for i in range(rnd.randint(1, 4))}
+        text = for_im(doc)
+        for loader in loaders:
+            assert yaml.load(text, Loader=loader) == doc, text  # noqa: S506 - safe loaders
+        as_json += text.startswith("{")
+    assert 50 < as_json < 500  # both forms were exercised

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -343,3 +344,56 @@ def test_broken_schema_file_is_a_project_bug(tmp_path: Path) -> None:
     (tmp_path / "t.yaml").write_text("provisioner: {inputs: [x]}\ntopology_template: {node_templates: {}}\n")
     with pytest.raises(SchemaFileError, match="its default breaks its own rules"):
         load_schema("t", tmp_path)
+
+
+def test_our_templates_are_parsed_once_then_read_from_their_json_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A template under tosca/ is parsed (YAML) once and its data kept as JSON in tosca/__pycache__, named after the
+    file's mtime and size: a changed file is parsed again, a file elsewhere is never copied, data JSON cannot hold
+    exactly is not copied, and a directory that cannot be written only costs the parse."""
+    import json
+
+    from provisioner.tosca import schema
+
+    tosca_dir = tmp_path / "tosca"
+    tosca_dir.mkdir()
+    monkeypatch.setattr(schema, "TOSCA_DIR", tosca_dir)
+    template = tosca_dir / "t.yaml"
+    template.write_text("a: 1\nb: [x, {c: null}]\n")
+    copy_path = tosca_dir / "__pycache__" / "t.yaml.json"
+    assert schema.read_yaml_file(template) == {"a": 1, "b": ["x", {"c": None}]}
+    entry = json.loads(copy_path.read_text())
+    assert entry["data"] == {"a": 1, "b": ["x", {"c": None}]}
+    assert (entry["mtime_ns"], entry["size"]) == (template.stat().st_mtime_ns, template.stat().st_size)
+
+    schema._parsed.cache_clear()  # a new process: the copy is read, not the YAML
+    entry["data"] = {"from": "the copy"}
+    copy_path.write_text(json.dumps(entry))
+    assert schema.read_yaml_file(template) == {"from": "the copy"}
+
+    template.write_text("a: 2\n")  # changed (size and mtime): parsed again, the copy replaced
+    os.utime(template, ns=(entry["mtime_ns"] + 10**9, entry["mtime_ns"] + 10**9))
+    assert schema.read_yaml_file(template) == {"a": 2}
+    assert json.loads(copy_path.read_text())["data"] == {"a": 2}
+
+    template.write_text("1: one\n")  # a number as a key: JSON would make it a text, so no copy
+    os.utime(template, ns=(entry["mtime_ns"] + 2 * 10**9, entry["mtime_ns"] + 2 * 10**9))
+    assert schema.read_yaml_file(template) == {1: "one"}
+    assert json.loads(copy_path.read_text())["data"] == {"a": 2}  # the old copy, whose mtime no longer matches
+    schema._parsed.cache_clear()
+    assert schema.read_yaml_file(template) == {1: "one"}
+
+    elsewhere = tmp_path / "mine.yaml"
+    elsewhere.write_text("x: 1\n")
+    assert schema.read_yaml_file(elsewhere) == {"x": 1}
+    assert not (tmp_path / "__pycache__").exists()
+
+    unwritable = tmp_path / "installed"  # where no copy can be written (as root, modes would not stop it)
+    unwritable.mkdir()
+    (unwritable / "__pycache__").write_text("a file, not a directory")
+    monkeypatch.setattr(schema, "TOSCA_DIR", unwritable)
+    other = unwritable / "u.yaml"
+    other.write_text("u: 1\n")
+    assert schema.read_yaml_file(other) == {"u": 1}
+    assert sorted(p.name for p in unwritable.iterdir()) == ["__pycache__", "u.yaml"]  # no temporary file left

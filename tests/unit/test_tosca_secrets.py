@@ -118,3 +118,28 @@ def test_update_and_delete(tmp_path: Path) -> None:
     assert store.load() == {"b": "2"}
     assert store.delete() is True
     assert store.delete() is False
+
+
+def test_the_file_is_json_after_a_comment_and_a_hand_edited_yaml_file_is_read(tmp_path: Path) -> None:
+    """Written as JSON (YAML's flow style) after the comment line, read back without a YAML parser; a file a
+    person rewrote as block YAML (with comments) is read as YAML, and the next write is JSON again."""
+    import json
+
+    store = SecretStore(tmp_path, "c1")
+    store.update({"oscar_password": 'p\u00e9"w', "admin_token": "t0k"})
+    comment, body = store.path.read_text().split("\n", 1)
+    assert comment.startswith("# ") and "0600" in comment
+    assert json.loads(body) == {"admin_token": "t0k", "oscar_password": 'p\u00e9"w'}
+    assert body.isascii() and list(json.loads(body)) == ["admin_token", "oscar_password"]  # sorted, escaped
+    assert yaml.safe_load(store.path.read_text()) == json.loads(body)  # still a YAML mapping
+    store.path.write_text("# mine\nadmin_token: edited  # by hand\n\noscar_password: 'p2'\n")
+    assert SecretStore(tmp_path, "c1").load() == {"admin_token": "edited", "oscar_password": "p2"}
+    SecretStore(tmp_path, "c1").update({"minio_password": "m"})
+    assert json.loads(store.path.read_text().split("\n", 1)[1]) == {
+        "admin_token": "edited",
+        "minio_password": "m",
+        "oscar_password": "p2",
+    }
+    store.path.write_text("admin_token: [unclosed\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        SecretStore(tmp_path, "c1").load()
