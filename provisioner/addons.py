@@ -313,6 +313,9 @@ def installed_extra(extra: Mapping[str, Any], chosen: Sequence[str], run_id: str
 
 @dataclass(frozen=True)
 class InstallReport:
+    """What one ``cluster install`` or ``edge create`` did: the add-ons installed (or only preflighted), the nodes'
+    SSH checks, and the Ansible run's id, status, artifacts and per-host task counts."""
+
     cluster: str
     components: list[str]
     preflight_only: bool
@@ -329,6 +332,9 @@ class InstallReport:
 
 @dataclass(frozen=True)
 class Check:
+    """One check of ``cluster verify`` (SSH to a node, the Kubernetes nodes, OSCAR's health or config): ok, failed
+    or skipped, and why."""
+
     name: str
     status: str  # ok | failed | skipped
     detail: str
@@ -336,6 +342,8 @@ class Check:
 
 @dataclass(frozen=True)
 class VerifyReport:
+    """What ``cluster verify`` found: the cluster's checks in order; ok unless one failed (:func:`fail_if_not_ok`)."""
+
     cluster: str
     checks: list[Check]
 

@@ -72,6 +72,8 @@ CREDENTIAL_REFRESH_EVERY = 300.0  # seconds between re-runs of command(...) cred
 
 @dataclass(frozen=True)
 class VMView:
+    """One VM of a cluster as commands show it: IM's id, its role (front or wn), its state and addresses."""
+
     id: str
     role: str
     state: str | None
@@ -81,6 +83,8 @@ class VMView:
 
 @dataclass(frozen=True)
 class ClusterView:
+    """A cluster as commands show it: the registry's record with the state and VMs last read from IM."""
+
     name: str
     infra_id: str | None
     im_url: str
@@ -110,6 +114,8 @@ class Progress:
 
 @dataclass(frozen=True)
 class DryRunPlan:
+    """What ``cluster create --dry-run`` found: IM's plan per cloud and the rendered TOSCA, secrets masked."""
+
     name: str
     template: str
     site: str
@@ -120,6 +126,8 @@ class DryRunPlan:
 
 @dataclass(frozen=True)
 class LogReport:
+    """A cluster's contextualization log from IM, with the failed task and host and, when known, its cause."""
+
     name: str
     infra_id: str
     vm: str | None
@@ -156,6 +164,8 @@ class DestroyResult:
 
 @dataclass(frozen=True)
 class SyncReport:
+    """What ``cluster sync`` changed in the registry to match what IM holds, by cluster name."""
+
     adopted: list[str]
     updated: list[str]
     forgotten: list[str]

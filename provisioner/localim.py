@@ -43,6 +43,9 @@ class LocalIM:
 
 @dataclass(frozen=True)
 class LocalIMStatus:
+    """What ``local-im status`` reports: whether the local IM runs and is installed in its venv; when it runs,
+    where (from its state file) and the version it answers with (None when it does not answer)."""
+
     running: bool
     installed: bool
     venv: str

@@ -68,6 +68,9 @@ def default_config_file() -> Path:
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting a command runs with, resolved once from flags, environment and the config file (see
+    :func:`load_settings`); secrets are never held here, only where they are (auth file, secrets reference)."""
+
     home: Path
     config_file: Path | None = None
     im_url: str | None = None

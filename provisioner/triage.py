@@ -106,6 +106,8 @@ SUMMARIES: dict[Cause, str] = {
 
 @dataclass(frozen=True)
 class Triage:
+    """Why something failed: the class of its cause and the line of text that decided it, with the runbook to open."""
+
     cause: Cause
     evidence: str  # the line of IM's (or our) text that decided it
 
@@ -271,6 +273,9 @@ _MSG_RE = re.compile(r'"msg":\s*"(?P<msg>(?:[^"\\]|\\.)*)"')
 
 @dataclass(frozen=True)
 class FailedTask:
+    """The Ansible task a run stopped at, read from its output (:func:`failed_task`): the task and host, whether it
+    FAILED or the host was UNREACHABLE, and Ansible's message."""
+
     task: str | None
     host: str
     what: str  # FAILED or UNREACHABLE

@@ -124,6 +124,9 @@ class Host:
 
 @dataclass(frozen=True)
 class Inventory:
+    """One cluster's nodes as Ansible and paramiko reach them: a front-end and its workers, from IM's VM info or
+    a user's edge inventory (written as ``hosts.yml``)."""
+
     cluster: str
     hosts: tuple[Host, ...]
 

@@ -56,6 +56,9 @@ class RunEvent:
 
 @dataclass(frozen=True)
 class TaskFailure:
+    """A task that failed on a host, or could not reach it, and that the playbook did not ignore: what
+    :meth:`RunResult.raise_for_failure` reports."""
+
     host: str
     task: str
     role: str | None
@@ -65,6 +68,9 @@ class TaskFailure:
 
 @dataclass
 class RunResult:
+    """How one :func:`run_playbook` ended: ansible-runner's status and rc, the run's artifacts directory, the task
+    failures, per-host counts, and the task running when it stopped."""
+
     ident: str
     status: str  # ansible-runner's: successful | failed | timeout | canceled
     rc: int | None

@@ -37,6 +37,9 @@ SSH_SCHEDULE = PollSchedule(initial=1.0, growth=0.25, cap=10.0, jitter=0.1)
 
 @dataclass(frozen=True)
 class SSHResult:
+    """One node's SSH check (:func:`check_host`): whether it logged in and ran ``true``, the line saying so, and
+    whether its host key was pinned now or refused as changed."""
+
     host: str
     address: str
     ok: bool
@@ -49,6 +52,8 @@ class SSHResult:
 
 @dataclass(frozen=True)
 class CommandResult:
+    """What a command run on a node over SSH (:func:`run_command`) gave back: its exit status and its output."""
+
     host: str
     exit_status: int
     stdout: str

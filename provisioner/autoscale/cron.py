@@ -60,6 +60,9 @@ MACROS: Mapping[str, str] = {
 
 @dataclass(frozen=True)
 class _FieldSpec:
+    """The rules of one of the five cron fields: its name, the values its text accepts, what ``*`` stands for,
+    and the names it takes (months, days of the week)."""
+
     name: str
     low: int
     high: int  # highest value accepted in the text (7 for day-of-week)

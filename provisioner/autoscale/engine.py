@@ -56,6 +56,8 @@ Action = Literal["none", "scale_up", "scale_down", "hold"]
 
 @dataclass(frozen=True)
 class Worker:
+    """One worker VM as the decision sees it: its VM id (what a scale-down names) and how long it has been idle."""
+
     vm_id: str
     idle_seconds: float | None = None  # how long it has been idle; None = busy or not known
 
@@ -87,6 +89,9 @@ class Signals:
 
 @dataclass(frozen=True)
 class Decision:
+    """What one tick decided for a cluster (:func:`decide`): the action, the worker counts and the VMs to remove,
+    the rule that matched and why, with the bounds and signals it saw (``autoscale explain``)."""
+
     action: Action
     current: int
     target: int

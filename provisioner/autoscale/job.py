@@ -107,6 +107,9 @@ def forget(home: Path, cluster: str) -> None:
 
 @dataclass(frozen=True)
 class TickOutcome:
+    """What one tick did for one cluster: the decision and whether its scale was applied, or the error, or a
+    hold while another command held the cluster's lock; the decision log records it too."""
+
     cluster: str
     action: str  # none | hold | scale_up | scale_down | error
     current: int | None

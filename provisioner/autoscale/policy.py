@@ -69,6 +69,9 @@ def format_duration(seconds: int) -> str:
 
 @dataclass(frozen=True)
 class ScheduleEntry:
+    """One entry of the policy's ``schedules``: a cron expression in a time zone; the entry that fired last sets
+    its floor and/or ceiling (see :class:`Bounds`)."""
+
     name: str
     cron: CronExpr
     tz: ZoneInfo
@@ -89,6 +92,9 @@ class ScheduleEntry:
 
 @dataclass(frozen=True)
 class Demand:
+    """The policy's ``demand`` section: which signals count as demand, how many pods or jobs one worker takes, and
+    when an idle worker may be removed."""
+
     pending_pods: bool = True
     oscar_jobs: bool = True
     pods_per_worker: int = DEFAULT_PODS_PER_WORKER
@@ -105,6 +111,9 @@ class Demand:
 
 @dataclass(frozen=True)
 class Policy:
+    """One cluster's autoscaling policy, read from its YAML file and checked: its bounds, cooldown, step per action,
+    schedules and demand (None: only the bounds apply)."""
+
     min_workers: int
     max_workers: int
     cooldown: int = DEFAULT_COOLDOWN  # seconds

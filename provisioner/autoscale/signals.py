@@ -84,6 +84,9 @@ OSCAR_MAX_PAGES = OSCAR_CLIENT_MAX_PAGES  # a server whose continuation tokens n
 
 @dataclass(frozen=True)
 class SourceContext:
+    """What a signal source is given at a tick: the cluster, its live workers, the tick's time, and since when
+    each worker was idle at the last decision."""
+
     cluster: str
     workers: Sequence[Any]  # VMInfo of the live workers
     now: datetime
@@ -92,6 +95,9 @@ class SourceContext:
 
 @dataclass(frozen=True)
 class Reading:
+    """What one signal source read at a tick, None for what it does not read; the job merges the sources' readings
+    into the decision's :class:`~provisioner.autoscale.engine.Signals`."""
+
     pending_pods: int | None = None
     oscar_job_pods: int | None = None  # of pending_pods, the pods of OSCAR jobs (also counted as waiting OSCAR jobs)
     waiting_jobs: int | None = None
@@ -115,6 +121,9 @@ def kube_cache_path(home: Path, cluster: str) -> Path:
 
 @dataclass(frozen=True)
 class KubeAccess:
+    """Where a cluster's Kubernetes API server answers and with which credentials: the kubeconfig's current
+    context (:func:`parse_kubeconfig`)."""
+
     server: str
     ca_pem: bytes | None = field(default=None, repr=False)
     cert_pem: bytes | None = field(default=None, repr=False)

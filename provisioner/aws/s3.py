@@ -42,6 +42,9 @@ class S3Access:
 
 @dataclass(frozen=True)
 class S3Object:
+    """One object a listing found (:meth:`S3Store.objects`); ``workflow run`` compares size, time and ETag to tell
+    a stage's new outputs from those already there."""
+
     key: str
     size: int
     modified: float  # seconds since the epoch

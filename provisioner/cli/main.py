@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 # tests/unit/test_cli_startup.py checks each help line against the module's own.
 @dataclass(frozen=True)
 class Entry:
+    """A command group or command of ``provision``: the module that holds it, loaded on first use, and its help line."""
+
     module: str  # under provisioner.cli
     help: str
     command: str | None = None  # a single command: the function's name in ``module``; None: the module's ``app``

@@ -76,6 +76,9 @@ class Options:
 
 @dataclass
 class LegResult:
+    """What ``up`` did to one cluster of the continuum: each step done, skipped or failed, and for a failure the
+    error, its exit code and its triage with the runbook to open."""
+
     id: str
     kind: str
     action: str
@@ -105,6 +108,9 @@ class LegResult:
 
 @dataclass
 class WorkflowOutcome:
+    """What ``up`` did with the continuum's workflow: applied (the changes sent to OSCAR), failed with its triage,
+    or skipped because a cluster it needs failed."""
+
     name: str
     status: str  # applied | failed | skipped
     reason: str | None = None
@@ -127,6 +133,9 @@ class WorkflowOutcome:
 
 @dataclass
 class UpResult:
+    """What one ``continuum up`` did: each cluster's result in the file's order, the workflow's outcome, and what an
+    earlier up declared that the file no longer names (left as it is)."""
+
     name: str
     legs: list[LegResult]
     workflow: WorkflowOutcome | None
@@ -153,6 +162,9 @@ class UpResult:
 
 @dataclass
 class PlanReport:
+    """What ``continuum plan`` shows, and ``up`` would do: each cluster's plan, the workflow's, what is left
+    behind, and the refusals ``up`` would stop at before sending anything."""
+
     name: str
     source: str
     legs: list[LegPlan]
@@ -177,6 +189,9 @@ class PlanReport:
 
 @dataclass
 class StatusReport:
+    """What ``continuum status`` shows of the clusters and workflow the latest ``up`` declared: each one's state
+    now (from IM or the registry), its last step, and how that ``up`` ended."""
+
     name: str
     source: str
     clusters: list[dict[str, Any]]
@@ -195,6 +210,9 @@ class StatusReport:
 
 @dataclass
 class DownResult:
+    """What ``continuum down`` did: the workflow deleted first, then each cluster destroyed (an edge one forgotten),
+    or all kept when the workflow could not be deleted (without ``--force``)."""
+
     name: str
     workflow: dict[str, Any] | None  # {name, status: deleted|absent|failed, deleted: [...], reason}
     clusters: list[dict[str, Any]]  # {id, kind, status: destroyed|forgotten|absent|failed|kept, ...}

@@ -64,6 +64,9 @@ class Action(StrEnum):
 
 @dataclass(frozen=True)
 class Change:
+    """One field on which a recorded cluster differs from the continuum file: its template, site or an input (a
+    secret's values shown as ``***``)."""
+
     field: str
     before: Any
     after: Any
@@ -71,6 +74,9 @@ class Change:
 
 @dataclass(frozen=True)
 class LegPlan:
+    """What ``up`` does to one cluster of the file (:func:`plan_leg`), as ``continuum plan`` shows it; with a
+    refusal, ``up`` stops before anything is sent."""
+
     id: str
     kind: str  # im | edge
     action: Action
@@ -260,6 +266,9 @@ def _plan_im(leg: Leg, record: ClusterRecord | None, kept: Mapping[str, str], in
 
 @dataclass(frozen=True)
 class Member:
+    """One cluster of a :class:`Membership`, as an ``up`` journaled it (a preflight-only edge cluster is never
+    recorded in the registry)."""
+
     id: str
     kind: str  # im | edge
     preflight: bool = False

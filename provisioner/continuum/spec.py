@@ -109,6 +109,9 @@ class Leg:
 
 @dataclass(frozen=True)
 class WorkflowSpec:
+    """The continuum's ``workflow:`` section, checked: the FDL (a file, or inline in this one), its stages, and the
+    continuum's clusters that must be up before ``up`` applies it."""
+
     name: str
     line: int
     fdl: Path | None  # the FDL file given by path, or None for an inline one
@@ -120,6 +123,9 @@ class WorkflowSpec:
 
 @dataclass(frozen=True)
 class ContinuumSpec:
+    """A continuum file as :func:`read_continuum` checked it: its name, its clusters in the file's order, and its
+    workflow (None when it has none)."""
+
     name: str
     path: Path  # the file, resolved
     legs: tuple[Leg, ...]
@@ -179,6 +185,9 @@ def _rule_of(exc: InputError, name: str | None) -> str:
 
 @dataclass
 class _Problem:
+    """One problem found in a continuum file, rendered as ``FILE:LINE: path.to.field: rule`` (or, given
+    ``verbatim``, as the FDL reader wrote it about another file)."""
+
     line: int | None
     field: str
     rule: str

@@ -86,6 +86,8 @@ class StaticAuth:
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """How often and for how long a request is retried (connection errors, 502/503/504), with backoff."""
+
     attempts: int = 5
     max_delay: float = 60.0
     backoff: float = 0.5
@@ -98,6 +100,8 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Timeouts:
+    """Seconds to wait for IM: for the connection, and for each read of its answer."""
+
     connect: float = 5.0
     read: float = 120.0
 

@@ -22,12 +22,16 @@ _SECRET_RADL_KEYS = ("password", "private_key", "token", "secret")
 
 @dataclass(frozen=True)
 class CreateResult:
+    """What IM answers a create: the new infrastructure's id and URI."""
+
     infra_id: str
     uri: str
 
 
 @dataclass(frozen=True)
 class InfraState:
+    """An infrastructure's overall state and each VM's, from ``GET /infrastructures/<id>/state``."""
+
     state: str
     vm_states: dict[str, str] = field(default_factory=dict)
 
@@ -38,6 +42,8 @@ class InfraState:
 
 @dataclass(frozen=True)
 class VMCredentials:
+    """How to log in to a VM, from its RADL; the secret parts are kept out of ``repr``."""
+
     username: str | None = field(default=None)
     password: str | None = field(default=None, repr=False)
     private_key: str | None = field(default=None, repr=False)
@@ -67,6 +73,8 @@ class VMInfo:
 
 @dataclass(frozen=True)
 class CloudImage:
+    """One image a cloud offers, as IM lists it (its URI, its name when given, IM's whole entry)."""
+
     uri: str
     name: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -95,6 +103,8 @@ def dry_run_cloud(cloud_id: str, plan: dict[str, Any]) -> DryRunCloud:
 
 @dataclass(frozen=True)
 class Quota:
+    """One resource's use and limit on a cloud, as IM reports them (``None`` when unknown)."""
+
     used: float | None
     limit: float | None
 

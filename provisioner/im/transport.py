@@ -455,6 +455,8 @@ def _bundle_from(environ: Mapping[str, str]) -> str | None:
 
 @dataclass(frozen=True)
 class _Answer:
+    """One HTTP answer as read from the socket, and whether its connection can carry another request."""
+
     status: int
     reason: str
     headers: dict[str, str]  # lower-case names; repeated headers joined with ", "

@@ -46,6 +46,9 @@ TABLES = ("clusters", "journal", "decisions", "workflows")
 
 @dataclass(frozen=True)
 class HeldLock:
+    """A lock held now and its holder, as ``state locks`` lists it: a PostgreSQL advisory lock, or a flock file
+    under ``<home>/locks``."""
+
     subject: str
     user: str | None
     host: str | None
@@ -250,6 +253,9 @@ def snapshot(store: Store | PgStore) -> Snapshot:
 
 @dataclass
 class MigrateResult:
+    """What ``state migrate`` copied into another backend: the rows added per table, and the source's counts and
+    checksums, which the destination's matched after the copy."""
+
     source: str
     destination: str
     copied: dict[str, int]
@@ -418,6 +424,9 @@ def _copy_cluster(dest: Store | PgStore, clock: _Clock, r: ClusterRecord) -> Non
 
 @dataclass(frozen=True)
 class Unfinished:
+    """Work the journal shows left unfinished under one name (a cluster, workflow or continuum), for
+    ``state doctor``: since when, what did not finish, and the command that resumes it."""
+
     name: str
     phase: str
     since: str
@@ -427,6 +436,9 @@ class Unfinished:
 
 @dataclass
 class Report:
+    """What ``state doctor`` found: the backend and its schema version, the locks held now, and the unfinished
+    work; healthy when the schema is current and there is neither."""
+
     backend: str
     location: str
     schema_version: int

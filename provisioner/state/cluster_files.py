@@ -25,6 +25,8 @@ KUBE_CACHE_DIR = "kube"
 
 @dataclass(frozen=True)
 class ClusterFiles:
+    """Where this home keeps one cluster's autoscale policy and cached kubeconfig, and their removal."""
+
     home: Path
     name: str
 

@@ -791,6 +791,9 @@ def advisory_lock(
 
 @dataclass(frozen=True)
 class _Held:
+    """An advisory lock this process holds now: the idle connection whose session holds it (:func:`lost_locks`
+    looks at it), the database's URL and the lock's subject."""
+
     conn: psycopg.Connection
     url: str
     subject: str

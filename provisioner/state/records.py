@@ -69,6 +69,9 @@ class Phase(StrEnum):
 
 @dataclass(frozen=True)
 class ClusterRecord:
+    """One cluster in the registry: where it lives in IM, how it was made (template, site, public inputs) and
+    its last known state; never a secret."""
+
     name: str
     im_url: str
     infra_id: str | None
@@ -101,6 +104,8 @@ class WorkflowRecord:
 
 @dataclass(frozen=True)
 class JournalEntry:
+    """One step of a multi-step change, written before the step is sent (the cluster, the phase, the details)."""
+
     seq: int
     cluster: str
     phase: Phase
@@ -110,6 +115,8 @@ class JournalEntry:
 
 @dataclass(frozen=True)
 class DecisionEntry:
+    """One scaling decision the autoscaler made for a cluster, and why."""
+
     seq: int
     cluster: str
     ts: datetime

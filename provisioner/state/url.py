@@ -24,6 +24,8 @@ POSTGRESQL = "postgresql"
 
 @dataclass(frozen=True)
 class StateURL:
+    """Where the shared state lives: a SQLite file or a PostgreSQL URL (the password only for the driver)."""
+
     kind: str  # SQLITE or POSTGRESQL
     url: str  # as given, password included: for the driver only
     sqlite_path: Path | None = None  # SQLITE: the database file

@@ -63,6 +63,8 @@ class SchemaFileError(ProvisionError):
 
 @dataclass(frozen=True)
 class Constraints:
+    """The rules an input's value must meet, as its schema states them (values, range, length, pattern)."""
+
     valid_values: tuple[Any, ...] | None = None
     in_range: tuple[Any, Any] | None = None
     min_length: int | None = None

@@ -57,6 +57,8 @@ _PUBLIC_RE = re.compile(r"PUBLIC|[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}\.PUBLIC|[A-Z
 
 @dataclass(frozen=True)
 class Site:
+    """Where a cluster is deployed: the cloud (IM's id for it), the image and instance types, the networks."""
+
     name: str
     kind: str
     cloud_id: str

@@ -35,6 +35,9 @@ class Edge:
 
 @dataclass(frozen=True)
 class Dataflow:
+    """The graph of an FDL's stages (:func:`dataflow`): which output feeds which input, the entry stages, the final
+    outputs, and the order to deploy in."""
+
     edges: tuple[Edge, ...]
     entries: tuple[tuple[str, str], ...]  # stages nobody feeds, in file order
     finals: tuple[tuple[tuple[str, str], int], ...]  # (stage, output index) that no stage reads

@@ -59,6 +59,9 @@ def check_workflow_name(name: str) -> str:
 
 @dataclass
 class ApplyResult:
+    """What a workflow ``apply`` or ``delete`` did against its plan: the calls sent, and why each service failed or
+    was skipped and each cluster could not be read; ok only when nothing was left undone."""
+
     plan: WorkflowPlan
     done: list[ServicePlan] = field(default_factory=list)
     failed: dict[tuple[str, str], str] = field(default_factory=dict)  # service -> why

@@ -34,6 +34,9 @@ class Action(StrEnum):
 
 @dataclass(frozen=True)
 class Change:
+    """One field of an OSCAR service that applying would change: what OSCAR has and what the FDL gives (secrets
+    masked, a script only named)."""
+
     field: str
     before: Any
     after: Any
@@ -41,6 +44,9 @@ class Change:
 
 @dataclass(frozen=True)
 class ServicePlan:
+    """What applying the workflow would do to one service on one cluster; for one it sends, the digest and field
+    names its record keeps."""
+
     cluster: str
     service: str
     action: Action
@@ -60,6 +66,9 @@ class ServicePlan:
 
 @dataclass(frozen=True)
 class WorkflowPlan:
+    """What applying a workflow would change (:func:`plan_services`): each service's plan, and whether removals
+    are sent (``--prune``)."""
+
     name: str
     services: tuple[ServicePlan, ...]
     prune: bool = False

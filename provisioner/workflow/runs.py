@@ -42,6 +42,9 @@ LOG_TAIL_LINES = 20
 
 @dataclass
 class StageStatus:
+    """One stage (or a service the workflow owns that its FDL no longer has) as ``workflow status`` shows it: on
+    OSCAR or not, as the FDL says or not, its input buckets and its jobs by state."""
+
     cluster: str
     service: str
     in_fdl: bool
@@ -68,6 +71,9 @@ class StageStatus:
 
 @dataclass
 class RunResult:
+    """What one ``workflow run`` saw: the file uploaded where the entry stage reads, its trace through the stages,
+    the final outputs downloaded, and a failed job's log tail."""
+
     name: str
     entry: str  # cluster/service
     uploaded: str  # the object's label
@@ -95,6 +101,9 @@ class RunResult:
 
 @dataclass(frozen=True)
 class InvokeResult:
+    """What ``workflow invoke`` got from one call of a stage: its output, decoded (None for an asynchronous job),
+    and how long the call took."""
+
     stage: str
     output: bytes | None  # None: asynchronous
     seconds: float
@@ -102,6 +111,9 @@ class InvokeResult:
 
 @dataclass
 class _Opened:
+    """A workflow opened for status, run or invoke: its record, its FDL (None when it cannot be read and is not
+    needed), its clusters resolved, and what each answered when read once."""
+
     record: WorkflowRecord
     workflow: Workflow | None
     targets: dict[str, Target]

@@ -219,3 +219,21 @@ def test_the_console_script_raises_the_collectors_threshold_before_the_cli_is_im
     assert 'provision = "provisioner.cli.entry:main"' in scripts
     main_module = Path(entry.__file__).parents[1].joinpath("__main__.py").read_text(encoding="utf-8")
     assert "from provisioner.cli.entry import main" in main_module
+
+
+def test_every_dataclass_has_a_docstring() -> None:
+    """Python 3.11's dataclasses give a class without a docstring one made from ``inspect.signature``, at import:
+    about 0.2 ms a class, paid by every command that imports it. A written docstring costs nothing (and says what
+    the object is)."""
+    import ast
+
+    import provisioner
+
+    missing = []
+    for path in sorted(Path(provisioner.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ClassDef) or ast.get_docstring(node) is not None:
+                continue
+            if any("dataclass" in ast.unparse(d) for d in node.decorator_list):
+                missing.append(f"{path.name}: {node.name}")
+    assert missing == []
