@@ -32,8 +32,8 @@ YamlPath = tuple[str | int, ...]
 def read_yaml_file(path: Path, *, label: str, field: str, error: type[InputError] = InputError) -> Any:
     """The data in ``path`` (None for an empty file), within the size, depth and alias limits."""
     text = read_text_file(path, label=label, field=field, error=error)
-    if not text.strip():
-        return None  # what the parser makes of it, without importing one
+    if not text.strip(" \t\r\n"):
+        return None  # what the parser makes of blanks and line breaks, without importing one
     import yaml
 
     loader = yaml.SafeLoader(text)

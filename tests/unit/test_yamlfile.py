@@ -170,3 +170,12 @@ def test_dump_text_is_the_pure_dumpers_text_for_mappings() -> None:
             assert dump_text(doc, **options) == yaml.safe_dump(doc, **options)
         odd = {f"key{i}": value(awkward) for i in range(rnd.randint(1, 4))}
         assert yaml.safe_load(dump_text(odd, **render_options)) == odd  # wrapped differently at times, same data
+
+
+@pytest.mark.parametrize("text", ["", "\n", " \t\r\n\n", "# only a comment\n", "---\n", "~\n"])
+def test_empty_files_are_none(tmp_path: Path, text: str) -> None:
+    """Blanks and line breaks are read as nothing without a parser; anything else goes through PyYAML as before."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    assert read_yaml_file(path, label="config file c.yaml", field="config") is None
+    assert read_yaml_mapping(path, label="config file c.yaml", field="config") == {}
