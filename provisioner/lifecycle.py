@@ -531,7 +531,15 @@ class Lifecycle:
 
     @staticmethod
     def _submitted_before(store: StateStore, rec: ClusterRecord) -> bool:
-        return any(entry.phase == Phase.SUBMITTING for entry in store.journal(rec.name))
+        """Whether this record's deployment was POSTed before (its answer may have been lost). The journal keeps a
+        destroyed cluster's history under its name: a later cluster of that name has another deployment id, and its
+        first create must not search IM for it (a list of every infrastructure and a TOSCA read of each unknown
+        one)."""
+        return any(
+            entry.phase == Phase.SUBMITTING
+            and entry.detail.get("deployment_id", rec.deployment_id) == rec.deployment_id
+            for entry in store.journal(rec.name)
+        )
 
     def _find_deployment(self, store: StateStore, client: IMClient, deployment_id: str) -> str | None:
         known = {r.infra_id for r in store.list_clusters() if r.infra_id}

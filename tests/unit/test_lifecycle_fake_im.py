@@ -109,6 +109,19 @@ def test_create_again_resumes_and_posts_nothing(lc: Lifecycle, im: FakeIM) -> No
     assert list(im.infras) == [infra_id]
 
 
+def test_a_name_used_before_is_created_without_searching_im(lc: Lifecycle, im: FakeIM) -> None:
+    """The journal keeps a destroyed cluster's SUBMITTING step; a new cluster of that name is a new deployment,
+    POSTed at once: no list of IM's infrastructures, no TOSCA read of each (the search for a lost answer)."""
+    first = create(lc)
+    lc.destroy("c1")
+    im.requests.clear()
+    second = create(lc)
+    assert second != first
+    assert [r for r in im.requests if r in (("GET", "/infrastructures"),) or r[1].endswith("/tosca")] == []
+    assert [m for m, _ in im.requests].count("POST") == 1
+    assert [str(e) for e in phases(lc, "c1")].count(str(Phase.SUBMITTING)) == 2
+
+
 def test_a_create_whose_answer_is_lost_is_adopted_not_repeated(lc: Lifecycle, im: FakeIM) -> None:
     im.lose_answer("POST")
     infra_id = create(lc)
