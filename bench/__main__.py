@@ -46,6 +46,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--only", default="", help="comma-separated figure numbers to run, e.g. --only 2,3,6")
     parser.add_argument("--load", type=int, default=50, help="clusters created at once in figure 4 (default 50)")
     parser.add_argument(
+        "--load-rounds",
+        type=int,
+        default=3,
+        help="rounds of figure 4 (curl floor, then the CLI, each round; medians; default 3)",
+    )
+    parser.add_argument(
         "--autoscale", type=int, default=200, help="clusters in the autoscale tick, figure 5 (default 200)"
     )
     parser.add_argument(
@@ -77,7 +83,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error(f"--only takes figure numbers like 1,3: {args.only!r}")
     if bad := [f for f in args.figures if f not in FIGURES]:
         parser.error(f"no figure {bad[0]} (known: {', '.join(map(str, FIGURES))})")
-    for name in ("load", "autoscale", "runs", "registry", "create_runs"):
+    for name in ("load", "load_rounds", "autoscale", "runs", "registry", "create_runs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
