@@ -8,12 +8,10 @@ them.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import json
 import math
-import os
 import re
 import reprlib
 import unicodedata
@@ -24,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import InputError, ProvisionError
+from provisioner.privfs import write_secret_file
 from provisioner.settings import data_path
 
 #: The templates, input schema and stub types, shipped in the package (``provisioner/data/tosca/``).
@@ -484,14 +483,11 @@ def _write_parse_cache(path: Path, mtime_ns: int, size: int, data: Any) -> None:
         return  # a value JSON has no form for
     if json.loads(text)["data"] != data:
         return  # a value JSON would change (a number as a key)
-    temp = where.with_name(f".{where.name}.{os.getpid()}.tmp")
     try:
         where.parent.mkdir(exist_ok=True)
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, where)
-    except OSError:  # a package installed read-only: parsed each time
-        with contextlib.suppress(OSError):
-            temp.unlink()
+        write_secret_file(where, text)  # atomic (a temporary file replaces it), no temporary left on failure
+    except OSError:
+        return  # a package installed read-only: parsed each time
 
 
 def list_templates(directory: Path | None = None) -> list[str]:
