@@ -75,11 +75,13 @@ for name in demo demo-b; do
   password=$(provision cluster secrets "$name" --show -o json \
     | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["secrets"]["oscar_password"])')
   ready="$PROVISION_HOME/standin-$name.url"
+  log="$PROVISION_HOME/standin-$name.log"
   .venv/bin/python -m standin.oscar --with-moto --name "$name" --password "$password" --ready-file "$ready" \
-    >/dev/null 2>&1 &
+    >"$log" 2>&1 &
   standins+=($!)
-  for _ in $(seq 100); do [[ -s "$ready" ]] && break; sleep 0.1; done
-  [[ -s "$ready" ]] || { echo "the stand-in OSCAR of $name did not start" >&2; exit 1; }
+  # moto's server starts in a few seconds; on a busy machine it can take longer: up to 60 s, unless it exits.
+  for _ in $(seq 600); do [[ -s "$ready" ]] && break; kill -0 "${standins[-1]}" 2>/dev/null || break; sleep 0.1; done
+  [[ -s "$ready" ]] || { echo "the stand-in OSCAR of $name did not start; its log ($log) ends:" >&2; tail -n 20 "$log" >&2; exit 1; }
   provision cluster endpoint "$name" --oscar "$(cat "$ready")"
 done
 
